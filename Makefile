@@ -1,0 +1,56 @@
+# SceneSpeak: `make demo` runs the main job, `make test` runs every test. Both set up what they need.
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+STAMP   := .venv/.stamp
+OUT     := out
+MODEL   := models/default
+
+.PHONY: demo test models clip setup-runtime setup-train clean
+
+demo: $(STAMP)-runtime
+	@mkdir -p $(OUT)
+	$(PY) -m runtime describe --model $(MODEL) --speech-wav $(OUT)/demo.wav --log $(OUT)/demo.jsonl
+
+test: $(STAMP)-train
+	$(PY) -m pytest -q tests
+
+setup-runtime: $(STAMP)-runtime
+setup-train: $(STAMP)-train
+
+# espeak-ng is pyttsx3's voice on Linux; alsa-utils gives aplay to play it. Needs root (or sudo).
+$(STAMP)-system:
+	@if command -v espeak-ng >/dev/null && command -v aplay >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng alsa-utils >/dev/null; \
+	else echo "note: espeak-ng is missing; run: sudo apt-get install espeak-ng alsa-utils" >&2; fi
+	@mkdir -p .venv && touch $@
+
+$(STAMP)-venv:
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	@touch $@
+
+$(STAMP)-runtime: requirements/runtime.txt $(STAMP)-venv $(STAMP)-system
+	$(PIP) install -q -r requirements/runtime.txt
+	@touch $@
+
+$(STAMP)-train: requirements/train.txt requirements/test.txt $(STAMP)-runtime
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements/test.txt
+	@touch $@
+
+# Rebuild the default bundle from the recipe: scenes -> features -> train -> export -> evaluate.
+# Seeds: 1 train, 2 validation, 7 held-out test (never used in training), 11 the sample clip.
+DATA := data
+models: $(STAMP)-train
+	$(PY) -m export scenes --out $(DATA)/scenes-train --n 12000 --seed 1
+	$(PY) -m export scenes --out $(DATA)/scenes-val --n 500 --seed 2
+	$(PY) -m export scenes --out $(DATA)/scenes-test --n 200 --seed 7
+	$(PY) -m export train --train $(DATA)/scenes-train --val $(DATA)/scenes-val --out runs/default/model.pt
+	$(PY) -m export onnx --checkpoint runs/default/model.pt --calib $(DATA)/scenes-train --val $(DATA)/scenes-val --out $(MODEL)
+	$(PY) -m export evaluate --model $(MODEL) --data $(DATA)/scenes-test --out $(MODEL)/evaluation.json
+
+clip: $(STAMP)-train
+	$(PY) -m export clip --out assets/sample_scenes.mp4 --scenes 8 --seed 11
+
+clean:
+	rm -rf $(OUT) runs .pytest_cache

@@ -1,0 +1,90 @@
+"""Training-side CLI (needs torch): python -m export {scenes,train,evaluate,onnx} ..."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dataclasses import MISSING, fields
+
+from export.evaluate import EvalConfig
+from export.onnx_export import ExportConfig
+from export.train import TrainConfig
+from runtime.errors import SceneSpeakError
+
+
+def _add_dataclass_args(p: argparse.ArgumentParser, cls) -> None:
+    """One --flag per dataclass field; fields without a default are required."""
+    for f in fields(cls):
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        flag = "--" + f.name.replace("_", "-")
+        if f.default is MISSING:
+            p.add_argument(flag, dest=f.name, type=kind, required=True)
+        else:
+            p.add_argument(flag, dest=f.name, type=kind, default=f.default,
+                           help=f"default: {f.default}")
+
+
+def _fill(cls, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("scenes", help="render a synthetic scene set")
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--n", required=True, type=int)
+    s.add_argument("--seed", required=True, type=int)
+
+    v = sub.add_parser("clip", help="render a video of synthetic scenes (the sample clip)")
+    v.add_argument("--out", required=True, type=Path)
+    v.add_argument("--scenes", type=int, default=8)
+    v.add_argument("--seed", type=int, default=11)
+    v.add_argument("--seconds", type=float, default=2.0, help="each scene is held this long")
+    v.add_argument("--fps", type=int, default=15)
+
+    t = sub.add_parser("train", help="train the decoder on cached encoder features")
+    _add_dataclass_args(t, TrainConfig)
+
+    o = sub.add_parser("onnx", help="export a checkpoint to a validated fp32/fp16/int8 bundle")
+    _add_dataclass_args(o, ExportConfig)
+
+    e = sub.add_parser("evaluate", help="exact match and BLEU of a bundle or checkpoint")
+    _add_dataclass_args(e, EvalConfig)
+
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "scenes":
+            from export.scenes import write_scenes
+
+            if args.n < 1:
+                raise SceneSpeakError(f"--n must be at least 1, got {args.n}")
+            print(write_scenes(args.out, args.n, args.seed))
+        elif args.cmd == "clip":
+            from export.scenes import write_clip
+
+            print(write_clip(args.out, args.scenes, args.seed, args.seconds, args.fps))
+        elif args.cmd == "train":
+            from export.train import train
+
+            train(_fill(TrainConfig, args))
+        elif args.cmd == "onnx":
+            from export.onnx_export import export_bundle
+
+            print(export_bundle(_fill(ExportConfig, args)))
+        elif args.cmd == "evaluate":
+            from export.evaluate import evaluate
+
+            print(json.dumps(evaluate(_fill(EvalConfig, args)), indent=1))
+    except SceneSpeakError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

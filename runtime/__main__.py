@@ -1,0 +1,131 @@
+"""Device CLI (no torch): python -m runtime {caption,describe} ...
+
+    python -m runtime caption scene.png --json
+    python -m runtime describe clip.mp4 --log out/run.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from runtime.errors import InputError, SceneSpeakError
+
+DEFAULT_MODEL = "models/default"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help="bundle folder (default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="default: the fastest the bundle and device offer (int8 on CPU)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: auto)")
+
+
+def _captioner(args):
+    from runtime.bundle import load_bundle
+    from runtime.captioner import Captioner
+    from runtime.session import SessionConfig, available_providers, default_precision
+
+    bundle = load_bundle(args.model)
+    session = SessionConfig(intra_op_threads=args.threads)
+    precision = args.precision or default_precision(bundle.precisions,
+                                                    available_providers(session.providers))
+    return Captioner(bundle, precision, session)
+
+
+def cmd_caption(args) -> int:
+    import cv2
+
+    cap = _captioner(args)
+    for path in args.images:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such image file")
+        frame = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if frame is None:
+            raise InputError(f"{path}: cannot decode image")
+        result = cap.caption(frame)
+        if args.json:
+            print(json.dumps({"image": path, "caption": result.text, "steps": result.steps,
+                              "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}}),
+                  flush=True)
+        else:
+            print(f"{path}\t{result.text}", flush=True)
+    return 0
+
+
+def _echo(line: dict) -> None:
+    """Console view of the log: what is spoken and what goes wrong."""
+    ev = line["event"]
+    if ev == "spoken":
+        print(f"[{line['t']:7.2f}s] {line['caption']}", flush=True)
+    elif ev in ("warning", "source_lost", "source_restored", "skipped"):
+        detail = line.get("message") or line.get("reason") or line.get("source", "")
+        print(f"[{line['t']:7.2f}s] {ev}: {detail}", file=sys.stderr, flush=True)
+
+
+def cmd_describe(args) -> int:
+    import signal
+
+    from runtime.eventlog import EventLog
+    from runtime.loop import DescribeLoop, LoopConfig
+    from runtime.sources import SourceConfig, describe_uri, open_source
+    from runtime.speech import SpeechConfig, SpeechWorker
+
+    folder = args.source is not None and describe_uri(args.source)[0] == "folder"
+    loop_cfg = LoopConfig(mode=args.mode, max_frames=args.max_frames, interval_s=args.interval,
+                          stable_frames=1 if folder else args.stable_frames)
+    cap = _captioner(args)
+    source = open_source(args.source, SourceConfig(realtime=not args.fast))
+    log = EventLog(args.log, echo=_echo)
+    speech = SpeechWorker(SpeechConfig(voice=args.voice, rate=args.rate, volume=args.volume,
+                                       record=args.speech_wav, play=not args.no_speak),
+                          on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
+    loop = DescribeLoop(cap, source, speech, log, loop_cfg)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: loop.stop.set())
+    return loop.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m runtime", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("caption", help="caption image files")
+    c.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_model_args(c)
+    c.add_argument("--json", action="store_true", help="one JSON object per image, with timings")
+    c.set_defaults(func=cmd_caption)
+
+    d = sub.add_parser("describe", help="speak descriptions of a camera, stream, video or folder")
+    d.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
+                        "(default: the bundled sample clip)")
+    _add_model_args(d)
+    d.add_argument("--mode", default="change", choices=("change", "interval", "manual", "continuous"))
+    d.add_argument("--interval", type=float, default=5.0, help="seconds between interval descriptions")
+    d.add_argument("--stable-frames", type=int, default=2,
+                   help="change mode: captioned frames that must agree before speaking")
+    d.add_argument("--no-speak", action="store_true", help="do not play speech (still logged/recorded)")
+    d.add_argument("--speech-wav", metavar="PATH", help="also write everything spoken to this WAV")
+    d.add_argument("--voice", help="TTS voice id or part of it, e.g. en-us")
+    d.add_argument("--rate", type=int, default=175, help="speech rate, words per minute")
+    d.add_argument("--volume", type=float, default=1.0)
+    d.add_argument("--log", metavar="PATH", help="JSON-lines event log, flushed per event")
+    d.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: no limit)")
+    d.add_argument("--fast", action="store_true", help="read files as fast as possible, every frame")
+    d.set_defaults(func=cmd_describe)
+
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except SceneSpeakError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

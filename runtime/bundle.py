@@ -1,0 +1,118 @@
+"""Model bundles: `manifest.json` plus the ONNX graphs of each precision, checked by sha256.
+
+    bundle = load_bundle("models/default")
+    paths = bundle.graph_paths("int8")  # hashes checked here; a damaged file raises BundleError
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime import io_spec
+from runtime.errors import BundleError
+from runtime.preprocess import PreprocessConfig
+from runtime.vocab import SPECIALS, Vocab
+
+MANIFEST = "manifest.json"
+FORMAT = "scenespeak-bundle/1"
+MAX_VOCAB = 1_000_000
+MAX_LEN = 1000
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _get(d: dict, key: str, kind: type | tuple, where: str):
+    if not isinstance(d, dict) or key not in d:
+        raise BundleError(f"{where}: missing key {key!r}")
+    value = d[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BundleError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+@dataclass(frozen=True)
+class GraphFile:
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    manifest: dict
+    vocab: Vocab
+    preprocess: PreprocessConfig
+    max_len: int
+    files: dict[str, dict[str, GraphFile]]  # precision -> graph -> file
+    _verified: set = field(default_factory=set, compare=False, repr=False)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(p for p in io_spec.PRECISIONS if p in self.files)
+
+    def graph_paths(self, precision: str) -> dict[str, Path]:
+        """The graphs of one precision, after checking that each file is intact."""
+        if precision not in self.files:
+            raise BundleError(f"{self.root}: no {precision} graphs (has {', '.join(self.precisions)})")
+        for graph, f in self.files[precision].items():
+            if f.path in self._verified:
+                continue
+            if not f.path.is_file():
+                raise BundleError(f"{f.path}: file missing from the bundle")
+            if sha256(f.path) != f.sha256:
+                raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
+            self._verified.add(f.path)
+        return {g: f.path for g, f in self.files[precision].items()}
+
+
+def load_bundle(root: str | Path) -> Bundle:
+    """Read and check a bundle's manifest; graph hashes are checked by graph_paths()."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path}: no bundle manifest here")
+    try:
+        m = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from None
+    where = str(path)
+    if _get(m, "format", str, where) != FORMAT:
+        raise BundleError(f"{path}: format {m['format']!r} is not {FORMAT!r}")
+    v = _get(m, "vocab", dict, where)
+    words = _get(v, "words", list, where + ":vocab")
+    if not 4 < len(words) <= MAX_VOCAB or not all(isinstance(w, str) for w in words):
+        raise BundleError(f"{path}: vocab.words must be 5..{MAX_VOCAB} strings")
+    if tuple(words[: len(SPECIALS)]) != SPECIALS:
+        raise BundleError(f"{path}: vocab.words must start with {list(SPECIALS)}")
+    max_len = _get(m, "max_len", int, where)
+    if not 1 <= max_len <= MAX_LEN:
+        raise BundleError(f"{path}: max_len {max_len} is outside 1..{MAX_LEN}")
+    try:
+        pre = PreprocessConfig.from_dict(_get(m, "preprocess", dict, where))
+    except TypeError as e:
+        raise BundleError(f"{path}: bad preprocess block ({e})") from None
+    files: dict[str, dict[str, GraphFile]] = {}
+    for precision, graphs in _get(m, "files", dict, where).items():
+        if precision not in io_spec.PRECISIONS:
+            raise BundleError(f"{path}: unknown precision {precision!r}")
+        files[precision] = {}
+        for graph in io_spec.GRAPHS:
+            entry = _get(graphs, graph, dict, f"{where}:files.{precision}")
+            rel = _get(entry, "path", str, f"{where}:files.{precision}.{graph}")
+            target = (root / rel).resolve()
+            if Path(rel).is_absolute() or not target.is_relative_to(root.resolve()):
+                raise BundleError(f"{path}: files.{precision}.{graph} points outside the bundle ({rel})")
+            digest = _get(entry, "sha256", str, f"{where}:files.{precision}.{graph}")
+            files[precision][graph] = GraphFile(target, digest)
+    if not files:
+        raise BundleError(f"{path}: lists no graph files")
+    return Bundle(root, m, Vocab(tuple(words)), pre, max_len, files)

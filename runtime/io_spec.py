@@ -1,0 +1,55 @@
+"""The ONNX contract, as data: graph file names, tensor names, dtypes and named axes.
+
+encoder.onnx runs once per image; decoder_step.onnx runs once per token, taking and returning
+the LSTM state. The exporter builds its graphs from these tables and the runtime feeds them by
+these names; nothing else in the project spells a tensor name.
+"""
+
+from __future__ import annotations
+
+PRECISIONS = ("fp32", "fp16", "int8")
+ENCODER, DECODER = "encoder", "decoder_step"
+GRAPHS = (ENCODER, DECODER)
+
+
+def graph_file(precision: str, graph: str) -> str:
+    """Path of a graph inside a bundle, e.g. 'int8/decoder_step.onnx'."""
+    return f"{precision}/{graph}.onnx"
+
+
+# name -> (dtype, axes); a str axis is dynamic, an int is fixed.
+ENCODER_INPUTS = {"image": ("float32", ("batch", 3, 224, 224))}
+ENCODER_OUTPUTS = {
+    "regions": ("float32", ("batch", "regions", "region_dim")),  # (B,49,D) projected 7x7 map
+    "regions_att": ("float32", ("batch", "regions", "attention_dim")),  # (B,49,A) for attention
+    "h0": ("float32", ("batch", "hidden_dim")),
+    "c0": ("float32", ("batch", "hidden_dim")),
+}
+DECODER_INPUTS = {
+    "token": ("int64", ("batch",)),
+    "h": ("float32", ("batch", "hidden_dim")),
+    "c": ("float32", ("batch", "hidden_dim")),
+    "regions": ENCODER_OUTPUTS["regions"],
+    "regions_att": ENCODER_OUTPUTS["regions_att"],
+}
+DECODER_OUTPUTS = {
+    "logits": ("float32", ("batch", "vocab")),
+    "h_next": ("float32", ("batch", "hidden_dim")),
+    "c_next": ("float32", ("batch", "hidden_dim")),
+    "alpha": ("float32", ("batch", "regions")),  # attention weights over the 49 regions
+}
+INITIAL_STATE = {"h0": "h", "c0": "c"}  # encoder output -> decoder input
+STATE = {"h_next": "h", "c_next": "c"}  # decoder output fed back at the next step
+CONTEXT = ("regions", "regions_att")  # encoder outputs passed unchanged to every step
+
+SPECS = {
+    ENCODER: (ENCODER_INPUTS, ENCODER_OUTPUTS),
+    DECODER: (DECODER_INPUTS, DECODER_OUTPUTS),
+}
+
+
+def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
+    """Named dynamic axes of a graph, in the form torch.onnx.export takes."""
+    inputs, outputs = SPECS[graph]
+    return {name: {i: a for i, a in enumerate(axes) if isinstance(a, str)}
+            for name, (_, axes) in {**inputs, **outputs}.items()}

@@ -1,0 +1,203 @@
+"""The describe loop: frames in, spoken descriptions out, under a speech policy.
+
+    change      caption only when the scene changes: a cheap frame-difference gate skips the
+                encoder on static scenes; a caption is spoken once it is stable over
+                `stable_frames` captioned frames, and never twice in a row (default)
+    interval    caption and speak every `interval_s` seconds
+    manual      Enter or space describes now, r repeats, q quits (keys from the terminal)
+    continuous  caption every processed frame; the speech worker keeps only the newest
+
+Runs until the source ends (files, folders) or q / Ctrl-C / SIGTERM; the last log line is `end`.
+"""
+
+from __future__ import annotations
+
+import select
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from runtime.captioner import Captioner
+from runtime.errors import InputError
+from runtime.eventlog import EventLog
+from runtime.speech import SpeechWorker
+
+MODES = ("change", "interval", "manual", "continuous")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    mode: str = "change"
+    change_threshold: float = 8.0  # mean abs difference (0..255) of 32x32 gray thumbnails
+    stable_frames: int = 2  # same caption on this many captioned frames before it is spoken
+    interval_s: float = 5.0  # interval mode period
+    max_frames: int = 0  # stop after this many frames (0: until the source ends)
+    read_timeout_s: float = 1.0  # wait for a live frame before checking for keys and stop
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    gray = image if image.ndim == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+
+class KeyReader:
+    """Single keys from the terminal (raw mode when stdin is a TTY, else whole lines)."""
+
+    def __init__(self):
+        self.tty = sys.stdin.isatty()
+        self.saved = None
+        if self.tty:
+            import termios
+            import tty
+
+            self.saved = termios.tcgetattr(sys.stdin)
+            tty.setcbreak(sys.stdin.fileno())
+
+    def poll(self) -> str | None:
+        if not select.select([sys.stdin], [], [], 0)[0]:
+            return None
+        ch = sys.stdin.read(1)
+        if ch == "":
+            return "q"  # end of input
+        return ch
+
+    def close(self) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(sys.stdin, termios.TCSADRAIN, self.saved)
+
+
+class DescribeLoop:
+    def __init__(self, captioner: Captioner, source, speech: SpeechWorker, log: EventLog,
+                 cfg: LoopConfig):
+        if cfg.mode not in MODES:
+            raise InputError(f"--mode {cfg.mode!r}: choose one of {', '.join(MODES)}")
+        self.cap, self.source, self.speech, self.log, self.cfg = captioner, source, speech, log, cfg
+        self.stop = threading.Event()
+        self.last_spoken: str | None = None
+        self.last_caption: str | None = None
+        self.reference: np.ndarray | None = None  # thumbnail of the last captioned frame
+        self.pending: tuple[str, int] | None = None  # (caption, times seen) not yet stable
+        self.next_interval = 0.0
+        self.frames = 0
+
+    def _speak(self, text: str, frame: int, kind: str = "caption", interrupt: bool = False):
+        self.speech.say(text, kind, frame, interrupt)
+        if kind == "caption":
+            self.last_spoken = text
+
+    def _caption(self, frame) -> str | None:
+        try:
+            result = self.cap.caption(frame.image)
+        except InputError as e:
+            self.log.write("skipped", frame.index, reason=str(e))
+            return None
+        now = time.monotonic()
+        self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
+                       latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
+                                   **{k: round(v, 2) for k, v in result.timings_ms.items()}})
+        self.last_caption = result.text
+        return result.text
+
+    def _changed(self, frame) -> bool:
+        thumb = thumbnail(frame.image)
+        if self.reference is None or self.pending is not None:
+            self.reference = thumb
+            return True
+        diff = float(np.abs(thumb - self.reference).mean())
+        if diff >= self.cfg.change_threshold:
+            self.reference = thumb
+            return True
+        return False
+
+    def on_frame(self, frame) -> None:
+        mode = self.cfg.mode
+        if frame.image is None:
+            self.log.write("skipped", frame.index, reason=frame.error or "empty frame")
+            return
+        if mode == "change":
+            if not self._changed(frame):
+                return  # static scene: the encoder is skipped
+            text = self._caption(frame)
+            if text is None:
+                return
+            seen = self.pending[1] + 1 if self.pending and self.pending[0] == text else 1
+            self.pending = (text, seen)
+            if seen >= self.cfg.stable_frames:
+                self.pending = None
+                if text != self.last_spoken:
+                    self._speak(text, frame.index, interrupt=True)
+        elif mode == "interval":
+            if time.monotonic() >= self.next_interval:
+                self.next_interval = time.monotonic() + self.cfg.interval_s
+                text = self._caption(frame)
+                if text is not None:
+                    self._speak(text, frame.index)
+        elif mode == "continuous":
+            text = self._caption(frame)
+            if text is not None:
+                self._speak(text, frame.index)
+        self.latest = frame
+
+    def on_key(self, key: str, frame) -> None:
+        if key in ("\n", "\r", " "):
+            self.log.write("key", -1, key="describe")
+            text = self._caption(frame) if frame is not None and frame.image is not None else None
+            self._speak(text or "no picture yet", frame.index if frame else -1, interrupt=True)
+        elif key == "r":
+            self.log.write("key", -1, key="repeat")
+            self._speak(self.last_spoken or "nothing described yet", -1, kind="notice")
+        elif key == "q":
+            self.log.write("key", -1, key="quit")
+            self.stop.set()
+
+    def run(self) -> int:
+        keys = KeyReader() if self.cfg.mode == "manual" else None
+        self.latest = None
+        self.log.write("start", mode=self.cfg.mode, precision=self.cap.precision,
+                       providers=self.cap.providers)
+        self._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""), -1, "notice")
+        try:
+            while not self.stop.is_set() and self.source.streaming:
+                for name, fields in _drain(self.source.events):
+                    self.log.write(name, self.frames, **fields)
+                    if name == "source_lost":
+                        self._speak("camera lost", -1, "notice")
+                    elif name == "source_restored":
+                        self._speak("camera back", -1, "notice")
+                frame = self.source.read(self.cfg.read_timeout_s)
+                if frame is not None:
+                    self.frames += 1
+                    if keys is None:
+                        self.on_frame(frame)
+                    else:
+                        self.latest = frame
+                if keys is not None:
+                    key = keys.poll()
+                    if key:
+                        self.on_key(key, self.latest)
+                if self.cfg.max_frames and self.frames >= self.cfg.max_frames:
+                    break
+        finally:
+            if keys is not None:
+                keys.close()
+            self.source.close()
+            self._speak("SceneSpeak stopped", -1, "notice")
+            self.speech.close()
+            self.log.write("end", self.frames, frames=self.frames)
+            self.log.close()
+        return 0
+
+
+def _drain(q) -> list:
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except Exception:
+            return out

@@ -1,0 +1,59 @@
+"""Frame preprocessing with OpenCV: any BGR frame -> the encoder's (1,3,224,224) float input.
+
+The same function prepares training images, so train and device see identical tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from runtime.errors import InputError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    size: int = 224  # square input side
+    resize: str = "stretch"  # the whole frame is resized to size x size, nothing is cropped
+    channel_order: str = "RGB"  # what the encoder expects; frames arrive as BGR
+    mean: float = 127.0  # EfficientNet-Lite normalisation: (x - 127) / 128, per channel
+    std: float = 128.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessConfig":
+        return cls(**d)
+
+
+def to_bgr8(frame: np.ndarray | None) -> np.ndarray:
+    """Any decoded image (gray, BGRA, 16-bit, float in [0,1]) -> HxWx3 uint8 BGR."""
+    if frame is None or not isinstance(frame, np.ndarray) or frame.size == 0:
+        raise InputError("empty frame")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
+        raise InputError(f"frame of shape {frame.shape} is not an image")
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype.kind == "f":
+        scale = 255.0 if np.nanmax(frame) <= 1.0 else 1.0
+        frame = np.clip(np.nan_to_num(frame) * scale, 0, 255).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise InputError(f"frame dtype {frame.dtype} is not supported")
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+def preprocess(frame: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """BGR frame (H,W,3) of any size -> float32 (1,3,size,size), normalised, RGB."""
+    frame = to_bgr8(frame)
+    if frame.shape[:2] != (cfg.size, cfg.size):
+        shrink = frame.shape[0] > cfg.size and frame.shape[1] > cfg.size
+        frame = cv2.resize(frame, (cfg.size, cfg.size),
+                           interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.dnn.blobFromImage(frame, 1.0 / cfg.std, mean=(cfg.mean,) * 3,
+                                 swapRB=cfg.channel_order == "RGB")

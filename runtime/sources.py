@@ -1,0 +1,257 @@
+"""Frame sources from URIs, in the jetson-inference manner: one factory picks the backend.
+
+    0, /dev/video0         webcam (V4L2)              live
+    clip.mp4               video file                 finite; native rate, or as fast as possible
+    folder/                images in name order       finite
+    http(s)://..., rtsp:// MJPEG / RTSP stream        live
+    csi://0                Jetson CSI camera (GStreamer nvarguscamerasrc)   live
+
+`read(timeout)` returns the newest `Frame`, or None when nothing new arrived in time; the loop
+ends when `streaming` is False. Live sources capture in their own thread, keep only the newest
+frame and reconnect with backoff when lost, reporting it through `events`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.errors import InputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "sample_scenes.mp4"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    realtime: bool = True  # files play at their native rate; False: every frame, as fast as possible
+    width: int = 640  # requested camera capture size
+    height: int = 480
+    fps: int = 30
+    reconnect_s: tuple[float, float] = (0.25, 4.0)  # backoff between reconnects: first, most
+    open_timeout_s: float = 5.0  # how long a live source may take to deliver its first frame
+
+
+@dataclass
+class Frame:
+    image: np.ndarray | None  # BGR; None when the frame could not be decoded (see `error`)
+    index: int
+    t_capture: float  # time.monotonic() when it arrived
+    error: str | None = None
+
+
+def csi_pipeline(sensor: int, width: int, height: int, fps: int) -> str:
+    """GStreamer pipeline for a Jetson CSI camera, ending in BGR frames for OpenCV's appsink."""
+    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, "
+            f"height={height}, framerate={fps}/1, format=NV12 ! nvvidconv ! "
+            f"video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+            f"appsink drop=true max-buffers=1")
+
+
+def describe_uri(uri: str) -> tuple[str, object]:
+    """URI -> (kind, argument): ('camera', 0), ('file', path), ('folder', path), ('stream', url),
+    ('csi', sensor). Raises InputError for what cannot be a source."""
+    if uri.isdigit():
+        return "camera", int(uri)
+    if uri.startswith("/dev/video"):
+        return "camera", uri
+    if uri.startswith(("http://", "https://", "rtsp://", "rtsps://")):
+        return "stream", uri
+    if uri.startswith("csi://"):
+        rest = uri[len("csi://"):]
+        if not rest.isdigit():
+            raise InputError(f"{uri}: a CSI camera is csi://N with N the sensor number")
+        return "csi", int(rest)
+    if "://" in uri:
+        raise InputError(f"{uri}: unsupported scheme (use a camera index, /dev/videoN, a file, "
+                         "a folder, http(s)://, rtsp:// or csi://N)")
+    path = Path(uri)
+    if path.is_dir():
+        return "folder", path
+    if path.is_file():
+        return "file", path
+    raise InputError(f"{uri}: no such file, folder or camera")
+
+
+class FolderSource:
+    """Images in name order; an unreadable file yields a Frame with `error` set."""
+
+    live = False
+
+    def __init__(self, folder: Path):
+        self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.i = 0
+        self.events: queue.Queue = queue.Queue()
+
+    @property
+    def streaming(self) -> bool:
+        return self.i < len(self.files)
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        if not self.streaming:
+            return None
+        path, self.i = self.files[self.i], self.i + 1
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        err = None if image is not None and image.size else f"{path.name}: cannot decode image"
+        return Frame(image if err is None else None, self.i - 1, time.monotonic(), err)
+
+    def close(self) -> None:
+        self.i = len(self.files)
+
+
+class VideoFileSource:
+    """A video file: every frame in order, paced to its native rate when realtime."""
+
+    live = False
+
+    def __init__(self, path: Path, cfg: SourceConfig):
+        self.cap = cv2.VideoCapture(str(path))
+        if not self.cap.isOpened():
+            raise InputError(f"{path}: cannot open as a video or image")
+        fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.period = 1.0 / fps if cfg.realtime and 0 < fps < 1000 else 0.0
+        self.index, self.done, self.start = 0, False, None
+        self.events: queue.Queue = queue.Queue()
+
+    @property
+    def streaming(self) -> bool:
+        return not self.done
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        if self.done:
+            return None
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        elif self.period:
+            # skip frames whose time has passed: the loop always works on the newest frame
+            due = int((now - self.start) / self.period)
+            while self.index < due and self.cap.grab():
+                self.index += 1
+            wait = self.start + self.index * self.period - now
+            if wait > 0:
+                time.sleep(wait)
+        ok, image = self.cap.read()
+        if not ok:
+            self.done = True
+            return None
+        self.index += 1
+        return Frame(image, self.index - 1, time.monotonic())
+
+    def close(self) -> None:
+        self.done = True
+        self.cap.release()
+
+
+class LiveSource:
+    """Camera or stream, captured in a thread that keeps only the newest frame.
+
+    When frames stop (unplugged camera, stream server gone) it reports ('source_lost', reason),
+    reopens with exponential backoff and reports ('source_restored', attempts) once back."""
+
+    live = True
+
+    def __init__(self, target: object, cfg: SourceConfig, backend: int = cv2.CAP_ANY,
+                 name: str | None = None):
+        self.target, self.cfg, self.backend = target, cfg, backend
+        self.name = name or str(target)
+        self.events: queue.Queue = queue.Queue()
+        self._latest: Frame | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._index = 0
+        cap = self._open()
+        if cap is None:
+            raise InputError(f"{self.name}: cannot open source")
+        self._thread = threading.Thread(target=self._run, args=(cap,), name="capture", daemon=True)
+        self._thread.start()
+
+    def _open(self):
+        cap = cv2.VideoCapture(self.target, self.backend)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        if isinstance(self.target, int) or str(self.target).startswith("/dev/video"):
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height)
+            cap.set(cv2.CAP_PROP_FPS, self.cfg.fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
+
+    def _run(self, cap) -> None:
+        lost_since, attempts = None, 0
+        delay = self.cfg.reconnect_s[0]
+        while not self._stop.is_set():
+            ok, image = cap.read() if cap is not None else (False, None)
+            if ok and image is not None:
+                if lost_since is not None:
+                    self.events.put(("source_restored", {"attempts": attempts,
+                                                         "down_s": round(time.monotonic() - lost_since, 3)}))
+                    lost_since, attempts, delay = None, 0, self.cfg.reconnect_s[0]
+                with self._cond:
+                    self._latest = Frame(image, self._index, time.monotonic())
+                    self._index += 1
+                    self._cond.notify_all()
+                continue
+            if lost_since is None:
+                lost_since = time.monotonic()
+                self.events.put(("source_lost", {"source": self.name}))
+            if cap is not None:
+                cap.release()
+                cap = None
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, self.cfg.reconnect_s[1])
+            attempts += 1
+            cap = self._open()
+        if cap is not None:
+            cap.release()
+
+    @property
+    def streaming(self) -> bool:
+        return not self._stop.is_set()
+
+    def read(self, timeout: float = 1.0) -> Frame | None:
+        """The newest frame not returned before, or None after `timeout` seconds."""
+        with self._cond:
+            if self._latest is None:
+                self._cond.wait(timeout)
+            frame, self._latest = self._latest, None
+        return frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def open_source(uri: str | None, cfg: SourceConfig = SourceConfig()):
+    """URI (None: the bundled sample clip) -> a source with read(), streaming, events, close()."""
+    if uri is None:
+        if not SAMPLE_CLIP.is_file():
+            raise InputError(f"{SAMPLE_CLIP}: the sample clip is missing from this checkout")
+        uri = str(SAMPLE_CLIP)
+    kind, arg = describe_uri(uri)
+    if kind == "folder":
+        return FolderSource(arg)
+    if kind == "file":
+        return VideoFileSource(arg, cfg)
+    if kind == "csi":
+        if "GStreamer:                   YES" not in cv2.getBuildInformation():
+            raise InputError(f"{uri}: this OpenCV has no GStreamer; install the JetPack OpenCV "
+                             "(see device/README.md)")
+        return LiveSource(csi_pipeline(arg, cfg.width, cfg.height, cfg.fps), cfg,
+                          cv2.CAP_GSTREAMER, name=uri)
+    if kind == "camera":
+        if isinstance(arg, str) and not os.path.exists(arg):
+            raise InputError(f"{arg}: no such camera device")
+        return LiveSource(arg, cfg, cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY, name=uri)
+    return LiveSource(arg, cfg, cv2.CAP_FFMPEG, name=uri)

@@ -1,0 +1,37 @@
+"""Shared fixtures: the default bundle, held-out scenes rendered on the fly, CLI runner."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "models" / "default"
+TEST_SEED = 7  # never used in training (train 1, val 2, clip 11)
+
+sys.path.insert(0, str(ROOT))
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="training extras (torch) not installed")
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: bool = True, **kw):
+    """`python -m <args>` (or `python <args>`) from the repository root; the CompletedProcess."""
+    argv = [sys.executable, *(["-m"] if module else []), *args]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+@pytest.fixture(scope="session")
+def test_scenes(tmp_path_factory) -> Path:
+    """200 held-out scenes (seed 7) written as PNGs plus captions.jsonl."""
+    from export.scenes import write_scenes  # needs opencv/numpy/tqdm only
+
+    out = tmp_path_factory.mktemp("scenes-seed7")
+    write_scenes(out, 200, TEST_SEED)
+    return out

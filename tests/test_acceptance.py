@@ -1,0 +1,46 @@
+"""Issue acceptance for the default bundle, on 200 scenes from a seed never used in training:
+fp32 exact canonical captions >= 90% and BLEU-4 >= 0.90; fp16 and int8 equal fp32 on >= 97%."""
+
+import json
+
+import pytest
+
+from conftest import MODEL, run_cli
+
+
+@pytest.fixture(scope="module")
+def captions(test_scenes):
+    rows = [json.loads(l) for l in (test_scenes / "captions.jsonl").read_text().splitlines()]
+    images = [str(test_scenes / r["image"]) for r in rows]
+    out = {}
+    for precision in ("fp32", "fp16", "int8"):
+        r = run_cli("runtime", "caption", *images, "--precision", precision, "--json",
+                    "--model", str(MODEL))
+        assert r.returncode == 0, r.stderr
+        got = [json.loads(l) for l in r.stdout.splitlines()]
+        assert [g["image"] for g in got] == images
+        out[precision] = [g["caption"] for g in got]
+    return rows, out
+
+
+def test_fp32_gives_the_canonical_caption_for_90_percent(captions):
+    rows, out = captions
+    exact = sum(c == r["captions"][0] for c, r in zip(out["fp32"], rows)) / len(rows)
+    assert exact >= 0.90, f"exact match {exact:.3f}"
+
+
+def test_fp32_bleu4_is_at_least_0_90(captions):
+    pytest.importorskip("pycocoevalcap")
+    from export.datasets import Sample
+    from export.evaluate import score
+
+    rows, out = captions
+    samples = [Sample(r["image"], tuple(r["captions"])) for r in rows]
+    assert score(out["fp32"], samples)["bleu4"] >= 0.90
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precisions_agree_with_fp32(captions, precision):
+    _, out = captions
+    same = sum(a == b for a, b in zip(out[precision], out["fp32"])) / len(out["fp32"])
+    assert same >= 0.97, f"{precision} agrees with fp32 on {same:.3f}"

@@ -1,0 +1,90 @@
+"""Bundle loading: the default bundle is intact; damaged ones are refused by name."""
+
+import json
+import shutil
+
+import cv2
+import pytest
+
+from conftest import MODEL, run_cli
+from export.scenes import make_scene
+from runtime import io_spec
+from runtime.bundle import load_bundle
+from runtime.errors import BundleError
+
+
+@pytest.fixture
+def bundle_copy(tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(MODEL, dst)
+    return dst
+
+
+def test_default_bundle_is_complete_and_intact():
+    b = load_bundle(MODEL)
+    assert b.precisions == ("fp32", "fp16", "int8")
+    for p in b.precisions:
+        assert set(b.graph_paths(p)) == set(io_spec.GRAPHS)
+    m = b.manifest
+    assert m["provenance"]["recipe"] == "make models"
+    assert m["provenance"]["train_data"]["seed"] == 1
+    assert b.vocab.words[b.vocab.eos] == "<eos>" and b.max_len >= 16
+    assert m["preprocess"]["size"] == 224
+
+
+def test_default_bundle_fits_in_git():
+    size = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
+    assert size <= 30 * 1024 * 1024, f"bundle is {size / 2**20:.1f} MiB"
+
+
+def test_changed_file_is_refused_with_its_name(bundle_copy, tmp_path):
+    target = bundle_copy / io_spec.graph_file("fp32", "decoder_step")
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"fp32/decoder_step\.onnx: sha256 mismatch"):
+        load_bundle(bundle_copy).graph_paths("fp32")
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), make_scene(7, 0)[0])
+    r = run_cli("runtime", "caption", str(img), "--model", str(bundle_copy), "--precision", "fp32")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "decoder_step.onnx: sha256 mismatch" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file_and_bad_manifest_are_named(bundle_copy):
+    (bundle_copy / io_spec.graph_file("int8", "encoder")).unlink()
+    with pytest.raises(BundleError, match=r"int8/encoder\.onnx: file missing"):
+        load_bundle(bundle_copy).graph_paths("int8")
+    manifest = bundle_copy / "manifest.json"
+    m = json.loads(manifest.read_text())
+    del m["vocab"]
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="missing key 'vocab'"):
+        load_bundle(bundle_copy)
+    manifest.write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(bundle_copy)
+
+
+def test_paths_outside_the_bundle_are_refused(bundle_copy):
+    manifest = bundle_copy / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["files"]["fp32"]["encoder"]["path"] = "../../etc/passwd"
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="points outside the bundle"):
+        load_bundle(bundle_copy)
+
+
+def test_truncated_graph_with_matching_hash_is_refused_by_onnxruntime(bundle_copy):
+    from runtime.bundle import sha256
+    from runtime.captioner import Captioner
+
+    target = bundle_copy / io_spec.graph_file("fp32", "encoder")
+    target.write_bytes(target.read_bytes()[:1000])
+    manifest = bundle_copy / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["files"]["fp32"]["encoder"]["sha256"] = sha256(target)
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=r"fp32/encoder\.onnx: ONNX Runtime cannot load it"):
+        Captioner(load_bundle(bundle_copy), "fp32")

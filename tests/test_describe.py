@@ -1,0 +1,62 @@
+"""`python -m runtime describe` on a real video file with the real espeak-ng voice."""
+
+import json
+import shutil
+import wave
+
+import numpy as np
+import pytest
+
+from conftest import MODEL, run_cli
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from export.scenes import write_clip
+
+    out = tmp_path_factory.mktemp("clip") / "three.mp4"
+    write_clip(out, scenes=3, seed=7, seconds=1.5, fps=15)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("describe")
+    r = run_cli("runtime", "describe", str(clip), "--no-speak", "--speech-wav", str(out / "s.wav"),
+                "--log", str(out / "log.jsonl"), timeout=120)
+    events = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    return r, events, out / "s.wav"
+
+
+def test_each_scene_is_spoken_once_with_its_canonical_caption(run, clip):
+    r, events, _ = run
+    assert r.returncode == 0, r.stderr
+    truth = [json.loads(l)["caption"] for l in clip.with_suffix(".jsonl").read_text().splitlines()]
+    spoken = [e["caption"] for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert len(spoken) == len(truth)
+    assert sum(a == b for a, b in zip(spoken, truth)) >= 2, (spoken, truth)
+    assert all(a != b for a, b in zip(spoken, spoken[1:]))  # never twice in a row
+
+
+def test_log_lines_are_complete_and_end_last(run):
+    _, events, _ = run
+    assert events[-1]["event"] == "end" and events[-1]["frames"] >= 60
+    assert all({"t", "frame", "event"} <= set(e) for e in events)
+    assert [e["t"] for e in events] == sorted(e["t"] for e in events)
+    caps = [e for e in events if e["event"] == "caption"]
+    assert caps and all(e["latency_ms"]["capture_to_caption"] >= e["latency_ms"]["total"] for e in caps)
+    notices = [e["caption"] for e in events if e["event"] == "spoken" and e["kind"] == "notice"]
+    assert notices[0] == "SceneSpeak ready" and notices[-1] == "SceneSpeak stopped"
+
+
+def test_speech_wav_holds_every_utterance(run):
+    _, events, wav = run
+    with wave.open(str(wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 22050)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    seconds = len(pcm) / 22050
+    n = sum(e["event"] == "spoken" for e in events)
+    assert seconds > 0.4 * n  # espeak-ng says even "SceneSpeak ready" in well over 0.4 s
+    assert np.abs(pcm).max() > 3000  # a voice, not silence

@@ -1,0 +1,90 @@
+"""Scenes -> train -> ONNX fp32/fp16/int8 -> runtime, on a small set; every graph validated."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import needs_torch, run_cli
+
+pytestmark = needs_torch
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory):
+    from export.onnx_export import ExportConfig, export_bundle
+    from export.scenes import write_scenes
+    from export.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("pipeline")
+    write_scenes(root / "train", 96, seed=21)
+    ckpt = train(TrainConfig(train=str(root / "train"), out=str(root / "model.pt"), epochs=2,
+                             batch_size=32, cache_dir=str(root / "cache")))
+    out = export_bundle(ExportConfig(checkpoint=str(ckpt), out=str(root / "bundle"),
+                                     n_calib=16, n_val=16, name="small"))
+    return out
+
+
+def test_export_writes_every_precision_validated_against_torch(small_bundle):
+    m = json.loads((small_bundle / "manifest.json").read_text())
+    assert set(m["files"]) == {"fp32", "fp16", "int8"}
+    v = m["validation"]
+    assert v["fp32"]["decoder_step.logits"] <= 1e-4  # the contract: fp32 logits at atol 1e-4
+    assert v["fp32"]["caption_agreement"] == 1.0
+    assert all(v[p]["caption_agreement"] >= 0.97 for p in ("fp16", "int8"))
+    assert m["provenance"]["train_data"]["seed"] == 21
+    sizes = {p: sum(f["bytes"] for f in m["files"][p].values()) for p in m["files"]}
+    assert sizes["int8"] <= 0.35 * sizes["fp32"] and sizes["fp16"] <= 0.55 * sizes["fp32"]
+
+
+def test_int8_encoder_is_qdq_with_u8_activations_and_s8_weights(small_bundle):
+    import onnx
+
+    g = onnx.load(str(small_bundle / "int8" / "encoder.onnx")).graph
+    ops = {n.op_type for n in g.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    zero_points = {i.name: i.data_type for i in g.initializer if i.name.endswith("_zero_point")}
+    types = set(zero_points.values())
+    assert onnx.TensorProto.UINT8 in types and onnx.TensorProto.INT8 in types
+
+
+def test_validation_fails_a_graph_that_differs_from_torch(small_bundle, tmp_path):
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from export.onnx_export import _images
+    from export.torch_backend import TorchStepModel
+    from export.train import load_checkpoint
+    from export.validate import ValidationError, validate
+    from runtime.bundle import load_bundle, sha256
+    from runtime.preprocess import PreprocessConfig
+
+    bad = tmp_path / "bad"
+    shutil.copytree(small_bundle, bad)
+    path = bad / "fp32" / "decoder_step.onnx"
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))  # the biggest weight
+    w = numpy_helper.to_array(init) * 1.01
+    init.CopyFrom(numpy_helper.from_array(w.astype(np.float32), init.name))
+    onnx.save(model, str(path))
+    m = json.loads((bad / "manifest.json").read_text())
+    m["files"]["fp32"]["decoder_step"]["sha256"] = sha256(path)
+    (bad / "manifest.json").write_text(json.dumps(m))
+    torch_model, _, ckpt = load_checkpoint(m["provenance"]["train_config"]["out"])
+    images = _images(ckpt["train"]["train"], 4, PreprocessConfig())
+    with pytest.raises(ValidationError, match="fp32 decoder_step"):
+        validate(load_bundle(bad), TorchStepModel(torch_model), images, "fp32")
+
+
+def test_small_bundle_runs_through_the_runtime_cli(small_bundle, tmp_path):
+    import cv2
+
+    from export.scenes import make_scene
+
+    cv2.imwrite(str(tmp_path / "s.png"), make_scene(21, 0)[0])
+    r = run_cli("runtime", "caption", str(tmp_path / "s.png"), "--model", str(small_bundle), "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert 1 <= row["steps"] <= json.loads((small_bundle / "manifest.json").read_text())["max_len"]

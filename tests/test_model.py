@@ -1,0 +1,68 @@
+"""The torch model: real ImageNet weights, and step() equals teacher forcing."""
+
+import numpy as np
+import pytest
+
+from conftest import needs_torch
+
+pytestmark = needs_torch
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    from export.model import load_pretrained_backbone
+
+    return load_pretrained_backbone()
+
+
+def _classify(net, rgb):
+    import cv2
+    import torch
+
+    from runtime.preprocess import preprocess
+
+    blob = preprocess(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    with torch.no_grad():
+        return torch.softmax(net.classify(net.features(torch.from_numpy(blob))), 1)[0]
+
+
+def test_pretrained_backbone_sees_a_cat_in_chelsea(backbone):
+    from skimage import data
+
+    p = _classify(backbone, data.chelsea())
+    assert int(p.argmax()) in range(281, 286)  # ImageNet's domestic cats (285: Egyptian cat)
+    assert float(p.max()) > 0.5
+
+
+def test_pretrained_backbone_sees_espresso_in_coffee(backbone):
+    from skimage import data
+
+    assert int(_classify(backbone, data.coffee()).argmax()) == 967  # espresso
+
+
+def test_region_features_keep_the_7x7_grid(backbone):
+    import torch
+
+    x = torch.zeros(2, 3, 224, 224)
+    with torch.no_grad():
+        maps = backbone.region_features(x)
+    assert maps.shape == (2, 1280 + 112 + 3, 7, 7)
+
+
+def test_step_is_exactly_one_teacher_forcing_step(backbone):
+    import torch
+
+    from export.model import CaptionModel, ModelConfig
+
+    torch.manual_seed(0)
+    model = CaptionModel(ModelConfig(vocab_size=20), backbone).eval()
+    fmap = torch.randn(3, ModelConfig.feature_dim, 7, 7)
+    tokens = torch.randint(0, 20, (3, 5))
+    with torch.no_grad():
+        regions, att, h, c = model.head(fmap)
+        logits, alphas = model.decoder(regions, att, h, c, tokens)
+        for t in range(5):
+            step_logits, h, c, alpha = model.decoder.step(tokens[:, t], h, c, regions, att)
+            assert torch.allclose(step_logits, logits[:, t], atol=1e-6)
+            assert torch.allclose(alpha, alphas[:, t], atol=1e-7)
+    assert np.allclose(alphas.sum(-1).numpy(), 1.0, atol=1e-5)
