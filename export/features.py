@@ -58,22 +58,49 @@ def load_image(path: Path) -> np.ndarray:
     return img
 
 
+def load_images(samples: list[Sample], pre: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """Preprocessed (N,3,224,224) float32 images, e.g. for int8 calibration."""
+    return np.concatenate([preprocess(load_image(s.image), pre) for s in samples])
+
+
+def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
+                          calibration: np.ndarray) -> ort.InferenceSession:
+    """The backbone quantised exactly as the bundle's int8 encoder is (export.quantize)."""
+    from export.quantize import encoder_to_int8
+
+    src = cache_dir / f"backbone-{CACHE_VERSION}.onnx"
+    backbone_session(net, src)
+    digest = hashlib.sha1(calibration.tobytes()).hexdigest()[:12]
+    dst = cache_dir / f"backbone-{CACHE_VERSION}-int8-{digest}.onnx"
+    if not dst.exists():
+        encoder_to_int8(src, dst, calibration)
+    return ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+
+
 def cache_features(samples: list[Sample], net: EfficientNetLite0, cache_dir: str | Path,
-                   pre: PreprocessConfig = PreprocessConfig(), batch: int = 32) -> np.ndarray:
-    """Region feature maps (N,1395,7,7) float16 for the samples, memory-mapped from cache_dir."""
+                   pre: PreprocessConfig = PreprocessConfig(), batch: int = 32,
+                   int8_calibration: np.ndarray | None = None) -> np.ndarray:
+    """Region feature maps (N,1395,7,7) float16 for the samples, memory-mapped from cache_dir.
+    With `int8_calibration` (preprocessed images), from the int8 backbone instead."""
     key = hashlib.sha1(CACHE_VERSION.encode() + repr(pre).encode())
+    if int8_calibration is not None:
+        key.update(b"int8" + int8_calibration.tobytes())
     for s in samples:
         key.update(f"{s.image.resolve()}:{s.image.stat().st_size}\n".encode())
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{key.hexdigest()[:16]}.npy"
     if path.exists():
         return np.load(path, mmap_mode="r")
-    session = backbone_session(net, cache_dir / f"backbone-{CACHE_VERSION}.onnx")
+    if int8_calibration is None:
+        session = backbone_session(net, cache_dir / f"backbone-{CACHE_VERSION}.onnx")
+    else:
+        session = int8_backbone_session(net, cache_dir, int8_calibration)
     tmp = path.with_suffix(".tmp.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
                                     shape=(len(samples), FEATURE_CHANNELS, 7, 7))
-    for i in tqdm(range(0, len(samples), batch), desc="caching features", unit="batch"):
-        blobs = np.concatenate([preprocess(load_image(s.image), pre) for s in samples[i:i + batch]])
+    desc = "caching features" + (" (int8)" if int8_calibration is not None else "")
+    for i in tqdm(range(0, len(samples), batch), desc=desc, unit="batch"):
+        blobs = load_images(samples[i:i + batch], pre)
         out[i:i + len(blobs)] = session.run(None, {"image": blobs})[0]
     out.flush()
     del out

@@ -69,6 +69,15 @@ class MBConv(nn.Module):
         return x + y if self.skip else y
 
 
+class RegionTaps(nn.Module):
+    """Joins the last map, the block-10 map pooled 2x2 and each region's mean colour. Its own
+    module so that its ops are named `/_taps/...` in ONNX: int8 keeps them in float, since one
+    shared scale for channels of such different ranges would erase the colour channels."""
+
+    def forward(self, last, tap, image):
+        return torch.cat([last, F.avg_pool2d(tap, 2), F.avg_pool2d(image, 32)], dim=1)
+
+
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 with efficientnet_pytorch parameter names (`_conv_stem`, `_blocks.N`)."""
 
@@ -85,6 +94,7 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
         self._fc = nn.Linear(1280, 1000)
+        self._taps = RegionTaps()
 
     TAP = 10  # block whose output (112 ch at stride 16) joins the region features
 
@@ -106,7 +116,7 @@ class EfficientNetLite0(nn.Module):
         block-10 map pooled 2x2 (shape detail) and the region's mean colour, which the last
         ImageNet layer keeps only weakly."""
         last, tap = self.forward_maps(x)
-        return torch.cat([last, F.avg_pool2d(tap, 2), F.avg_pool2d(x, 32)], dim=1)
+        return self._taps(last, tap, x)
 
     def classify(self, fmap: torch.Tensor) -> torch.Tensor:
         """feature map (B,1280,h,w) -> ImageNet logits (B,1000)."""

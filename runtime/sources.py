@@ -176,7 +176,10 @@ class LiveSource:
         self._thread.start()
 
     def _open(self):
-        cap = cv2.VideoCapture(self.target, self.backend)
+        # bounded waits, so a dead stream is noticed and retried instead of blocking forever
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000)]
+        cap = cv2.VideoCapture(self.target, self.backend, timeouts)
         if not cap.isOpened():
             cap.release()
             return None

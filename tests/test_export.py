@@ -54,12 +54,12 @@ def test_validation_fails_a_graph_that_differs_from_torch(small_bundle, tmp_path
     import onnx
     from onnx import numpy_helper
 
-    from export.onnx_export import _images
+    from export.datasets import read_jsonl
+    from export.features import load_images
     from export.torch_backend import TorchStepModel
     from export.train import load_checkpoint
     from export.validate import ValidationError, validate
     from runtime.bundle import load_bundle, sha256
-    from runtime.preprocess import PreprocessConfig
 
     bad = tmp_path / "bad"
     shutil.copytree(small_bundle, bad)
@@ -73,7 +73,7 @@ def test_validation_fails_a_graph_that_differs_from_torch(small_bundle, tmp_path
     m["files"]["fp32"]["decoder_step"]["sha256"] = sha256(path)
     (bad / "manifest.json").write_text(json.dumps(m))
     torch_model, _, ckpt = load_checkpoint(m["provenance"]["train_config"]["out"])
-    images = _images(ckpt["train"]["train"], 4, PreprocessConfig())
+    images = load_images(read_jsonl(ckpt["train"]["train"])[:4])
     with pytest.raises(ValidationError, match="fp32 decoder_step"):
         validate(load_bundle(bad), TorchStepModel(torch_model), images, "fp32")
 
