@@ -82,7 +82,12 @@ def cmd_describe(args) -> int:
     speech = SpeechWorker(SpeechConfig(voice=args.voice, rate=args.rate, volume=args.volume,
                                        record=args.speech_wav, play=not args.no_speak),
                           on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
-    loop = DescribeLoop(cap, source, speech, log, loop_cfg)
+    screen = None
+    if args.show:
+        from runtime.screen import Screen
+
+        screen = Screen(lambda msg: log.write("warning", message=msg))
+    loop = DescribeLoop(cap, source, speech, log, loop_cfg, screen)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: loop.stop.set())
     return loop.run()
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--log", metavar="PATH", help="JSON-lines event log, flushed per event")
     d.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: no limit)")
     d.add_argument("--fast", action="store_true", help="read files as fast as possible, every frame")
+    d.add_argument("--show", action="store_true",
+                   help="window with the frame, caption and attention (needs a GUI OpenCV)")
     d.set_defaults(func=cmd_describe)
 
     args = p.parse_args(argv)

@@ -74,10 +74,11 @@ class KeyReader:
 
 class DescribeLoop:
     def __init__(self, captioner: Captioner, source, speech: SpeechWorker, log: EventLog,
-                 cfg: LoopConfig):
+                 cfg: LoopConfig, screen=None):
         if cfg.mode not in MODES:
             raise InputError(f"--mode {cfg.mode!r}: choose one of {', '.join(MODES)}")
         self.cap, self.source, self.speech, self.log, self.cfg = captioner, source, speech, log, cfg
+        self.screen = screen  # runtime.screen.Screen for --show, or None
         self.stop = threading.Event()
         self.last_spoken: str | None = None
         self.last_caption: str | None = None
@@ -97,6 +98,8 @@ class DescribeLoop:
         except InputError as e:
             self.log.write("skipped", frame.index, reason=str(e))
             return None
+        if self.screen is not None:
+            self.screen.update(frame.image, result)
         now = time.monotonic()
         self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
                        latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
@@ -170,9 +173,13 @@ class DescribeLoop:
                         self._speak("camera lost", -1, "notice")
                     elif name == "source_restored":
                         self._speak("camera back", -1, "notice")
+                        # the wearer may have moved meanwhile: describe the scene afresh
+                        self.reference = self.pending = self.last_spoken = None
                 frame = self.source.read(self.cfg.read_timeout_s)
                 if frame is not None:
                     self.frames += 1
+                    if self.screen is not None and frame.image is not None:
+                        self.screen.update(frame.image)
                     if keys is None:
                         self.on_frame(frame)
                     else:
@@ -186,6 +193,8 @@ class DescribeLoop:
         finally:
             if keys is not None:
                 keys.close()
+            if self.screen is not None:
+                self.screen.close()
             self.source.close()
             self._speak("SceneSpeak stopped", -1, "notice")
             self.speech.close()

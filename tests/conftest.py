@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "default"
+MODEL = Path(os.environ.get("SCENESPEAK_TEST_MODEL", ROOT / "models" / "default"))
 TEST_SEED = 7  # never used in training (train 1, val 2, clip 11)
 
 sys.path.insert(0, str(ROOT))

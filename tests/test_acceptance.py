@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import MODEL, run_cli
+from runtime.vocab import normalize
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def captions(test_scenes):
 
 def test_fp32_gives_the_canonical_caption_for_90_percent(captions):
     rows, out = captions
-    exact = sum(c == r["captions"][0] for c, r in zip(out["fp32"], rows)) / len(rows)
+    # exact after normalising case and punctuation, which the vocabulary does not model
+    exact = sum(c == normalize(r["captions"][0]) for c, r in zip(out["fp32"], rows)) / len(rows)
     assert exact >= 0.90, f"exact match {exact:.3f}"
 
 

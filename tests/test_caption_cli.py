@@ -7,6 +7,7 @@ import pytest
 
 from conftest import MODEL, TEST_SEED, run_cli
 from export.scenes import make_scene
+from runtime.vocab import normalize
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +18,14 @@ def scenes(tmp_path_factory):
         img, caps = make_scene(TEST_SEED, i)
         path = out / f"scene{i:02d}.png"
         cv2.imwrite(str(path), img)
-        rows.append((str(path), caps[0]))
+        rows.append((str(path), normalize(caps[0])))  # the vocabulary has no punctuation
     return rows
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_captions_name_what_was_drawn(scenes, precision):
-    r = run_cli("runtime", "caption", *[p for p, _ in scenes], "--precision", precision)
+    r = run_cli("runtime", "caption", *[p for p, _ in scenes], "--precision", precision,
+                "--model", str(MODEL))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert [l.split("\t")[0] for l in lines] == [p for p, _ in scenes]
@@ -33,7 +35,7 @@ def test_captions_name_what_was_drawn(scenes, precision):
 
 def test_json_output_has_caption_steps_and_timings(scenes):
     path, canonical = scenes[0]
-    r = run_cli("runtime", "caption", path, "--json")
+    r = run_cli("runtime", "caption", path, "--json", "--model", str(MODEL))
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
     assert row["image"] == path and row["caption"] == canonical
@@ -47,13 +49,14 @@ def test_any_frame_size_is_captioned(scenes, tmp_path):
     path, canonical = scenes[0]
     big = cv2.resize(cv2.imread(path), (640, 640), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(tmp_path / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    r = run_cli("runtime", "caption", str(tmp_path / "big.jpg"), "--precision", "fp32")
+    r = run_cli("runtime", "caption", str(tmp_path / "big.jpg"), "--precision", "fp32",
+                "--model", str(MODEL))
     assert r.returncode == 0 and r.stdout.split("\t")[1].strip() == canonical
 
 
 @pytest.mark.parametrize("args,message", [
-    (["no/such.png"], "no/such.png: no such image file"),
-    (["README.md"], "README.md: cannot decode image"),
+    (["no/such.png", "--model", str(MODEL)], "no/such.png: no such image file"),
+    (["README.md", "--model", str(MODEL)], "README.md: cannot decode image"),
     (["README.md", "--model", "no/bundle"], "no/bundle/manifest.json: no bundle manifest here"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
@@ -76,8 +79,9 @@ def test_runtime_works_with_torch_unimportable(scenes, tmp_path):
     blocked = run_cli("-c", "import torch", env=env, module=False)
     assert "torch is blocked" in blocked.stderr  # the blocker really works
     path, canonical = scenes[0]
-    code = ("import sys, runtime.__main__ as m; rc = m.main(['caption', %r]); "
-            "assert not any(k.split('.')[0] == 'torch' for k in sys.modules); sys.exit(rc)") % path
+    code = ("import sys, runtime.__main__ as m; rc = m.main(['caption', %r, '--model', %r]); "
+            "assert not any(k.split('.')[0] == 'torch' for k in sys.modules); sys.exit(rc)"
+            ) % (path, str(MODEL))
     r = run_cli("-c", code, env=env, module=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\t")[1].strip() == canonical
