@@ -31,6 +31,28 @@ def _fill(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
+def _torch_bench_row(cfg: dict) -> dict:
+    """One benchmark row on torch eager fp32, measured exactly as the ONNX rows are."""
+    import cv2
+    import torch
+
+    from export.torch_backend import TorchCaptioner
+    from runtime import bench
+    from runtime.bundle import load_bundle
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+    bundle = load_bundle(cfg["model"])
+    paths, _ = bench.load_images(cfg.get("images"))
+    frames = [cv2.imread(str(p)) for p in paths]
+    captioner = TorchCaptioner(bundle)
+    row = {"backend": "torch", "precision": "fp32", "provider": f"torch {torch.__version__} eager"}
+    row.update(bench.measure_row(captioner, frames, cfg["runs"], cfg["warmup"]))
+    weights = [p for name, p in captioner.model.named_parameters() if not name.startswith("backbone._fc")]
+    row["model_mb"] = round(sum(p.numel() * 4 for p in weights) / 2**20, 2)  # fp32, ImageNet head unused
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -56,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("evaluate", help="exact match and BLEU of a bundle or checkpoint")
     _add_dataclass_args(e, EvalConfig)
 
+    r = sub.add_parser("bench-row")  # internal: the torch row of `python -m runtime bench`
+    r.add_argument("--backend", default="torch")
+    r.add_argument("--precision", default="fp32")
+    r.add_argument("--config", required=True)
+
     args = p.parse_args(argv)
     try:
         if args.cmd == "scenes":
@@ -76,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             from export.onnx_export import export_bundle
 
             print(export_bundle(_fill(ExportConfig, args)))
+        elif args.cmd == "bench-row":
+            print(json.dumps(_torch_bench_row(json.loads(args.config))))
         elif args.cmd == "evaluate":
             from export.evaluate import evaluate
 

@@ -24,7 +24,7 @@ from export import quantize
 from export.datasets import read_jsonl
 from export.features import load_images
 from export.model import CaptionModel, DecoderStepGraph, EncoderGraph
-from export.torch_backend import TorchStepModel
+from export.torch_backend import TorchStepModel, weight_map
 from export.train import load_checkpoint
 from export.validate import validate
 from runtime import io_spec
@@ -112,6 +112,8 @@ def _write_manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vo
                    "outputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][1].items()}}
                for g in io_spec.GRAPHS},
         "files": files,
+        "torch_weights": weight_map(model, {g: onnx.load(str(out / io_spec.graph_file("fp32", g)))
+                                            for g in io_spec.GRAPHS}),
         "validation": validation,
         "provenance": _provenance(cfg, ckpt),
     }

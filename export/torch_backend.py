@@ -3,12 +3,18 @@ the benchmark's torch reference all run the same decode loop as the device."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
-from export.model import CaptionModel
+from export.model import CaptionModel, ModelConfig
 from runtime import io_spec
-from runtime.decoding import State
+from runtime.bundle import Bundle
+from runtime.captioner import Caption
+from runtime.decoding import DecodingOptions, State, decode, initial_state
+from runtime.errors import BundleError
+from runtime.preprocess import preprocess
 
 
 class TorchStepModel:
@@ -33,3 +39,70 @@ class TorchStepModel:
         logits, h, c, alpha = self.model.decoder.step(*args)
         nxt = dict(state, **{io_spec.STATE[k]: v.numpy() for k, v in (("h_next", h), ("c_next", c))})
         return logits.numpy(), nxt, alpha.numpy()
+
+
+def weight_map(model: CaptionModel, graphs: dict[str, "onnx.ModelProto"]) -> dict[str, list]:
+    """Where each trainable torch parameter lives in the fp32 graphs:
+    {param: [graph, initializer, transposed]}, found by exact value."""
+    from onnx import numpy_helper
+
+    inits = [(g, t.name, numpy_helper.to_array(t)) for g, m in graphs.items() for t in m.graph.initializer]
+    found = {}
+    for name, p in model.trainable_state().items():
+        a = p.numpy()
+        for g, init, x in inits:
+            if x.shape == a.shape and np.array_equal(x, a):
+                found[name] = [g, init, False]
+                break
+            if a.ndim == 2 and x.shape == a.T.shape and np.array_equal(x, a.T):
+                found[name] = [g, init, True]
+                break
+        else:
+            raise RuntimeError(f"{name}: not found among the exported initializers")
+    return found
+
+
+def model_from_bundle(bundle: Bundle) -> CaptionModel:
+    """The torch model of a bundle: the packaged ImageNet backbone plus the trained weights
+    read back from its fp32 graphs (the manifest says where each parameter is)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = bundle.manifest
+    if "torch_weights" not in m or "model" not in m:
+        raise BundleError(f"{bundle.root}: manifest has no torch_weights map (export it again)")
+    paths = bundle.graph_paths("fp32")
+    inits = {g: {t.name: t for t in onnx.load(str(p)).graph.initializer} for g, p in paths.items()}
+    model = CaptionModel(ModelConfig(**m["model"]))
+    state = {}
+    for name, (graph, init, transposed) in m["torch_weights"].items():
+        a = numpy_helper.to_array(inits[graph][init])
+        state[name] = torch.from_numpy(np.ascontiguousarray(a.T if transposed else a))
+    model.load_state_dict({**model.state_dict(), **state})
+    return model.eval()
+
+
+class TorchCaptioner:
+    """The runtime Captioner's interface on torch eager fp32: the benchmark's reference."""
+
+    precision = "fp32"
+    providers = ["torch-cpu"]
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.model = model_from_bundle(bundle)
+        self.step_model = TorchStepModel(self.model)
+        self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len)
+
+    def caption(self, frame: np.ndarray) -> Caption:
+        t0 = time.perf_counter()
+        blob = preprocess(frame, self.bundle.preprocess)
+        t1 = time.perf_counter()
+        state = initial_state(self.step_model.encode(blob))
+        t2 = time.perf_counter()
+        result = decode(self.step_model, state, self.options)
+        t3 = time.perf_counter()
+        tokens = [int(t) for t in result.tokens[0]]
+        ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
+              "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return Caption(self.bundle.vocab.decode(tokens), tokens, result.steps, result.alphas[0], ms)

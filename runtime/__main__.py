@@ -93,6 +93,46 @@ def cmd_describe(args) -> int:
     return loop.run()
 
 
+def cmd_bench(args) -> int:
+    from dataclasses import asdict
+
+    from runtime import bench
+
+    if args.compare:
+        print(bench.compare(*args.compare))
+        return 0
+    precisions = tuple(p for p in args.precisions.split(",") if p)
+    bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
+    if bad or args.runs < 1:
+        raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs}: use fp32,fp16,int8 and N >= 1")
+    cfg = bench.BenchConfig(model=args.model, precisions=precisions, torch=args.torch,
+                            runs=args.runs, warmup=args.warmup, threads=args.threads,
+                            images=args.images)
+    report = bench.run(cfg)
+    report["config"] = asdict(cfg)
+    table = bench.markdown(report)
+    print(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(table + "\n")
+    if args.plot:
+        bench.plot(report, args.plot)
+    return 0
+
+
+def cmd_bench_row(args) -> int:
+    """Child process of `bench`: one ONNX Runtime row as one JSON line."""
+    from runtime import bench
+
+    cfg = json.loads(args.config)
+    cfg["precisions"] = tuple(cfg["precisions"])
+    print(json.dumps(bench.onnx_row(bench.BenchConfig(**cfg), args.precision)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m runtime", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,6 +163,25 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--show", action="store_true",
                    help="window with the frame, caption and attention (needs a GUI OpenCV)")
     d.set_defaults(func=cmd_describe)
+
+    b = sub.add_parser("bench", help="latency of every precision side by side")
+    b.add_argument("--model", default=DEFAULT_MODEL)
+    b.add_argument("--precisions", default="fp32,fp16,int8")
+    b.add_argument("--torch", action="store_true", help="add PyTorch eager fp32 (training extras)")
+    b.add_argument("--runs", type=int, default=3, help="timed passes over the image set")
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--images", help="folder of images (default: assets/bench_scenes)")
+    b.add_argument("--json", metavar="PATH")
+    b.add_argument("--markdown", metavar="PATH")
+    b.add_argument("--plot", metavar="PATH", help="PNG bar chart of caption latency")
+    b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print B/A ratios")
+    b.set_defaults(func=cmd_bench)
+    r = sub.add_parser("bench-row")  # internal: one benchmark row in a child process
+    r.add_argument("--backend", default="onnxruntime")
+    r.add_argument("--precision", required=True)
+    r.add_argument("--config", required=True)
+    r.set_defaults(func=cmd_bench_row)
 
     args = p.parse_args(argv)
     try:

@@ -1,0 +1,69 @@
+"""`python -m runtime bench`: the contract's JSON, the table, the plot and --compare."""
+
+import json
+
+import cv2
+import pytest
+
+from conftest import MODEL, needs_torch, run_cli
+
+ROW_KEYS = {"backend", "precision", "provider", "encoder_ms", "decoder_step_ms", "caption_ms",
+            "steps_mean", "rss_mb", "model_mb", "agreement_vs_fp32"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    args = ["runtime", "bench", "--model", str(MODEL), "--runs", "1", "--warmup", "2",
+            "--json", str(out / "b.json"), "--plot", str(out / "b.png"), "--markdown", str(out / "b.md")]
+    from conftest import HAS_TORCH
+    if HAS_TORCH:
+        args.append("--torch")
+    r = run_cli(*args, timeout=900)
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "b.json").read_text()), out, r.stdout
+
+
+def test_json_follows_the_contract(report):
+    data, _, _ = report
+    assert {"cpu", "cores", "threads", "onnxruntime", "providers"} <= set(data["machine"])
+    rows = {(r["backend"], r["precision"]): r for r in data["results"]}
+    assert {("onnxruntime", p) for p in ("fp32", "fp16", "int8")} <= set(rows)
+    for r in rows.values():
+        assert ROW_KEYS <= set(r)
+        for k in ("encoder_ms", "decoder_step_ms", "caption_ms"):
+            assert 0 < r[k]["p50"] <= r[k]["p95"]
+        assert r["caption_ms"]["p50"] > r["encoder_ms"]["p50"]
+        assert 2 <= r["steps_mean"] <= 25 and r["rss_mb"] > 10 and r["model_mb"] > 0.5
+    assert rows[("onnxruntime", "fp32")]["agreement_vs_fp32"] == 1.0
+    assert rows[("onnxruntime", "int8")]["agreement_vs_fp32"] >= 0.9
+    assert rows[("onnxruntime", "int8")]["model_mb"] < rows[("onnxruntime", "fp32")]["model_mb"] * 0.4
+
+
+@needs_torch
+def test_torch_reference_is_the_same_model(report):
+    data, _, _ = report
+    rows = {(r["backend"], r["precision"]): r for r in data["results"]}
+    assert rows[("torch", "fp32")]["agreement_vs_fp32"] == 1.0  # same weights, same captions
+
+
+def test_table_plot_and_compare(report, tmp_path):
+    data, out, stdout = report
+    assert "| onnxruntime | int8 |" in stdout and (out / "b.md").read_text().strip() == stdout.strip()
+    png = cv2.imread(str(out / "b.png"))
+    assert png is not None and png.shape[0] > 200 and png.shape[1] > 300
+    faster = json.loads(json.dumps(data))
+    for r in faster["results"]:
+        r["caption_ms"]["p50"] /= 2
+    (tmp_path / "after.json").write_text(json.dumps(faster))
+    r = run_cli("runtime", "bench", "--compare", str(out / "b.json"), str(tmp_path / "after.json"))
+    assert r.returncode == 0, r.stderr
+    assert "| onnxruntime | int8 | 1.00 | 1.00 | 0.50 | 1.00 |" in r.stdout
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    r = run_cli("runtime", "bench", "--precisions", "fp8", "--model", str(MODEL))
+    assert r.returncode == 2 and r.stderr.startswith("error: --precisions 'fp8'")
+    (tmp_path / "x.json").write_text("{")
+    r = run_cli("runtime", "bench", "--compare", str(tmp_path / "x.json"), str(tmp_path / "x.json"))
+    assert r.returncode == 2 and "x.json: not a benchmark JSON" in r.stderr
