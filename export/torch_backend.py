@@ -41,8 +41,8 @@ class TorchStepModel:
         return logits.numpy(), nxt, alpha.numpy()
 
 
-def weight_map(model: CaptionModel, graphs: dict[str, "onnx.ModelProto"]) -> dict[str, list]:
-    """Where each trainable torch parameter lives in the fp32 graphs:
+def weight_map(model: CaptionModel, graphs: dict) -> dict[str, list]:
+    """graphs: {graph name: onnx.ModelProto}. Where each trainable parameter lives in them:
     {param: [graph, initializer, transposed]}, found by exact value."""
     from onnx import numpy_helper
 

@@ -63,7 +63,7 @@ class Bundle:
         """The graphs of one precision, after checking that each file is intact."""
         if precision not in self.files:
             raise BundleError(f"{self.root}: no {precision} graphs (has {', '.join(self.precisions)})")
-        for graph, f in self.files[precision].items():
+        for f in self.files[precision].values():
             if f.path in self._verified:
                 continue
             if not f.path.is_file():

@@ -24,6 +24,7 @@ import numpy as np
 from runtime.captioner import Captioner
 from runtime.errors import InputError
 from runtime.eventlog import EventLog
+from runtime.sources import Frame
 from runtime.speech import SpeechWorker
 
 MODES = ("change", "interval", "manual", "continuous")
@@ -87,8 +88,13 @@ class DescribeLoop:
         self.next_interval = 0.0
         self.frames = 0
 
-    def _speak(self, text: str, frame: int, kind: str = "caption", interrupt: bool = False):
-        self.speech.say(text, kind, frame, interrupt)
+    def _speak(self, text: str, frame: Frame | None = None, kind: str = "caption",
+               interrupt: bool = False) -> None:
+        """frame: the frame a caption describes (for its latency); None for notices."""
+        if frame is None:
+            self.speech.say(text, kind, -1, interrupt)
+        else:
+            self.speech.say(text, kind, frame.index, interrupt, frame.t_capture)
         if kind == "caption":
             self.last_spoken = text
 
@@ -134,27 +140,27 @@ class DescribeLoop:
             if seen >= self.cfg.stable_frames:
                 self.pending = None
                 if text != self.last_spoken:
-                    self._speak(text, frame.index, interrupt=True)
+                    self._speak(text, frame, interrupt=True)
         elif mode == "interval":
             if time.monotonic() >= self.next_interval:
                 self.next_interval = time.monotonic() + self.cfg.interval_s
                 text = self._caption(frame)
                 if text is not None:
-                    self._speak(text, frame.index)
+                    self._speak(text, frame)
         elif mode == "continuous":
             text = self._caption(frame)
             if text is not None:
-                self._speak(text, frame.index)
+                self._speak(text, frame)
         self.latest = frame
 
     def on_key(self, key: str, frame) -> None:
         if key in ("\n", "\r", " "):
             self.log.write("key", -1, key="describe")
             text = self._caption(frame) if frame is not None and frame.image is not None else None
-            self._speak(text or "no picture yet", frame.index if frame else -1, interrupt=True)
+            self._speak(text or "no picture yet", frame if text else None, interrupt=True)
         elif key == "r":
             self.log.write("key", -1, key="repeat")
-            self._speak(self.last_spoken or "nothing described yet", -1, kind="notice")
+            self._speak(self.last_spoken or "nothing described yet", kind="notice")
         elif key == "q":
             self.log.write("key", -1, key="quit")
             self.stop.set()
@@ -164,15 +170,15 @@ class DescribeLoop:
         self.latest = None
         self.log.write("start", mode=self.cfg.mode, precision=self.cap.precision,
                        providers=self.cap.providers)
-        self._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""), -1, "notice")
+        self._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""), kind="notice")
         try:
             while not self.stop.is_set() and self.source.streaming:
                 for name, fields in _drain(self.source.events):
                     self.log.write(name, self.frames, **fields)
                     if name == "source_lost":
-                        self._speak("camera lost", -1, "notice")
+                        self._speak("camera lost", kind="notice")
                     elif name == "source_restored":
-                        self._speak("camera back", -1, "notice")
+                        self._speak("camera back", kind="notice")
                         # the wearer may have moved meanwhile: describe the scene afresh
                         self.reference = self.pending = self.last_spoken = None
                 frame = self.source.read(self.cfg.read_timeout_s)
@@ -196,7 +202,7 @@ class DescribeLoop:
             if self.screen is not None:
                 self.screen.close()
             self.source.close()
-            self._speak("SceneSpeak stopped", -1, "notice")
+            self._speak("SceneSpeak stopped", kind="notice")
             self.speech.close()
             self.log.write("end", self.frames, frames=self.frames)
             self.log.close()

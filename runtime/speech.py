@@ -41,6 +41,7 @@ class Utterance:
     kind: str = "caption"  # caption | notice: notices (start, camera lost, keys) are never dropped
     t_request: float = 0.0  # time.monotonic() when asked for
     frame: int = -1
+    t_capture: float | None = None  # time.monotonic() when its frame was captured
 
 
 def audio_device_present() -> bool:
@@ -97,8 +98,9 @@ class SpeechWorker:
         self._thread.start()
         self._ready.wait(10)
 
-    def say(self, text: str, kind: str = "caption", frame: int = -1, interrupt: bool = False) -> None:
-        u = Utterance(text, kind, time.monotonic(), frame)
+    def say(self, text: str, kind: str = "caption", frame: int = -1, interrupt: bool = False,
+            t_capture: float | None = None) -> None:
+        u = Utterance(text, kind, time.monotonic(), frame, t_capture)
         with self._cond:
             if kind == "caption":  # the newest caption replaces one still waiting
                 self._pending = [p for p in self._pending if p.kind != "caption"]
@@ -154,8 +156,10 @@ class SpeechWorker:
                 self.engine = None
             return
         start = time.monotonic()
-        self.on_event("spoken", caption=u.text, kind=u.kind, source_frame=u.frame,
-                      request_to_speech_ms=round((start - u.t_request) * 1e3, 1))
+        latency = {"caption_to_speech": round((start - u.t_request) * 1e3, 2)}
+        if u.t_capture is not None:
+            latency["capture_to_speech"] = round((start - u.t_capture) * 1e3, 2)
+        self.on_event("spoken", caption=u.text, kind=u.kind, source_frame=u.frame, latency_ms=latency)
         if self._wav is not None:
             if self._wav.getnframes():
                 self._wav.writeframes(b"\0\0" * int(self.cfg.gap_s * RATE))
