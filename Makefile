@@ -42,11 +42,11 @@ $(STAMP)-train: requirements/train.txt requirements/test.txt $(STAMP)-runtime
 # Seeds: 1 train, 2 validation, 7 held-out test (never used in training), 11 the sample clip.
 DATA := data
 models: $(STAMP)-train
-	$(PY) -m export scenes --out $(DATA)/scenes-train --n 12000 --seed 1
+	$(PY) -m export scenes --out $(DATA)/scenes-train --n 30000 --seed 1
 	$(PY) -m export scenes --out $(DATA)/scenes-val --n 500 --seed 2
 	$(PY) -m export scenes --out $(DATA)/scenes-test --n 200 --seed 7
-	$(PY) -m export train --train $(DATA)/scenes-train --val $(DATA)/scenes-val --out runs/default/model.pt
-	$(PY) -m export onnx --checkpoint runs/default/model.pt --calib $(DATA)/scenes-train --val $(DATA)/scenes-val --out $(MODEL)
+	$(PY) -m export train --train $(DATA)/scenes-train --val $(DATA)/scenes-val --out runs/default/model.pt --epochs 20
+	$(PY) -m export onnx --checkpoint runs/default/model.pt --val $(DATA)/scenes-val --out $(MODEL)
 	$(PY) -m export evaluate --model $(MODEL) --data $(DATA)/scenes-test --out $(MODEL)/evaluation.json
 
 clip: $(STAMP)-train

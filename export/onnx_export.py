@@ -43,6 +43,7 @@ class ExportConfig:
     n_calib: int = 0  # calibration images (0: as in training, where the decoder learnt int8)
     n_val: int = 64  # validation images
     name: str = "default"
+    min_agreement: float = 0.97  # fp16/int8 greedy captions equal to torch's on this share
 
 
 def export_fp32(model: CaptionModel, out: Path) -> None:
@@ -140,7 +141,7 @@ def export_bundle(cfg: ExportConfig) -> Path:
     torch_model = TorchStepModel(model)
     validation = {}
     for precision in bundle.precisions:
-        validation[precision] = validate(bundle, torch_model, images, precision)
+        validation[precision] = validate(bundle, torch_model, images, precision, cfg.min_agreement)
         tqdm.write(f"{precision}: " + ", ".join(f"{k} {v:.2g}" for k, v in validation[precision].items()))
     steps.update()
     _write_manifest(out, cfg, model, vocab, ckpt, pre, validation)

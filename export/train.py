@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from export.datasets import read_jsonl
 from export.features import cache_features, load_images
-from export.model import CaptionModel, ModelConfig, load_pretrained_backbone
+from export.model import CaptionModel, ModelConfig
 from export.torch_backend import TorchStepModel
 from runtime.decoding import DecodingOptions, decode, initial_state
 from runtime.errors import InputError
@@ -49,6 +49,7 @@ class TrainConfig:
     min_freq: int = 1  # words seen fewer times become <unk>
     seed: int = 0
     cache_dir: str = "data/cache"  # where backbone features are memory-mapped
+    init: str | None = None  # start from this checkpoint's weights and vocabulary
 
 
 def load_checkpoint(path: str | Path) -> tuple[CaptionModel, Vocab, dict]:
@@ -82,13 +83,17 @@ def _pad(seqs: list[list[int]], pad: int) -> torch.Tensor:
 def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    samples = read_jsonl(cfg.train)
     if cfg.captions not in ("first", "all"):
         raise InputError(f"--captions {cfg.captions!r}: choose first or all")
+    samples = read_jsonl(cfg.train)
     pairs = [(i, c) for i, s in enumerate(samples)
              for c in (s.captions[:1] if cfg.captions == "first" else s.captions)]
-    vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
-    backbone = load_pretrained_backbone()
+    if cfg.init:
+        model, vocab, _ = load_checkpoint(cfg.init)
+    else:
+        vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
+        model = CaptionModel(ModelConfig(vocab_size=len(vocab)))
+    backbone = model.backbone
     feats = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir)))
     val = read_jsonl(cfg.val) if cfg.val else []
     val_feats = cache_features(val, backbone, cfg.cache_dir) if val else None
@@ -98,7 +103,6 @@ def train(cfg: TrainConfig) -> Path:
                                                           int8_calibration=calib)))
         val_feats8 = cache_features(val, backbone, cfg.cache_dir, int8_calibration=calib) if val else None
 
-    model = CaptionModel(ModelConfig(vocab_size=len(vocab)), backbone)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     steps = cfg.epochs * -(-len(pairs) // cfg.batch_size)
@@ -107,7 +111,7 @@ def train(cfg: TrainConfig) -> Path:
     image_of = np.array([i for i, _ in pairs])
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    best, start = -1.0, time.time()
+    best, start = float("-inf"), time.time()
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(len(pairs))
@@ -133,7 +137,7 @@ def train(cfg: TrainConfig) -> Path:
             opt.step()
             sched.step()
             bar.set_postfix(ce=f"{ce.item():.3f}")
-        score = ce.item() * -1
+        score = -ce.item()  # without a validation set: the last batch's loss
         if val:
             model.eval()
             got = greedy_captions(TorchStepModel(model), val_feats, vocab, cfg.max_len)
