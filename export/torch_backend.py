@@ -73,7 +73,7 @@ def model_from_bundle(bundle: Bundle) -> CaptionModel:
         raise BundleError(f"{bundle.root}: manifest has no torch_weights map (export it again)")
     paths = bundle.graph_paths("fp32")
     inits = {g: {t.name: t for t in onnx.load(str(p)).graph.initializer} for g, p in paths.items()}
-    model = CaptionModel(ModelConfig(**m["model"]))
+    model = CaptionModel(ModelConfig.from_dict(m["model"]))
     state = {}
     for name, (graph, init, transposed) in m["torch_weights"].items():
         a = numpy_helper.to_array(inits[graph][init])
@@ -91,14 +91,15 @@ class TorchCaptioner:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.model = model_from_bundle(bundle)
-        self.step_model = TorchStepModel(self.model)
+        self.torch_model = TorchStepModel(self.model)
+        self.step_model = self.torch_model  # what decode() steps through (the bench wraps it)
         self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len)
 
     def caption(self, frame: np.ndarray) -> Caption:
         t0 = time.perf_counter()
         blob = preprocess(frame, self.bundle.preprocess)
         t1 = time.perf_counter()
-        state = initial_state(self.step_model.encode(blob))
+        state = initial_state(self.torch_model.encode(blob))
         t2 = time.perf_counter()
         result = decode(self.step_model, state, self.options)
         t3 = time.perf_counter()
