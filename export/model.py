@@ -18,23 +18,16 @@ from torch import nn
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int  # tokens, specials included
-    region_dim: int = 176  # D: each of the 49 regions after a learned 1395 -> D projection
+    region_dim: int = 192  # D: each of the 49 regions after a learned 1395 -> D projection
     attention_dim: int = 96  # A: additive-attention hidden size
     embed_dim: int = 64  # E: word embedding size
     hidden_dim: int = 192  # H: LSTM state size
     dropout: float = 0.3  # on h before the output layer, training only
     feature_dim: int = 1280 + 112 + 3  # per region: last map, block-10 map, mean colour
     image_size: int = 224
-    # h0/c0 from the regions' mean and max: the max says which colours and shapes are present
-    # at all, which the first word ("a" or "two") depends on; "mean" is SAT's original
-    init_pooling: str = "mean+max"
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{"init_pooling": "mean", **d})  # checkpoints from before the option
 
 
 # EfficientNet-Lite0 stages: (repeats, kernel, stride, expand ratio, out channels).
@@ -151,18 +144,14 @@ class RegionHead(nn.Module):
         # that says "top left" or "above" needs to know where the attended regions lie
         self.position = nn.Parameter(torch.zeros(49, cfg.region_dim))
         self.encoder_att = nn.Linear(cfg.region_dim, cfg.attention_dim)
-        pooled = cfg.region_dim * (2 if cfg.init_pooling == "mean+max" else 1)
-        self.init_h = nn.Linear(pooled, cfg.hidden_dim)
-        self.init_c = nn.Linear(pooled, cfg.hidden_dim)
-        self.init_pooling = cfg.init_pooling
+        self.init_h = nn.Linear(cfg.region_dim, cfg.hidden_dim)
+        self.init_c = nn.Linear(cfg.region_dim, cfg.hidden_dim)
 
     def forward(self, fmap: torch.Tensor):
         """fmap (B,1395,7,7) -> regions (B,49,D), regions_att (B,49,A), h0 (B,H), c0 (B,H)."""
         regions = self.project(fmap.flatten(2).transpose(1, 2)) + self.position
-        pooled = regions.mean(dim=1)
-        if self.init_pooling == "mean+max":
-            pooled = torch.cat([pooled, regions.amax(dim=1)], dim=1)
-        return regions, self.encoder_att(regions), torch.tanh(self.init_h(pooled)), self.init_c(pooled)
+        mean = regions.mean(dim=1)
+        return regions, self.encoder_att(regions), torch.tanh(self.init_h(mean)), self.init_c(mean)
 
 
 class AttentionDecoder(nn.Module):

@@ -3,18 +3,15 @@ the benchmark's torch reference all run the same decode loop as the device."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
 from export.model import CaptionModel, ModelConfig
 from runtime import io_spec
 from runtime.bundle import Bundle
-from runtime.captioner import Caption
-from runtime.decoding import DecodingOptions, State, decode, initial_state
+from runtime.captioner import CaptionPipeline
+from runtime.decoding import DecodingOptions, State
 from runtime.errors import BundleError
-from runtime.preprocess import preprocess
 
 
 class TorchStepModel:
@@ -73,7 +70,7 @@ def model_from_bundle(bundle: Bundle) -> CaptionModel:
         raise BundleError(f"{bundle.root}: manifest has no torch_weights map (export it again)")
     paths = bundle.graph_paths("fp32")
     inits = {g: {t.name: t for t in onnx.load(str(p)).graph.initializer} for g, p in paths.items()}
-    model = CaptionModel(ModelConfig.from_dict(m["model"]))
+    model = CaptionModel(ModelConfig(**m["model"]))
     state = {}
     for name, (graph, init, transposed) in m["torch_weights"].items():
         a = numpy_helper.to_array(inits[graph][init])
@@ -82,8 +79,8 @@ def model_from_bundle(bundle: Bundle) -> CaptionModel:
     return model.eval()
 
 
-class TorchCaptioner:
-    """The runtime Captioner's interface on torch eager fp32: the benchmark's reference."""
+class TorchCaptioner(CaptionPipeline):
+    """The runtime Captioner's pipeline on torch eager fp32: the benchmark's reference."""
 
     precision = "fp32"
     providers = ["torch-cpu"]
@@ -95,15 +92,5 @@ class TorchCaptioner:
         self.step_model = self.torch_model  # what decode() steps through (the bench wraps it)
         self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len)
 
-    def caption(self, frame: np.ndarray) -> Caption:
-        t0 = time.perf_counter()
-        blob = preprocess(frame, self.bundle.preprocess)
-        t1 = time.perf_counter()
-        state = initial_state(self.torch_model.encode(blob))
-        t2 = time.perf_counter()
-        result = decode(self.step_model, state, self.options)
-        t3 = time.perf_counter()
-        tokens = [int(t) for t in result.tokens[0]]
-        ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
-              "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        return Caption(self.bundle.vocab.decode(tokens), tokens, result.steps, result.alphas[0], ms)
+    def encode(self, blob: np.ndarray) -> dict[str, np.ndarray]:
+        return self.torch_model.encode(blob)

@@ -54,7 +54,7 @@ class TrainConfig:
 
 def load_checkpoint(path: str | Path) -> tuple[CaptionModel, Vocab, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = CaptionModel(ModelConfig.from_dict(ckpt["config"]))
+    model = CaptionModel(ModelConfig(**ckpt["config"]))
     model.load_state_dict({**model.trainable_state(), **ckpt["state"]}, strict=False)
     missing = set(model.trainable_state()) - set(ckpt["state"])
     if missing:

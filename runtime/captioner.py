@@ -50,7 +50,35 @@ def _check_io(session, spec: tuple[dict, dict], path) -> None:
                           f"do not match the SceneSpeak contract {sorted(inputs)} -> {sorted(outputs)}")
 
 
-class Captioner:
+class CaptionPipeline:
+    """preprocess -> encode once -> greedy decode, timed per stage. A backend sets `bundle`,
+    `step_model` and `options` and provides `encode(blob)`."""
+
+    bundle: Bundle
+    step_model: object
+    options: DecodingOptions
+
+    def encode(self, blob: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def caption(self, frame: np.ndarray) -> Caption:
+        """BGR frame of any size -> caption with per-stage timings."""
+        t0 = time.perf_counter()
+        blob = preprocess(frame, self.bundle.preprocess)
+        t1 = time.perf_counter()
+        state = initial_state(self.encode(blob))
+        t2 = time.perf_counter()
+        result = decode(self.step_model, state, self.options)
+        t3 = time.perf_counter()
+        tokens = [int(t) for t in result.tokens[0]]
+        ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
+              "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return Caption(self.bundle.vocab.decode(tokens), tokens, result.steps, result.alphas[0], ms)
+
+
+class Captioner(CaptionPipeline):
+    """The two ONNX graphs of one precision of a bundle, in ONNX Runtime."""
+
     def __init__(self, bundle: Bundle, precision: str, session: SessionConfig = SessionConfig()):
         paths = bundle.graph_paths(precision)
         self.bundle, self.precision = bundle, precision
@@ -73,17 +101,3 @@ class Captioner:
     def encode(self, blob: np.ndarray) -> dict[str, np.ndarray]:
         """(B,3,224,224) -> encoder outputs by io_spec name."""
         return dict(zip(self.encoder_outputs, self.encoder.run(self.encoder_outputs, {"image": blob})))
-
-    def caption(self, frame: np.ndarray) -> Caption:
-        """BGR frame of any size -> caption with per-stage timings."""
-        t0 = time.perf_counter()
-        blob = preprocess(frame, self.bundle.preprocess)
-        t1 = time.perf_counter()
-        state = initial_state(self.encode(blob))
-        t2 = time.perf_counter()
-        result = decode(self.step_model, state, self.options)
-        t3 = time.perf_counter()
-        tokens = [int(t) for t in result.tokens[0]]
-        ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
-              "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        return Caption(self.bundle.vocab.decode(tokens), tokens, result.steps, result.alphas[0], ms)

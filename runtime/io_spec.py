@@ -17,7 +17,8 @@ def graph_file(precision: str, graph: str) -> str:
     return f"{precision}/{graph}.onnx"
 
 
-# name -> (dtype, axes); a str axis is dynamic, an int is fixed.
+# name -> (dtype, axes). Axes are named for documentation; only "batch" is dynamic in the
+# graphs, the others are fixed by each bundle's model sizes (recorded in its manifest).
 ENCODER_INPUTS = {"image": ("float32", ("batch", 3, 224, 224))}
 ENCODER_OUTPUTS = {
     "regions": ("float32", ("batch", "regions", "region_dim")),  # (B,49,D) projected 7x7 map
@@ -48,8 +49,11 @@ SPECS = {
 }
 
 
+DYNAMIC = ("batch",)
+
+
 def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
-    """Named dynamic axes of a graph, in the form torch.onnx.export takes."""
+    """Dynamic axes of a graph, in the form torch.onnx.export takes."""
     inputs, outputs = SPECS[graph]
-    return {name: {i: a for i, a in enumerate(axes) if isinstance(a, str)}
+    return {name: {i: a for i, a in enumerate(axes) if a in DYNAMIC}
             for name, (_, axes) in {**inputs, **outputs}.items()}

@@ -91,3 +91,14 @@ def test_truncated_graph_with_matching_hash_is_refused_by_onnxruntime(bundle_cop
     manifest.write_text(json.dumps(m))
     with pytest.raises(BundleError, match=r"fp32/encoder\.onnx: ONNX Runtime cannot load it"):
         Captioner(load_bundle(bundle_copy), "fp32")
+
+
+def test_vocabulary_that_does_not_match_the_decoder_is_refused(bundle_copy):
+    from runtime.captioner import Captioner
+
+    manifest = bundle_copy / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["vocab"]["words"].append("zebra")
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=r"decoder has \d+ outputs but the vocabulary has \d+ words"):
+        Captioner(load_bundle(bundle_copy), "int8")
