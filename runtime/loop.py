@@ -1,6 +1,6 @@
 """The describe loop: frames in, spoken descriptions out, under a speech policy.
 
-    change      caption only when the scene changes: a cheap frame-difference gate skips the
+    change      caption only when the scene changes: a cheap thumbnail-difference gate skips the
                 encoder on static scenes; a caption is spoken once it is stable over
                 `stable_frames` captioned frames, and never twice in a row (default)
     interval    caption and speak every `interval_s` seconds
@@ -33,7 +33,10 @@ MODES = ("change", "interval", "manual", "continuous")
 @dataclass(frozen=True)
 class LoopConfig:
     mode: str = "change"
-    change_threshold: float = 8.0  # mean abs difference (0..255) of 32x32 gray thumbnails
+    # a scene has changed when this share of a 32x32 gray thumbnail's pixels moved by at least
+    # `change_delta` levels: a small shape is 1.5-3% of it, sensor noise moves pixels by < 5
+    change_delta: int = 16
+    change_fraction: float = 0.005
     stable_frames: int = 2  # same caption on this many captioned frames before it is spoken
     interval_s: float = 5.0  # interval mode period
     max_frames: int = 0  # stop after this many frames (0: until the source ends)
@@ -118,8 +121,8 @@ class DescribeLoop:
         if self.reference is None or self.pending is not None:
             self.reference = thumb
             return True
-        diff = float(np.abs(thumb - self.reference).mean())
-        if diff >= self.cfg.change_threshold:
+        moved = float((np.abs(thumb - self.reference) >= self.cfg.change_delta).mean())
+        if moved >= self.cfg.change_fraction:
             self.reference = thumb
             return True
         return False
