@@ -40,8 +40,9 @@ def _torch_bench_row(cfg: dict) -> dict:
     from runtime import bench
     from runtime.bundle import load_bundle
 
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg["threads"])
+    from runtime.session import auto_threads
+
+    torch.set_num_threads(cfg.get("threads") or auto_threads())  # as the ONNX rows
     bundle = load_bundle(cfg["model"])
     paths, _ = bench.load_images(cfg.get("images"))
     frames = [cv2.imread(str(p)) for p in paths]

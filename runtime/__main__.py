@@ -20,7 +20,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help="bundle folder (default: %(default)s)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
                    help="default: the fastest the bundle and device offer (int8 on CPU)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: auto)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: auto, half the cores)")
 
 
 def _captioner(args):

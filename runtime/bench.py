@@ -143,7 +143,9 @@ def machine_info(threads: int) -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or os.cpu_count(),
+    from runtime.session import auto_threads
+
+    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or auto_threads(),
             "platform": platform.platform(), "python": platform.python_version(),
             "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
     model = Path("/proc/device-tree/model")
