@@ -12,6 +12,7 @@ Runs until the source ends (files, folders) or q / Ctrl-C / SIGTERM; the last lo
 
 from __future__ import annotations
 
+import queue
 import select
 import sys
 import threading
@@ -90,6 +91,7 @@ class DescribeLoop:
         self.pending: tuple[str, int] | None = None  # (caption, times seen) not yet stable
         self.next_interval = 0.0
         self.frames = 0
+        self.latest: Frame | None = None  # manual mode: the frame Enter describes
 
     def _speak(self, text: str, frame: Frame | None = None, kind: str = "caption",
                interrupt: bool = False) -> None:
@@ -154,7 +156,6 @@ class DescribeLoop:
             text = self._caption(frame)
             if text is not None:
                 self._speak(text, frame)
-        self.latest = frame
 
     def on_key(self, key: str, frame) -> None:
         if key in ("\n", "\r", " "):
@@ -170,7 +171,6 @@ class DescribeLoop:
 
     def run(self) -> int:
         keys = KeyReader() if self.cfg.mode == "manual" else None
-        self.latest = None
         self.log.write("start", mode=self.cfg.mode, precision=self.cap.precision,
                        providers=self.cap.providers)
         self._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""), kind="notice")
@@ -212,10 +212,10 @@ class DescribeLoop:
         return 0
 
 
-def _drain(q) -> list:
+def _drain(q: queue.Queue) -> list:
     out = []
     while True:
         try:
             out.append(q.get_nowait())
-        except Exception:
+        except queue.Empty:
             return out
