@@ -33,7 +33,6 @@ def _fill(cls, args: argparse.Namespace):
 
 def _torch_bench_row(cfg: dict) -> dict:
     """One benchmark row on torch eager fp32, measured exactly as the ONNX rows are."""
-    import cv2
     import torch
 
     from export.torch_backend import TorchCaptioner
@@ -44,8 +43,7 @@ def _torch_bench_row(cfg: dict) -> dict:
 
     torch.set_num_threads(cfg.get("threads") or auto_threads())  # as the ONNX rows
     bundle = load_bundle(cfg["model"])
-    paths, _ = bench.load_images(cfg.get("images"))
-    frames = [cv2.imread(str(p)) for p in paths]
+    frames = bench.load_frames(cfg.get("images"))
     captioner = TorchCaptioner(bundle)
     row = {"backend": "torch", "precision": "fp32", "provider": f"torch {torch.__version__} eager"}
     row.update(bench.measure_row(captioner, frames, cfg["runs"], cfg["warmup"]))

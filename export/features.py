@@ -33,16 +33,25 @@ class _Features(torch.nn.Module):
         return self.net.region_features(image)
 
 
-def backbone_session(net: EfficientNetLite0, path: Path) -> ort.InferenceSession:
-    """Export the backbone to `path` (once) and check ORT against torch at atol 1e-3."""
-    probe = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32))
-    if not path.exists():  # (re)exported per cache version, see the file name
+def _probe() -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32))
+
+
+def export_backbone(net: EfficientNetLite0, path: Path) -> Path:
+    """The backbone's region features as ONNX at `path`, exported once per cache version."""
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.onnx.export(_Features(net).eval(), (probe,), str(path), input_names=["image"],
+        torch.onnx.export(_Features(net).eval(), (_probe(),), str(path), input_names=["image"],
                           output_names=["features"], opset_version=17, dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
         net.eval()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return path
+
+
+def backbone_session(net: EfficientNetLite0, path: Path) -> ort.InferenceSession:
+    """A session on the exported backbone, checked against torch at atol 1e-3."""
+    session = ort.InferenceSession(str(export_backbone(net, path)), providers=["CPUExecutionProvider"])
+    probe = _probe()
     with torch.inference_mode():
         expected = net.region_features(probe).numpy()
     got = session.run(None, {"image": probe.numpy()})[0]
@@ -68,8 +77,7 @@ def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
     """The backbone quantised exactly as the bundle's int8 encoder is (export.quantize)."""
     from export.quantize import encoder_to_int8
 
-    src = cache_dir / f"backbone-{CACHE_VERSION}.onnx"
-    backbone_session(net, src)
+    src = export_backbone(net, cache_dir / f"backbone-{CACHE_VERSION}.onnx")
     digest = hashlib.sha1(calibration.tobytes()).hexdigest()[:12]
     dst = cache_dir / f"backbone-{CACHE_VERSION}-int8-{digest}.onnx"
     if not dst.exists():

@@ -57,6 +57,11 @@ def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]
     raise InputError(f"{root}: no benchmark images (a folder of images, or captions.jsonl)")
 
 
+def load_frames(folder: str | None) -> list[np.ndarray]:
+    """The benchmark images as BGR frames, read once before any timing."""
+    return [cv2.imread(str(p)) for p in load_images(folder)[0]]
+
+
 def _pct(values) -> dict[str, float]:
     p50, p95, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95, 99])
     return {"p50": round(float(p50), 4), "p95": round(float(p95), 4), "p99": round(float(p99), 4)}
@@ -113,8 +118,7 @@ def onnx_row(cfg: BenchConfig, precision: str) -> dict:
 
     bundle = load_bundle(cfg.model)
     cap = Captioner(bundle, precision, SessionConfig(intra_op_threads=cfg.threads))
-    paths, _ = load_images(cfg.images)
-    frames = [cv2.imread(str(p)) for p in paths]
+    frames = load_frames(cfg.images)
     row = {"backend": "onnxruntime", "precision": precision, "provider": cap.providers[0]}
     row.update(measure_row(cap, frames, cfg.runs, cfg.warmup))
     row["model_mb"] = round(sum(p.stat().st_size for p in bundle.graph_paths(precision).values()) / 2**20, 2)
