@@ -38,7 +38,6 @@ def _torch_bench_row(cfg: dict) -> dict:
     from export.torch_backend import TorchCaptioner
     from runtime import bench
     from runtime.bundle import load_bundle
-
     from runtime.session import auto_threads
 
     torch.set_num_threads(cfg.get("threads") or auto_threads())  # as the ONNX rows
@@ -78,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     _add_dataclass_args(e, EvalConfig)
 
     r = sub.add_parser("bench-row")  # internal: the torch row of `python -m runtime bench`
-    r.add_argument("--backend", default="torch")
     r.add_argument("--precision", default="fp32")
     r.add_argument("--config", required=True)
 

@@ -15,6 +15,8 @@ from tqdm import tqdm
 
 from export.datasets import Sample, read_jsonl
 from export.features import load_image
+from runtime.errors import InputError
+from runtime.metrics import bleu
 from runtime.vocab import normalize
 
 
@@ -28,13 +30,11 @@ class EvalConfig:
 
 
 def score(captions: list[str], samples: list[Sample]) -> dict[str, float]:
-    from pycocoevalcap.bleu.bleu import Bleu
-
-    refs = {i: [normalize(c) for c in s.captions] for i, s in enumerate(samples)}
-    hyps = {i: [c] for i, c in enumerate(captions)}
-    bleu, _ = Bleu(4).compute_score(refs, hyps, verbose=0)
+    scores = bleu(captions, [list(s.captions) for s in samples])
+    if scores is None:
+        raise InputError("evaluation needs pycocoevalcap (pip install -r requirements/train.txt)")
     exact = np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, samples)])
-    return {"exact_match": float(exact), **{f"bleu{i + 1}": float(b) for i, b in enumerate(bleu)}}
+    return {"exact_match": float(exact), **{f"bleu{i + 1}": b for i, b in enumerate(scores)}}
 
 
 def _bundle_captions(model: str, precision: str, samples: list[Sample]) -> list[str]:

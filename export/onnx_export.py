@@ -92,8 +92,8 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     }
 
 
-def _write_manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab,
-                    ckpt: dict, pre: PreprocessConfig, validation: dict) -> None:
+def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, ckpt: dict,
+              pre: PreprocessConfig) -> dict:
     files = {p: {g: {"path": io_spec.graph_file(p, g),
                      "sha256": sha256(out / io_spec.graph_file(p, g)),
                      "bytes": (out / io_spec.graph_file(p, g)).stat().st_size}
@@ -114,9 +114,13 @@ def _write_manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vo
         "files": files,
         "torch_weights": weight_map(model, {g: onnx.load(str(out / io_spec.graph_file("fp32", g)))
                                             for g in io_spec.GRAPHS}),
-        "validation": validation,
+        "validation": {},  # filled in once every graph has been checked against torch
         "provenance": _provenance(cfg, ckpt),
     }
+    return manifest
+
+
+def _write(out: Path, manifest: dict) -> None:
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
@@ -135,16 +139,17 @@ def export_bundle(cfg: ExportConfig) -> Path:
     steps.update()
     quantize.convert(out, load_images(read_jsonl(calib)[:n_calib], pre))
     steps.update()
-    _write_manifest(out, cfg, model, vocab, ckpt, pre, {})
+    manifest = _manifest(out, cfg, model, vocab, ckpt, pre)
+    _write(out, manifest)  # the runtime loads the bundle through it to validate
     images = load_images(read_jsonl(cfg.val or calib)[: cfg.n_val], pre)
     bundle = load_bundle(out)
     torch_model = TorchStepModel(model)
-    validation = {}
     for precision in bundle.precisions:
-        validation[precision] = validate(bundle, torch_model, images, precision, cfg.min_agreement)
-        tqdm.write(f"{precision}: " + ", ".join(f"{k} {v:.2g}" for k, v in validation[precision].items()))
+        report = validate(bundle, torch_model, images, precision, cfg.min_agreement)
+        manifest["validation"][precision] = report
+        tqdm.write(f"{precision}: " + ", ".join(f"{k} {v:.2g}" for k, v in report.items()))
     steps.update()
-    _write_manifest(out, cfg, model, vocab, ckpt, pre, validation)
+    _write(out, manifest)
     steps.update()
     steps.close()
     return out

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from runtime import io_spec
 from runtime.errors import InputError, SceneSpeakError
 
 DEFAULT_MODEL = "models/default"
@@ -18,7 +19,7 @@ DEFAULT_MODEL = "models/default"
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help="bundle folder (default: %(default)s)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+    p.add_argument("--precision", choices=io_spec.PRECISIONS,
                    help="default: the fastest the bundle and device offer (int8 on CPU)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: auto, half the cores)")
 
@@ -102,7 +103,7 @@ def cmd_bench(args) -> int:
         print(bench.compare(*args.compare))
         return 0
     precisions = tuple(p for p in args.precisions.split(",") if p)
-    bad = [p for p in precisions if p not in ("fp32", "fp16", "int8")]
+    bad = [p for p in precisions if p not in io_spec.PRECISIONS]
     if bad or args.runs < 1:
         raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs}: use fp32,fp16,int8 and N >= 1")
     cfg = bench.BenchConfig(model=args.model, precisions=precisions, torch=args.torch,
@@ -178,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print B/A ratios")
     b.set_defaults(func=cmd_bench)
     r = sub.add_parser("bench-row")  # internal: one benchmark row in a child process
-    r.add_argument("--backend", default="onnxruntime")
     r.add_argument("--precision", required=True)
     r.add_argument("--config", required=True)
     r.set_defaults(func=cmd_bench_row)

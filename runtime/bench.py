@@ -28,6 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.errors import InputError
+from runtime.metrics import bleu
+from runtime.session import auto_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_IMAGES = ROOT / "assets" / "bench_scenes"
@@ -40,7 +42,7 @@ class BenchConfig:
     torch: bool = False  # add PyTorch eager fp32 (needs the training extras)
     runs: int = 3  # timed passes over the image set
     warmup: int = 5  # untimed captions first
-    threads: int = 0  # ONNX Runtime intra-op threads (0: the session default)
+    threads: int = 0  # ONNX Runtime intra-op threads (0: auto, see runtime.session.auto_threads)
     images: str | None = None  # folder with captions.jsonl (default: assets/bench_scenes)
 
 
@@ -127,7 +129,7 @@ def onnx_row(cfg: BenchConfig, precision: str) -> dict:
 
 def _child(cfg: BenchConfig, backend: str, precision: str) -> dict:
     module = "export" if backend == "torch" else "runtime"
-    cmd = [sys.executable, "-m", module, "bench-row", "--backend", backend, "--precision", precision,
+    cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision,
            "--config", json.dumps(asdict(cfg))]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
@@ -147,8 +149,6 @@ def machine_info(threads: int) -> dict:
                 break
     except OSError:
         pass
-    from runtime.session import auto_threads
-
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or auto_threads(),
             "platform": platform.platform(), "python": platform.python_version(),
             "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
@@ -163,9 +163,8 @@ def machine_info(threads: int) -> dict:
             continue
     if temps:
         info["temperatures_c"] = temps
-    for path in ("/etc/nvpmodel.conf",):
-        if Path(path).exists():
-            info["power_mode_config"] = path
+    if Path("/etc/nvpmodel.conf").exists():
+        info["power_mode_config"] = "/etc/nvpmodel.conf"
     return info
 
 
@@ -185,18 +184,6 @@ def speech_timing(captions: list[str]) -> dict | None:
     return {"engine": "pyttsx3/espeak-ng", "voice": engine.voice, "synth_ms": _pct(times)}
 
 
-def _bleu4(captions: list[str], refs: list[list[str]]) -> float | None:
-    try:
-        from pycocoevalcap.bleu.bleu import Bleu
-    except ImportError:
-        return None
-    from runtime.vocab import normalize
-
-    score, _ = Bleu(4).compute_score({i: [normalize(c) for c in r] for i, r in enumerate(refs)},
-                                     {i: [c] for i, c in enumerate(captions)}, verbose=0)
-    return round(float(score[3]), 4)
-
-
 def run(cfg: BenchConfig) -> dict:
     paths, refs = load_images(cfg.images)
     rows = [("onnxruntime", p) for p in cfg.precisions] + ([("torch", "fp32")] if cfg.torch else [])
@@ -209,7 +196,8 @@ def run(cfg: BenchConfig) -> dict:
     for r, caps in zip(results, captions):
         r["agreement_vs_fp32"] = (round(float(np.mean([a == b for a, b in zip(caps, base)])), 4)
                                   if base is not None else None)
-        r["bleu4"] = _bleu4(caps, refs) if refs else None
+        scores = bleu(caps, refs) if refs else None
+        r["bleu4"] = round(scores[3], 4) if scores else None
     speech = speech_timing(base if base is not None else captions[0])
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
             "speech": speech, "results": results}

@@ -86,7 +86,6 @@ class DescribeLoop:
         self.screen = screen  # runtime.screen.Screen for --show, or None
         self.stop = threading.Event()
         self.last_spoken: str | None = None
-        self.last_caption: str | None = None
         self.reference: np.ndarray | None = None  # thumbnail of the last captioned frame
         self.pending: tuple[str, int] | None = None  # (caption, times seen) not yet stable
         self.next_interval = 0.0
@@ -110,12 +109,11 @@ class DescribeLoop:
             self.log.write("skipped", frame.index, reason=str(e))
             return None
         if self.screen is not None:
-            self.screen.update(frame.image, result)
+            self.screen.set_caption(result)
         now = time.monotonic()
         self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
                        latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
                                    **{k: round(v, 2) for k, v in result.timings_ms.items()}})
-        self.last_caption = result.text
         return result.text
 
     def _changed(self, frame) -> bool:
@@ -187,12 +185,12 @@ class DescribeLoop:
                 frame = self.source.read(self.cfg.read_timeout_s)
                 if frame is not None:
                     self.frames += 1
-                    if self.screen is not None and frame.image is not None:
-                        self.screen.update(frame.image)
                     if keys is None:
                         self.on_frame(frame)
                     else:
                         self.latest = frame
+                    if self.screen is not None and frame.image is not None:
+                        self.screen.update(frame.image)
                 if keys is not None:
                     key = keys.poll()
                     if key:

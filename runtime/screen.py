@@ -30,12 +30,14 @@ class Screen:
         self.title, self.warn, self.enabled = title, warn, True
         self.caption, self.alphas, self.since = "", None, 0.0
 
-    def update(self, frame: np.ndarray, caption=None) -> None:
-        """caption: a `Caption` from the captioner when a new one is ready, else None."""
+    def set_caption(self, caption) -> None:
+        """A new `Caption` from the captioner; drawn with the next frame."""
+        self.caption, self.alphas, self.since = caption.text, caption.alphas, time.monotonic()
+
+    def update(self, frame: np.ndarray) -> None:
+        """Draw one frame with the current caption's attention."""
         if not self.enabled:
             return
-        if caption is not None:
-            self.caption, self.alphas, self.since = caption.text, caption.alphas, time.monotonic()
         words = self.caption.split()
         if self.alphas is not None and words:
             i = int((time.monotonic() - self.since) / self.WORD_S) % len(words)
