@@ -1,7 +1,8 @@
-"""Device CLI (no torch): python -m runtime {caption,describe} ...
+"""Device CLI (no torch): python -m runtime {caption,describe,bench,doctor} ...
 
     python -m runtime caption scene.png --json
     python -m runtime describe clip.mp4 --log out/run.jsonl
+    python -m runtime doctor
 """
 
 from __future__ import annotations
@@ -21,25 +22,34 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help="bundle folder (default: %(default)s)")
     p.add_argument("--precision", choices=io_spec.PRECISIONS,
                    help="default: the fastest the bundle and device offer (int8 on CPU)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: auto, half the cores)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="ONNX Runtime intra-op threads (0: the device profile's, else half the cores)")
+    p.add_argument("--device", default="auto", metavar="NAME",
+                   help="device profile from device/profiles (default: detect the board)")
 
 
-def _captioner(args):
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _captioner(args, warn=_warn):
+    """(captioner, placement) for the CLI's flags; `warn` gets the one-line warning when the
+    device profile's GPU providers are missing and the CPU runs instead."""
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
-    from runtime.session import SessionConfig, available_providers, default_precision
+    from runtime.profiles import place
 
     bundle = load_bundle(args.model)
-    session = SessionConfig(intra_op_threads=args.threads)
-    precision = args.precision or default_precision(bundle.precisions,
-                                                    available_providers(session.providers))
-    return Captioner(bundle, precision, session)
+    where = place(bundle, args.device, args.precision, args.threads)
+    if where.plan.warning:
+        warn(where.plan.warning)
+    return Captioner(bundle, where.precision, where.session), where
 
 
 def cmd_caption(args) -> int:
     import cv2
 
-    cap = _captioner(args)
+    cap, _ = _captioner(args)
     for path in args.images:
         if not Path(path).is_file():
             raise InputError(f"{path}: no such image file")
@@ -77,9 +87,15 @@ def cmd_describe(args) -> int:
     folder = args.source is not None and describe_uri(args.source)[0] == "folder"
     loop_cfg = LoopConfig(mode=args.mode, max_frames=args.max_frames, interval_s=args.interval,
                           stable_frames=1 if folder else args.stable_frames)
-    cap = _captioner(args)
-    source = open_source(args.source, SourceConfig(realtime=not args.fast))
+    warnings: list[str] = []
+    cap, where = _captioner(args, warnings.append)
+    c = where.profile.capture
+    source = open_source(args.source, SourceConfig(realtime=not args.fast, width=c.width,
+                                                   height=c.height, fps=c.fps, usb=c.usb, csi=c.csi))
     log = EventLog(args.log, echo=_echo)
+    log.write("device", profile=where.profile.name, reason=where.reason, **cap.startup)
+    for message in warnings:
+        log.write("warning", message=message)
     speech = SpeechWorker(SpeechConfig(voice=args.voice, rate=args.rate, volume=args.volume,
                                        record=args.speech_wav, play=not args.no_speak),
                           on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
@@ -108,7 +124,7 @@ def cmd_bench(args) -> int:
         raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs}: use fp32,fp16,int8 and N >= 1")
     cfg = bench.BenchConfig(model=args.model, precisions=precisions, torch=args.torch,
                             runs=args.runs, warmup=args.warmup, threads=args.threads,
-                            images=args.images)
+                            images=args.images, device=args.device)
     report = bench.run(cfg)
     report["config"] = asdict(cfg)
     table = bench.markdown(report)
@@ -122,6 +138,14 @@ def cmd_bench(args) -> int:
     if args.plot:
         bench.plot(report, args.plot)
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from runtime.doctor import diagnose, render
+
+    report = diagnose(args.model, args.device)
+    print(json.dumps(report, indent=1) if args.json else render(report), flush=True)
+    return 0 if report["ok"] else 1
 
 
 def cmd_bench_row(args) -> int:
@@ -172,12 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--runs", type=int, default=3, help="timed passes over the image set")
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")
     b.add_argument("--images", help="folder of images (default: assets/bench_scenes)")
     b.add_argument("--json", metavar="PATH")
     b.add_argument("--markdown", metavar="PATH")
     b.add_argument("--plot", metavar="PATH", help="PNG bar chart of caption latency")
     b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print B/A ratios")
     b.set_defaults(func=cmd_bench)
+    o = sub.add_parser("doctor", help="check the board, providers, cameras, voice and bundle")
+    o.add_argument("--model", default=DEFAULT_MODEL)
+    o.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")
+    o.add_argument("--json", action="store_true", help="the report as one JSON object")
+    o.set_defaults(func=cmd_doctor)
     r = sub.add_parser("bench-row")  # internal: one benchmark row in a child process
     r.add_argument("--precision", required=True)
     r.add_argument("--config", required=True)

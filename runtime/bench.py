@@ -44,6 +44,7 @@ class BenchConfig:
     warmup: int = 5  # untimed captions first
     threads: int = 0  # ONNX Runtime intra-op threads (0: auto, see runtime.session.auto_threads)
     images: str | None = None  # folder with captions.jsonl (default: assets/bench_scenes)
+    device: str = "auto"  # device profile: its providers and threads (see runtime/profiles.py)
 
 
 def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]:
@@ -116,12 +117,14 @@ def onnx_row(cfg: BenchConfig, precision: str) -> dict:
     """One ONNX Runtime row, run in this process (a child of `run`)."""
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
-    from runtime.session import SessionConfig
+    from runtime.profiles import place
 
     bundle = load_bundle(cfg.model)
-    cap = Captioner(bundle, precision, SessionConfig(intra_op_threads=cfg.threads))
+    where = place(bundle, cfg.device, precision, cfg.threads)
+    cap = Captioner(bundle, precision, where.session)
     frames = load_frames(cfg.images)
-    row = {"backend": "onnxruntime", "precision": precision, "provider": cap.providers[0]}
+    row = {"backend": "onnxruntime", "precision": precision, "provider": cap.providers[0],
+           "profile": where.profile.name, "io_binding": cap.startup["io_binding"]}
     row.update(measure_row(cap, frames, cfg.runs, cfg.warmup))
     row["model_mb"] = round(sum(p.stat().st_size for p in bundle.graph_paths(precision).values()) / 2**20, 2)
     return row
@@ -141,6 +144,8 @@ def _child(cfg: BenchConfig, backend: str, precision: str) -> dict:
 def machine_info(threads: int) -> dict:
     import onnxruntime as ort
 
+    from runtime.profiles import detect_board, temperatures
+
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -152,19 +157,16 @@ def machine_info(threads: int) -> dict:
     info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or auto_threads(),
             "platform": platform.platform(), "python": platform.python_version(),
             "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
-    model = Path("/proc/device-tree/model")
-    if model.exists():
-        info["board"] = model.read_text(errors="replace").strip("\x00 \n")
-    temps = {}
-    for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
-        try:
-            temps[(zone / "type").read_text().strip()] = int((zone / "temp").read_text()) / 1000
-        except (OSError, ValueError):
-            continue
+    board = detect_board()
+    if board.model:
+        info["board"] = board.model
+    if board.release:
+        info["l4t"] = board.release.split(",")[0]
+    if board.power_mode:
+        info["power_mode"] = board.power_mode
+    temps = temperatures()
     if temps:
         info["temperatures_c"] = temps
-    if Path("/etc/nvpmodel.conf").exists():
-        info["power_mode_config"] = "/etc/nvpmodel.conf"
     return info
 
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from runtime import io_spec
 from runtime.bundle import Bundle
 from runtime.decoding import DecodingOptions, State, decode, initial_state
 from runtime.errors import BundleError
 from runtime.preprocess import preprocess
-from runtime.session import SessionConfig, create_session
+from runtime.session import GPU_PROVIDERS, SessionConfig, create_session
 
 
 class OrtStepModel:
@@ -30,6 +32,35 @@ class OrtStepModel:
         feeds = dict(state, token=token)
         logits, h, c, alpha = self.session.run(self.outputs, feeds)
         return logits, dict(state, h=h, c=c), alpha
+
+
+class BoundStepModel:
+    """decoder_step.onnx with IO binding: the regions and the LSTM state live on the session's
+    device (the GPU under CUDA/TensorRT) from the first step on, and each step's h/c outputs
+    are bound as the next step's inputs, so only the token goes in and the logits and
+    attention (a few hundred floats) come back per token."""
+
+    def __init__(self, session, device: str):
+        self.session, self.device = session, device
+
+    def _on_device(self, value):
+        if isinstance(value, np.ndarray):
+            return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), self.device, 0)
+        return value
+
+    def step(self, token: np.ndarray, state: State):
+        state = {k: self._on_device(v) for k, v in state.items()}
+        io = self.session.io_binding()
+        io.bind_cpu_input("token", np.ascontiguousarray(token))
+        for name, value in state.items():
+            io.bind_ortvalue_input(name, value)
+        out = {"logits": "cpu", "alpha": "cpu", "h_next": self.device, "c_next": self.device}
+        for name in io_spec.DECODER_OUTPUTS:
+            io.bind_output(name, out[name])
+        self.session.run_with_iobinding(io)
+        got = dict(zip(io_spec.DECODER_OUTPUTS, io.get_outputs()))
+        nxt = {io_spec.STATE[k]: got[k] for k in io_spec.STATE}
+        return got["logits"].numpy(), dict(state, **nxt), got["alpha"].numpy()
 
 
 @dataclass
@@ -82,6 +113,12 @@ class Captioner(CaptionPipeline):
     def __init__(self, bundle: Bundle, precision: str, session: SessionConfig = SessionConfig()):
         paths = bundle.graph_paths(precision)
         self.bundle, self.precision = bundle, precision
+        cache = next((Path(o["trt_engine_cache_path"]) for n, o in session.providers
+                      if "trt_engine_cache_path" in o), None)
+        before = set(cache.iterdir()) if cache and cache.is_dir() else set()
+        if cache:
+            cache.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
         self.encoder = create_session(paths[io_spec.ENCODER], session)
         self.decoder = create_session(paths[io_spec.DECODER], session)
         for graph, sess in ((io_spec.ENCODER, self.encoder), (io_spec.DECODER, self.decoder)):
@@ -90,9 +127,20 @@ class Captioner(CaptionPipeline):
         if isinstance(vocab_out, int) and vocab_out != len(bundle.vocab):
             raise BundleError(f"{paths[io_spec.DECODER]}: decoder has {vocab_out} outputs but the "
                               f"vocabulary has {len(bundle.vocab)} words")
-        self.step_model = OrtStepModel(self.decoder)
+        bind = session.io_binding == "on" or (session.io_binding == "auto" and
+                                              self.providers[0] in GPU_PROVIDERS)
+        device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
+        self.step_model = BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
         self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len)
         self.encoder_outputs = list(io_spec.ENCODER_OUTPUTS)
+        # TensorRT builds its engines at the first run for each shape: warm up here so that the
+        # first caption is not the slow one, and report how long it took
+        self.caption(np.zeros((bundle.preprocess.size, bundle.preprocess.size, 3), np.uint8))
+        built = set(cache.iterdir()) - before if cache else set()
+        self.startup = {"providers": self.providers, "io_binding": bind,
+                        "ready_s": round(time.perf_counter() - t0, 3),
+                        "engine_cache": str(cache) if cache else None,
+                        "engines_built": len(built)}
 
     @property
     def providers(self) -> list[str]:

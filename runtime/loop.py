@@ -25,6 +25,7 @@ import numpy as np
 from runtime.captioner import Captioner
 from runtime.errors import InputError
 from runtime.eventlog import EventLog
+from runtime.service import notify
 from runtime.sources import Frame
 from runtime.speech import SpeechWorker
 
@@ -172,6 +173,8 @@ class DescribeLoop:
         self.log.write("start", mode=self.cfg.mode, precision=self.cap.precision,
                        providers=self.cap.providers)
         self._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""), kind="notice")
+        if notify("READY=1\nSTATUS=describing"):
+            self.log.write("service_ready")
         try:
             while not self.stop.is_set() and self.source.streaming:
                 for name, fields in _drain(self.source.events):
@@ -198,6 +201,7 @@ class DescribeLoop:
                 if self.cfg.max_frames and self.frames >= self.cfg.max_frames:
                     break
         finally:
+            notify("STOPPING=1")
             if keys is not None:
                 keys.close()
             if self.screen is not None:

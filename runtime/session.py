@@ -1,4 +1,5 @@
-"""ONNX Runtime sessions: provider choice, threads and graph optimisation in one place."""
+"""ONNX Runtime sessions: providers with their options, threads and graph optimisation in one
+place. Which providers a board gets comes from its device profile (runtime/profiles.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ import onnxruntime as ort
 
 from runtime.errors import BundleError
 
+CPU = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 @dataclass(frozen=True)
 class SessionConfig:
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # in order of preference
+    providers: tuple[tuple[str, dict], ...] = ((CPU, {}),)  # (name, options) by preference
     intra_op_threads: int = 0  # 0: auto, half the cores (at least 1); see auto_threads()
     optimization: str = "all"  # graph optimisation level: disable, basic, extended, all
+    io_binding: str = "auto"  # decoder state kept on the session's device between steps:
+    # auto (on for GPU providers, where it saves a host round trip per token), on, off
+
+    @property
+    def gpu(self) -> bool:
+        return any(name in GPU_PROVIDERS for name, _ in self.providers)
 
 
 _LEVELS = {
@@ -28,17 +36,18 @@ _LEVELS = {
 }
 
 
-def available_providers(wanted: tuple[str, ...]) -> tuple[str, ...]:
+def usable_providers(wanted: tuple[tuple[str, dict], ...]) -> list[tuple[str, dict]]:
     """The wanted providers this onnxruntime offers, in order, always ending with CPU."""
     have = set(ort.get_available_providers())
-    chosen = tuple(p for p in wanted if p in have and p != "CPUExecutionProvider")
-    return chosen + ("CPUExecutionProvider",)
+    chosen = [(n, o) for n, o in wanted if n in have and n != CPU]
+    return chosen + [next(((n, o) for n, o in wanted if n == CPU), (CPU, {}))]
 
 
-def default_precision(precisions: tuple[str, ...], providers: tuple[str, ...]) -> str:
-    """The fastest precision on offer: fp16 on a GPU provider, int8 on CPU, else fp32."""
-    gpu = any(p in GPU_PROVIDERS for p in providers)
-    for p in (("fp16", "int8") if gpu else ("int8",)) + ("fp32", "fp16"):
+def default_precision(precisions: tuple[str, ...], gpu: bool, preferred: str | None = None) -> str:
+    """The fastest precision on offer: the profile's on a GPU provider (fp16), int8 on the CPU,
+    where fp16 is slower than fp32."""
+    order = ((preferred,) if gpu and preferred else ()) + (("fp16", "int8") if gpu else ("int8",))
+    for p in order + ("fp32", "fp16"):
         if p in precisions:
             return p
     raise BundleError("the bundle has no graphs")
@@ -50,14 +59,21 @@ def auto_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+def _options(options: dict) -> dict[str, str]:
+    """Provider options as the strings ONNX Runtime parses ("1"/"0" for booleans)."""
+    return {k: ("1" if v else "0") if isinstance(v, bool) else str(v) for k, v in options.items()}
+
+
 def create_session(path: Path, cfg: SessionConfig = SessionConfig()) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = cfg.intra_op_threads or auto_threads()
     so.inter_op_num_threads = 1
     so.graph_optimization_level = _LEVELS[cfg.optimization]
     so.log_severity_level = 3
+    providers = usable_providers(cfg.providers)
     try:
-        return ort.InferenceSession(str(path), so, providers=list(available_providers(cfg.providers)))
+        return ort.InferenceSession(str(path), so, providers=[n for n, _ in providers],
+                                    provider_options=[_options(o) for _, o in providers])
     except Exception as e:  # ORT raises its own untyped errors for bad models
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BundleError(f"{path}: ONNX Runtime cannot load it ({first[:200]})") from None

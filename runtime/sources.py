@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ class SourceConfig:
     width: int = 640  # requested camera capture size
     height: int = 480
     fps: int = 30
+    usb: str = "v4l2"  # OpenCV backend for webcams: v4l2 (Linux), any (let OpenCV choose)
+    csi: str = ""  # GStreamer pipeline for csi://N from the device profile ({sensor} {width}
+    # {height} {fps}); "" = the generic nvarguscamerasrc pipeline
     reconnect_s: tuple[float, float] = (0.25, 4.0)  # backoff between reconnects: first, most
     open_timeout_s: float = 5.0  # how long a live source may take to deliver its first frame
 
@@ -47,12 +51,16 @@ class Frame:
     error: str | None = None
 
 
-def csi_pipeline(sensor: int, width: int, height: int, fps: int) -> str:
+CSI_PIPELINE = ("nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, "
+                "height={height}, framerate={fps}/1, format=NV12 ! nvvidconv ! "
+                "video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+                "appsink drop=true max-buffers=1")
+
+
+def csi_pipeline(sensor: int, cfg: SourceConfig) -> str:
     """GStreamer pipeline for a Jetson CSI camera, ending in BGR frames for OpenCV's appsink."""
-    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, "
-            f"height={height}, framerate={fps}/1, format=NV12 ! nvvidconv ! "
-            f"video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
-            f"appsink drop=true max-buffers=1")
+    return (cfg.csi or CSI_PIPELINE).format(sensor=sensor, width=cfg.width, height=cfg.height,
+                                            fps=cfg.fps)
 
 
 def describe_uri(uri: str) -> tuple[str, object]:
@@ -251,10 +259,11 @@ def open_source(uri: str | None, cfg: SourceConfig = SourceConfig()):
         if "GStreamer:                   YES" not in cv2.getBuildInformation():
             raise InputError(f"{uri}: this OpenCV has no GStreamer; install the JetPack OpenCV "
                              "(see device/README.md)")
-        return LiveSource(csi_pipeline(arg, cfg.width, cfg.height, cfg.fps), cfg,
+        return LiveSource(csi_pipeline(arg, cfg), cfg,
                           cv2.CAP_GSTREAMER, name=uri)
     if kind == "camera":
         if isinstance(arg, str) and not os.path.exists(arg):
             raise InputError(f"{arg}: no such camera device")
-        return LiveSource(arg, cfg, cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY, name=uri)
+        backend = cv2.CAP_V4L2 if cfg.usb == "v4l2" and sys.platform == "linux" else cv2.CAP_ANY
+        return LiveSource(arg, cfg, backend, name=uri)
     return LiveSource(arg, cfg, cv2.CAP_FFMPEG, name=uri)

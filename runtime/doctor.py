@@ -1,0 +1,217 @@
+"""`python -m runtime doctor`: what this machine is and what is wrong with it, each problem
+with the fix to apply.
+
+    python -m runtime doctor            # readable report; exit 1 when something is broken
+    python -m runtime doctor --json     # the same as one JSON object
+
+Checks: the board and its device profile, the execution providers (available and chosen), the
+bundle (every file's hash, and the chosen precision loaded and run once), cameras, the voice and
+the audio output, free memory and disk, temperatures and the Jetson power mode.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from runtime.errors import SceneSpeakError
+from runtime.profiles import cache_root, detect_board, place, sysroot, temperatures
+
+LOW_MEMORY_MB = 400  # the int8 runtime needs ~150 MB; a Jetson also shares this with the GPU
+LOW_DISK_MB = 500  # TensorRT engines and the log
+HOT_C = 85.0  # Jetson and laptop CPUs throttle from about here
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | warn | error
+    detail: str
+    fix: str | None = None
+
+
+def _bundle_checks(model: str, device: str, report: dict) -> list[Check]:
+    from runtime.bundle import load_bundle
+    from runtime.captioner import Captioner
+
+    try:
+        bundle = load_bundle(model)
+        for precision in bundle.precisions:
+            bundle.graph_paths(precision)  # checks every hash
+    except SceneSpeakError as e:
+        return [Check("bundle", "error", str(e),
+                      f"restore it: git checkout -- {model} (or rebuild with `make models`)")]
+    report["bundle"] = {"path": str(bundle.root), "precisions": list(bundle.precisions),
+                        "vocab": len(bundle.vocab)}
+    checks = [Check("bundle", "ok", f"{model}: {', '.join(bundle.precisions)}, every sha256 matches")]
+    where = place(bundle, device)
+    report["profile"] = {"name": where.profile.name, "reason": where.reason,
+                         "description": where.profile.description}
+    report["providers"] = {"available": _available(),
+                           "wanted": list(where.profile.provider_names),
+                           "chosen": list(where.plan.names), "missing": list(where.plan.missing)}
+    report["precision"] = where.precision
+    if where.reason.startswith("no profile"):
+        checks.append(Check("profile", "warn", where.reason,
+                            "pick the closest board with --device NAME, or add a profile to device/profiles"))
+    if where.plan.warning:
+        checks.append(Check("providers", "warn", where.plan.warning,
+                            "install the onnxruntime-gpu build for this board: device/README.md"))
+    else:
+        checks.append(Check("providers", "ok", " > ".join(where.plan.names)))
+    try:
+        cap = Captioner(bundle, where.precision, where.session)
+    except SceneSpeakError as e:
+        checks.append(Check("sessions", "error", str(e), "rebuild the bundle with `make models`"))
+        return checks
+    report["startup"] = cap.startup
+    built = cap.startup["engines_built"]
+    detail = (f"{where.precision} on {cap.providers[0]}, ready in {cap.startup['ready_s']:.2f} s"
+              + (f" (built {built} TensorRT engine files into {cap.startup['engine_cache']})"
+                 if built else ""))
+    checks.append(Check("sessions", "ok", detail))
+    return checks
+
+
+def _available() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def _camera_checks(root: Path, jetson: bool, report: dict) -> list[Check]:
+    import cv2
+
+    cams = []
+    for dev in sorted((root / "dev").glob("video*"), key=lambda p: (len(p.name), p.name)):
+        name = (root / "sys/class/video4linux" / dev.name / "name")
+        cams.append({"device": f"/dev/{dev.name}",
+                     "name": name.read_text().strip() if name.is_file() else "",
+                     "accessible": os.access(dev, os.R_OK | os.W_OK)})
+    gstreamer = "GStreamer:                   YES" in cv2.getBuildInformation()
+    report["cameras"] = {"v4l2": cams, "opencv_gstreamer": gstreamer}
+    checks = []
+    if not cams:
+        checks.append(Check("camera", "warn", "no /dev/video* camera found",
+                            "plug in a USB (UVC) webcam or seat the CSI ribbon cable; "
+                            "describe also takes files, folders and streams"))
+    for cam in cams:
+        if cam["accessible"]:
+            checks.append(Check("camera", "ok", f"{cam['device']} {cam['name']}".strip()))
+        else:
+            checks.append(Check("camera", "error", f"{cam['device']}: no permission to open it",
+                                "sudo usermod -aG video $USER, then log out and in"))
+    if jetson and not gstreamer:
+        checks.append(Check("csi", "warn", "this OpenCV has no GStreamer, so csi://N cannot open",
+                            "use JetPack's OpenCV: bash device/setup-jetson.sh builds the venv "
+                            "with --system-site-packages"))
+    return checks
+
+
+def _speech_checks(root: Path, report: dict) -> list[Check]:
+    from runtime.speech import Pyttsx3Engine, SpeechConfig
+
+    checks = []
+    espeak = shutil.which("espeak-ng") or shutil.which("espeak")
+    try:
+        engine = Pyttsx3Engine(SpeechConfig())
+        voice = engine.voice
+        checks.append(Check("tts", "ok", f"pyttsx3 with {Path(espeak).name if espeak else 'its driver'}, "
+                                         f"voice {voice}"))
+    except Exception as e:  # pyttsx3 raises whatever its driver raises
+        voice = None
+        checks.append(Check("tts", "error", f"no text-to-speech engine ({type(e).__name__}: "
+                                            f"{str(e).splitlines()[0][:120] if str(e) else ''})",
+                            "sudo apt-get install espeak-ng"))
+    cards = [line.strip() for line in _read(root / "proc/asound/cards").splitlines()
+             if line.strip()[:1].isdigit()]
+    aplay = shutil.which("aplay")
+    report["speech"] = {"engine": "pyttsx3", "espeak": espeak, "voice": voice,
+                        "sound_cards": cards, "aplay": aplay}
+    if not cards:
+        checks.append(Check("audio", "warn", "no sound card: speech is written to --speech-wav "
+                                             "and the log, not heard",
+                            "connect a speaker or headset; check with `aplay -l`"))
+    elif not aplay:
+        checks.append(Check("audio", "warn", "aplay is missing, so speech cannot be played",
+                            "sudo apt-get install alsa-utils"))
+    elif not os.access(root / "dev/snd", os.R_OK):
+        checks.append(Check("audio", "error", "no permission to use /dev/snd",
+                            "sudo usermod -aG audio $USER, then log out and in"))
+    else:
+        checks.append(Check("audio", "ok", cards[0]))
+    return checks
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _system_checks(root: Path, report: dict) -> list[Check]:
+    checks = []
+    mem = {}
+    for line in _read(root / "proc/meminfo").splitlines():
+        key, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            mem[key] = int(value.split()[0]) // 1024
+    if "MemAvailable" in mem:
+        report["memory_mb"] = {"total": mem.get("MemTotal"), "available": mem["MemAvailable"]}
+        low = mem["MemAvailable"] < LOW_MEMORY_MB
+        checks.append(Check("memory", "warn" if low else "ok",
+                            f"{mem['MemAvailable']} MB available of {mem.get('MemTotal')} MB",
+                            "close other programs, or add swap (device/README.md)" if low else None))
+    cache = cache_root()
+    probe = next((p for p in (cache, *cache.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free // 2 ** 20
+    report["disk_free_mb"] = {str(probe): free}
+    checks.append(Check("disk", "warn" if free < LOW_DISK_MB else "ok", f"{free} MB free at {probe}",
+                        "free some space for TensorRT engines and logs" if free < LOW_DISK_MB else None))
+    temps = temperatures(root)
+    report["temperatures_c"] = temps
+    if temps:
+        zone, hottest = max(temps.items(), key=lambda kv: kv[1])
+        hot = hottest >= HOT_C
+        checks.append(Check("temperature", "warn" if hot else "ok", f"hottest {zone} {hottest:.0f} °C",
+                            "the board will throttle: add a fan or heatsink, or a lower power mode"
+                            if hot else None))
+    return checks
+
+
+def diagnose(model: str, device: str = "auto") -> dict:
+    """Every check, as {"board": ..., "profile": ..., "checks": [...], "ok": bool}."""
+    root = sysroot()
+    board = detect_board(root)
+    report: dict = {"board": asdict(board) | {"jetson": board.jetson}}
+    checks = _bundle_checks(model, device, report)
+    checks += _camera_checks(root, board.jetson, report)
+    checks += _speech_checks(root, report)
+    checks += _system_checks(root, report)
+    report["checks"] = [asdict(c) for c in checks]
+    report["ok"] = not any(c.status == "error" for c in checks)
+    return report
+
+
+def render(report: dict) -> str:
+    """The report as the lines `doctor` prints."""
+    board = report["board"]
+    lines = [f"board      {board['model'] or 'not a Jetson (no device-tree model)'}"
+             + (f", L4T {board['release'].split(',')[0]}" if board["release"] else "")]
+    if "profile" in report:
+        p, pr = report["profile"], report["providers"]
+        lines += [f"profile    {p['name']}: {p['description']} ({p['reason']})",
+                  f"providers  available {', '.join(pr['available'])}; chosen {' > '.join(pr['chosen'])}",
+                  f"precision  {report['precision']}"]
+    marks = {"ok": "ok  ", "warn": "WARN", "error": "FAIL"}
+    for c in report["checks"]:
+        lines.append(f"[{marks[c['status']]}] {c['name']:<11} {c['detail']}")
+        if c["fix"]:
+            lines.append(f"       fix: {c['fix']}")
+    problems = sum(c["status"] != "ok" for c in report["checks"])
+    lines.append("all good" if not problems else
+                 f"{problems} problem(s); {'nothing blocks captioning' if report['ok'] else 'fix the FAIL lines first'}")
+    return "\n".join(lines)
