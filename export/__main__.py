@@ -44,7 +44,8 @@ def _torch_bench_row(cfg: dict) -> dict:
     bundle = load_bundle(cfg["model"])
     frames = bench.load_frames(cfg.get("images"))
     captioner = TorchCaptioner(bundle)
-    row = {"backend": "torch", "precision": "fp32", "provider": f"torch {torch.__version__} eager"}
+    row = {"backend": "torch", "precision": "fp32", "decoding": "greedy",
+           "provider": f"torch {torch.__version__} eager"}
     row.update(bench.measure_row(captioner, frames, cfg["runs"], cfg["warmup"]))
     weights = [p for name, p in captioner.model.named_parameters() if not name.startswith("backbone._fc")]
     row["model_mb"] = round(sum(p.numel() * 4 for p in weights) / 2**20, 2)  # fp32, ImageNet head unused
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("bench-row")  # internal: the torch row of `python -m runtime bench`
     r.add_argument("--precision", default="fp32")
+    r.add_argument("--beam", type=int, default=1)  # the torch row is greedy
     r.add_argument("--config", required=True)
 
     args = p.parse_args(argv)

@@ -1,22 +1,89 @@
-"""Caption dataset readers. Every reader yields `Sample(image_path, captions)`.
+"""Caption dataset readers. Every reader returns `Sample(image_path, captions)` records.
 
-The generic format is JSONL, one `{"image": "relative/path.png", "captions": [str, ...]}` per
-line, paths relative to the file's folder; it is what `python -m export scenes` writes.
+A dataset is named by one spec string, `[FORMAT:]PATH[@IMAGES][#SPLIT]`:
+
+    data/scenes-train                                        JSONL (what `export scenes` writes)
+    coco:annotations/captions_train2017.json@images/train2017
+    karpathy:dataset_coco.json@coco-images#train             Karpathy split (train = train+restval)
+    karpathy:dataset_flickr8k.json@Flicker8k_Dataset#test
+    flickr8k:Flickr8k.token.txt@Flicker8k_Dataset#train      split: train|dev|test or a file of names
+
+Without FORMAT it is guessed from the file. Relative IMAGES and split files are taken from the
+annotation file's folder. The generic JSONL is one `{"image": "relative/path.png", "captions":
+[str, ...]}` per line, paths relative to the file's folder. A reader checks that every image
+exists, so a wrong images folder is one clear error, not a crash mid-training.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import InputError
+
+FORMATS = ("jsonl", "coco", "karpathy", "flickr8k")
+FLICKR_SPLITS = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt",
+                 "val": "Flickr_8k.devImages.txt", "test": "Flickr_8k.testImages.txt"}
 
 
 @dataclass(frozen=True)
 class Sample:
     image: Path
     captions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    format: str  # one of FORMATS
+    path: Path  # the annotation file (or a JSONL folder)
+    images: Path | None = None  # image root for coco / karpathy / flickr8k
+    split: str | None = None  # karpathy: train|val|test|restval; flickr8k: train|dev|test or a file
+
+    @classmethod
+    def parse(cls, spec: str) -> "DatasetSpec":
+        fmt, rest = spec.split(":", 1) if spec.split(":", 1)[0] in FORMATS else (None, spec)
+        rest, split = rest.split("#", 1) if "#" in rest else (rest, None)
+        path, images = rest.split("@", 1) if "@" in rest else (rest, None)
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{spec}: {path} does not exist")
+        fmt = fmt or _guess(path)
+        folder = path.parent if path.is_file() else path
+        return cls(fmt, path, (folder / images) if images else None, split or None)
+
+
+def _guess(path: Path) -> str:
+    if path.is_dir() or path.suffix == ".jsonl":
+        return "jsonl"
+    if path.suffix == ".txt":
+        return "flickr8k"
+    if path.suffix == ".json":
+        head = _load_json(path)
+        if isinstance(head, dict) and "annotations" in head:
+            return "coco"
+        if isinstance(head, dict) and head.get("images") and "sentences" in head["images"][0]:
+            return "karpathy"
+    raise InputError(f"{path}: cannot tell the dataset format; write it as FORMAT:{path} "
+                     f"with FORMAT one of {', '.join(FORMATS)}")
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not readable JSON ({e})") from None
+
+
+def _checked(samples: list[Sample], where: Path) -> list[Sample]:
+    if not samples:
+        raise InputError(f"{where}: no images with captions")
+    missing = [s.image for s in samples if not s.image.is_file()]
+    if missing:
+        raise InputError(f"{where}: {len(missing)} of {len(samples)} images are missing, "
+                         f"e.g. {missing[0]} (is the images folder right?)")
+    return samples
 
 
 def read_jsonl(path: str | Path) -> list[Sample]:
@@ -36,3 +103,66 @@ def read_jsonl(path: str | Path) -> list[Sample]:
             except (ValueError, KeyError, TypeError) as e:
                 raise InputError(f"{path}:{n}: not a caption record ({e})") from None
     return samples
+
+
+def read_coco(path: Path, images: Path | None) -> list[Sample]:
+    """COCO captions (captions_train2017.json): images[] with file_name, annotations[] with
+    image_id and caption."""
+    d = _load_json(path)
+    try:
+        names = {im["id"]: im["file_name"] for im in d["images"]}
+        caps: dict[int, list[str]] = defaultdict(list)
+        for a in d["annotations"]:
+            caps[a["image_id"]].append(a["caption"].strip())
+    except (KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a COCO captions file (missing {e})") from None
+    root = images or path.parent
+    return _checked([Sample(root / names[i], tuple(c)) for i, c in caps.items() if i in names], path)
+
+
+def read_karpathy(path: Path, images: Path | None, split: str | None) -> list[Sample]:
+    """Karpathy's split file (dataset_coco.json, dataset_flickr8k.json): images[] with
+    filename, optional filepath, split and sentences[].raw. Split train includes restval."""
+    d = _load_json(path)
+    wanted = {"train", "restval"} if split == "train" else {split} if split else None
+    root = images or path.parent
+    try:
+        samples = [Sample(root / im.get("filepath", "") / im["filename"],
+                          tuple(s["raw"].strip() for s in im["sentences"]))
+                   for im in d["images"] if wanted is None or im["split"] in wanted]
+    except (KeyError, TypeError) as e:
+        raise InputError(f"{path}: not a Karpathy split file (missing {e})") from None
+    return _checked(samples, path)
+
+
+def read_flickr8k(path: Path, images: Path | None, split: str | None) -> list[Sample]:
+    """Flickr8k.token.txt (`name.jpg#k<TAB>caption`) with an optional split file of names."""
+    caps: dict[str, list[str]] = defaultdict(list)
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, caption = line.partition("\t")
+        if not sep or "#" not in key:
+            raise InputError(f"{path}:{n}: not a Flickr8k token line (name.jpg#k<TAB>caption)")
+        caps[key.rsplit("#", 1)[0]].append(caption.strip())
+    names = list(caps)
+    if split:
+        split_file = path.parent / FLICKR_SPLITS.get(split, split)
+        if not split_file.is_file():
+            raise InputError(f"{split_file}: no such split file (train, dev, test or a file of names)")
+        keep = [l.strip() for l in split_file.read_text().splitlines() if l.strip()]
+        names = [n for n in keep if n in caps]
+    root = images or path.parent
+    return _checked([Sample(root / n, tuple(caps[n])) for n in names], path)
+
+
+def read_dataset(spec: str | DatasetSpec) -> list[Sample]:
+    """Samples of a dataset spec (see the module docstring)."""
+    d = spec if isinstance(spec, DatasetSpec) else DatasetSpec.parse(spec)
+    if d.format == "jsonl":
+        return read_jsonl(d.path)
+    if d.format == "coco":
+        return read_coco(d.path, d.images)
+    if d.format == "karpathy":
+        return read_karpathy(d.path, d.images, d.split)
+    return read_flickr8k(d.path, d.images, d.split)

@@ -1,7 +1,9 @@
-"""Evaluate captions against references: exact match with the canonical caption and BLEU-1..4
-(pycocoevalcap), for a bundle through the runtime at any precision, or a torch checkpoint.
+"""Evaluate captions against references: exact match with the first (canonical) caption, and
+BLEU-1..4, METEOR (where Java is present), ROUGE-L and CIDEr from pycocoevalcap, for a bundle
+through the runtime at any precision and beam size, or for a torch checkpoint.
 
     python -m export evaluate --model models/default --data data/scenes-test --precisions fp32,int8
+    python -m export evaluate --model runs/coco/model.pt --data karpathy:dataset_coco.json@coco#test
 """
 
 from __future__ import annotations
@@ -13,35 +15,36 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from export.datasets import Sample, read_jsonl
+from export.datasets import Sample, read_dataset
 from export.features import load_image
 from runtime.errors import InputError
-from runtime.metrics import bleu
+from runtime.metrics import caption_scores
 from runtime.vocab import normalize
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    data: str  # caption JSONL (or its folder) with references; the first is canonical
+    data: str  # dataset spec with references (export/datasets.py); the first caption is canonical
     model: str = "models/default"  # a bundle folder, or a .pt checkpoint for torch
     precisions: str = "fp32,fp16,int8"  # bundle precisions to run, compared with the first
+    beam: int = 1  # beam size for the bundle's captions (1: greedy)
     n: int = 0  # first n images only (0: all)
     out: str | None = None  # write every caption and the scores to this JSON file
 
 
-def score(captions: list[str], samples: list[Sample]) -> dict[str, float]:
-    scores = bleu(captions, [list(s.captions) for s in samples])
+def score(captions: list[str], samples: list[Sample], meteor: bool = True) -> dict[str, float]:
+    scores = caption_scores(captions, [list(s.captions) for s in samples], meteor)
     if scores is None:
         raise InputError("evaluation needs pycocoevalcap (pip install -r requirements/train.txt)")
     exact = np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, samples)])
-    return {"exact_match": float(exact), **{f"bleu{i + 1}": b for i, b in enumerate(scores)}}
+    return {"exact_match": float(exact), **scores}
 
 
-def _bundle_captions(model: str, precision: str, samples: list[Sample]) -> list[str]:
+def _bundle_captions(model: str, precision: str, samples: list[Sample], beam: int = 1) -> list[str]:
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
 
-    cap = Captioner(load_bundle(model), precision)
+    cap = Captioner(load_bundle(model), precision, beam_size=beam)
     return [cap.caption(load_image(s.image)).text
             for s in tqdm(samples, desc=f"captioning {precision}", unit="img")]
 
@@ -64,10 +67,10 @@ def _checkpoint_captions(path: str, samples: list[Sample]) -> list[str]:
 
 
 def evaluate(cfg: EvalConfig) -> dict:
-    samples = read_jsonl(cfg.data)
+    samples = read_dataset(cfg.data)
     samples = samples[: cfg.n] if cfg.n else samples
     runs = ({"torch": _checkpoint_captions(cfg.model, samples)} if cfg.model.endswith(".pt") else
-            {p: _bundle_captions(cfg.model, p, samples) for p in cfg.precisions.split(",")})
+            {p: _bundle_captions(cfg.model, p, samples, cfg.beam) for p in cfg.precisions.split(",")})
     first = next(iter(runs.values()))
     report = {}
     for name, caps in runs.items():

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from export import quantize
-from export.datasets import read_jsonl
+from export.datasets import read_dataset
 from export.features import load_images
 from export.model import CaptionModel, DecoderStepGraph, EncoderGraph
 from export.torch_backend import TorchStepModel, weight_map
@@ -28,6 +28,7 @@ from export.train import load_checkpoint
 from export.validate import validate
 from runtime import io_spec
 from runtime.bundle import FORMAT, MANIFEST, load_bundle, sha256
+from runtime.errors import InputError
 from runtime.preprocess import PreprocessConfig
 from runtime.vocab import Vocab
 
@@ -38,12 +39,13 @@ OPSET = 17
 class ExportConfig:
     checkpoint: str  # trained checkpoint (python -m export train)
     out: str = "models/default"  # bundle folder, replaced
-    calib: str | None = None  # JSONL whose images calibrate int8 (default: as in training)
-    val: str | None = None  # caption JSONL whose images validate every graph (default: calib)
+    calib: str | None = None  # dataset whose images calibrate int8 (default: as in training)
+    val: str | None = None  # dataset whose images validate every graph (default: calib)
     n_calib: int = 0  # calibration images (0: as in training, where the decoder learnt int8)
     n_val: int = 64  # validation images
     name: str = "default"
     min_agreement: float = 0.97  # fp16/int8 greedy captions equal to torch's on this share
+    precisions: str = "fp32,fp16,int8"  # which to write; fp32 always (the others derive from it)
 
 
 def export_fp32(model: CaptionModel, out: Path) -> None:
@@ -92,6 +94,13 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     }
 
 
+def _domain(train_data: str | None) -> str:
+    """"synthetic" for scene sets this project rendered (they carry scenes.json), else "real"."""
+    folder = Path(train_data or "")
+    meta = (folder if folder.is_dir() else folder.parent) / "scenes.json"
+    return "synthetic" if train_data and meta.is_file() else "real"
+
+
 def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, ckpt: dict,
               pre: PreprocessConfig) -> dict:
     files = {p: {g: {"path": io_spec.graph_file(p, g),
@@ -102,7 +111,8 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
     manifest = {
         "format": FORMAT,
         "name": cfg.name,
-        "caption_domain": "synthetic-scenes" if "scenes" in str(ckpt.get("train", {}).get("train")) else "custom",
+        "caption_domain": _domain(ckpt.get("train", {}).get("train")),
+        "finetuned_backbone": bool(ckpt.get("finetuned_backbone", False)),
         "preprocess": asdict(pre),
         "vocab": {"words": list(vocab.words), "pad": vocab.pad, "bos": vocab.bos,
                   "eos": vocab.eos, "unk": vocab.id("<unk>")},
@@ -134,14 +144,18 @@ def export_bundle(cfg: ExportConfig) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    wanted = {p for p in cfg.precisions.split(",") if p}
+    if not wanted <= set(io_spec.PRECISIONS):
+        raise InputError(f"--precisions {cfg.precisions!r}: choose from {', '.join(io_spec.PRECISIONS)}")
     steps = tqdm(total=4, desc="export", unit="stage")
     export_fp32(model, out)
     steps.update()
-    quantize.convert(out, load_images(read_jsonl(calib)[:n_calib], pre))
+    quantize.convert(out, load_images(read_dataset(calib)[:n_calib], pre) if "int8" in wanted else None,
+                     wanted)
     steps.update()
     manifest = _manifest(out, cfg, model, vocab, ckpt, pre)
     _write(out, manifest)  # the runtime loads the bundle through it to validate
-    images = load_images(read_jsonl(cfg.val or calib)[: cfg.n_val], pre)
+    images = load_images(read_dataset(cfg.val or calib)[: cfg.n_val], pre)
     bundle = load_bundle(out)
     torch_model = TorchStepModel(model)
     for precision in bundle.precisions:

@@ -102,11 +102,13 @@ def decoder_to_int8(src: Path, dst: Path) -> None:
                      op_types_to_quantize=["MatMul", "Gemm"])
 
 
-def convert(out: Path, calibration: np.ndarray) -> None:
-    """From out/fp32/*.onnx write out/fp16/*.onnx and out/int8/*.onnx."""
+def convert(out: Path, calibration: np.ndarray | None, precisions=("fp16", "int8")) -> None:
+    """From out/fp32/*.onnx write out/fp16/*.onnx and out/int8/*.onnx (those asked for)."""
     f32 = {g: out / io_spec.graph_file("fp32", g) for g in io_spec.GRAPHS}
-    for g in io_spec.GRAPHS:
-        to_fp16(f32[g], out / io_spec.graph_file("fp16", g))
-    encoder_to_int8(f32[io_spec.ENCODER], out / io_spec.graph_file("int8", io_spec.ENCODER),
-                    calibration)
-    decoder_to_int8(f32[io_spec.DECODER], out / io_spec.graph_file("int8", io_spec.DECODER))
+    if "fp16" in precisions:
+        for g in io_spec.GRAPHS:
+            to_fp16(f32[g], out / io_spec.graph_file("fp16", g))
+    if "int8" in precisions:
+        encoder_to_int8(f32[io_spec.ENCODER], out / io_spec.graph_file("int8", io_spec.ENCODER),
+                        calibration)
+        decoder_to_int8(f32[io_spec.DECODER], out / io_spec.graph_file("int8", io_spec.DECODER))

@@ -68,6 +68,9 @@ def model_from_bundle(bundle: Bundle) -> CaptionModel:
     m = bundle.manifest
     if "torch_weights" not in m or "model" not in m:
         raise BundleError(f"{bundle.root}: manifest has no torch_weights map (export it again)")
+    if m.get("finetuned_backbone"):
+        raise BundleError(f"{bundle.root}: its encoder was fine-tuned, so the packaged backbone is "
+                          "not its torch reference; load the training checkpoint instead")
     paths = bundle.graph_paths("fp32")
     inits = {g: {t.name: t for t in onnx.load(str(p)).graph.initializer} for g, p in paths.items()}
     model = CaptionModel(ModelConfig(**m["model"]))

@@ -1,11 +1,18 @@
-"""Training: teacher forcing over cached backbone features, with the backbone frozen.
+"""Training: teacher forcing over cached backbone features (the encoder frozen), or over
+images with the encoder fine-tuned at its own learning rate.
 
     python -m export train --train data/scenes-train --val data/scenes-val --out runs/default/model.pt
+    python -m export train --train karpathy:dataset_coco.json@coco#train \
+        --val karpathy:dataset_coco.json@coco#val --min-freq 5 --metric cider --patience 3
+    torchrun --nproc_per_node 2 -m export train ...          # DDP: gloo on CPU, nccl on CUDA
+    python -m export train ... --resume runs/coco/model.last.pt  # continue an interrupted run
 
 Loss is cross-entropy on the next token plus SAT's doubly stochastic attention regulariser,
 alpha_c * mean_i (1 - sum_t alpha_ti)^2, which pushes the decoder to look at every region over a
-caption. The checkpoint keeps the trainable weights (head and decoder), the model config and the
-vocabulary; the backbone is always the packaged ImageNet EfficientNet-Lite0.
+caption. Each epoch is validated (exact match, BLEU-4 or CIDEr); the best epoch is saved to
+--out and the newest, with optimizer state, to <out>.last.pt. A checkpoint keeps the trained
+weights (the backbone too when fine-tuned), the model config and the vocabulary. On CUDA the
+forward pass runs in fp16 autocast with a gradient scaler.
 """
 
 from __future__ import annotations
@@ -17,25 +24,28 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
-from export.datasets import read_jsonl
+from export import distributed
+from export.datasets import read_dataset
 from export.features import cache_features, load_images
 from export.model import CaptionModel, ModelConfig
 from export.torch_backend import TorchStepModel
 from runtime.decoding import DecodingOptions, decode, initial_state
 from runtime.errors import InputError
+from runtime.metrics import caption_scores
 from runtime.vocab import Vocab, normalize
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    train: str  # caption JSONL (or its folder) to train on
-    val: str | None = None  # held-out JSONL: exact-match of greedy captions picks the best epoch
-    out: str = "runs/default/model.pt"  # checkpoint path
+    train: str  # dataset spec to train on (export/datasets.py: JSONL, coco:, karpathy:, flickr8k:)
+    val: str | None = None  # held-out dataset spec: picks the best epoch and stops early
+    out: str = "runs/default/model.pt"  # best checkpoint; <out>.last.pt holds the newest, to resume
     epochs: int = 30
-    batch_size: int = 128
-    lr: float = 3e-3  # Adam, cosine-decayed to zero over the run
+    batch_size: int = 128  # in total: each of N DDP processes takes batch_size / N
+    lr: float = 3e-3  # Adam, one cycle: warm-up, then cosine decay to zero over the run
     alpha_c: float = 0.1  # weight of the doubly stochastic attention regulariser; SAT's 1.0
     # outweighs the word loss ~10x with 49 regions and short captions, and blurs attention
     feature_noise: float = 0.1  # multiplicative noise on cached features, so captions do not
@@ -43,19 +53,36 @@ class TrainConfig:
     captions: str = "first"  # "first": train on each image's canonical caption; "all": every one
     int8_mix: float = 0.5  # share of samples trained on int8-backbone features, so that the
     # int8 bundle says what fp32 says (quantisation-aware training of the decoder)
-    calib: str | None = None  # JSONL whose first n_calib images calibrate int8 (default: train)
+    calib: str | None = None  # dataset whose first n_calib images calibrate int8 (default: train)
     n_calib: int = 128
     max_len: int = 24  # longest caption decoded, eos included
-    min_freq: int = 1  # words seen fewer times become <unk>
+    min_freq: int = 1  # words seen fewer times become <unk> (COCO: 5)
+    metric: str = "exact"  # validation score that picks the best epoch: exact, bleu4 or cider
+    patience: int = 0  # stop after this many epochs without a better validation score (0: never)
+    finetune_lr: float = 0.0  # > 0: fine-tune the encoder too, at this learning rate (images go
+    # through the backbone every batch instead of cached features; int8_mix does not apply)
+    device: str = "auto"  # auto (cuda when available, with mixed precision), cpu or cuda
     seed: int = 0
     cache_dir: str = "data/cache"  # where backbone features are memory-mapped
     init: str | None = None  # start from this checkpoint's weights and vocabulary
+    resume: str | None = None  # continue this run from its <out>.last.pt (optimizer, epoch, best)
 
 
 def load_checkpoint(path: str | Path) -> tuple[CaptionModel, Vocab, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    model = CaptionModel(ModelConfig(**ckpt["config"]))
-    model.load_state_dict({**model.trainable_state(), **ckpt["state"]}, strict=False)
+    """A checkpoint written by train(); tensors and plain data only (weights_only: a pickle
+    that would run code is refused, not executed)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or not {"config", "state", "vocab"} <= set(ckpt):
+            raise ValueError("missing config, state or vocab")
+        config = ModelConfig(**ckpt["config"])
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{path}: not a SceneSpeak checkpoint ({first[:160]})") from None
+    model = CaptionModel(config)
+    model.load_state_dict({**model.state_dict(), **ckpt["state"]}, strict=False)
     missing = set(model.trainable_state()) - set(ckpt["state"])
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {sorted(missing)[:3]}")
@@ -80,78 +107,197 @@ def _pad(seqs: list[list[int]], pad: int) -> torch.Tensor:
     return out
 
 
+METRICS = ("exact", "bleu4", "cider")
+
+
+class TrainStep(nn.Module):
+    """What one batch runs: cached features (or images, when fine-tuning the encoder) through
+    the head and the teacher-forced decoder. DDP wraps this module."""
+
+    def __init__(self, model: CaptionModel, finetune: bool):
+        super().__init__()
+        self.model, self.finetune = model, finetune
+
+    def forward(self, inputs: torch.Tensor, tokens: torch.Tensor):
+        fmap = self.model.backbone.region_features(inputs) if self.finetune else inputs
+        return self.model.decoder(*self.model.head(fmap), tokens)
+
+
+def _val_score(cfg: TrainConfig, captions: list[str], val) -> float:
+    if cfg.metric == "exact":
+        return float(np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, val)]))
+    scores = caption_scores(captions, [list(s.captions) for s in val], meteor=False)
+    if scores is None:
+        raise InputError(f"--metric {cfg.metric} needs pycocoevalcap (requirements/train.txt)")
+    return scores[cfg.metric]
+
+
+def _checkpoint(model: CaptionModel, vocab: Vocab, cfg: TrainConfig, metrics: dict, **extra) -> dict:
+    state = model.state_dict() if cfg.finetune_lr > 0 else model.trainable_state()
+    return {"config": model.cfg.to_dict(), "vocab": list(vocab.words), "state": state,
+            "train": asdict(cfg), "metrics": metrics, "finetuned_backbone": cfg.finetune_lr > 0,
+            **extra}
+
+
+def last_path(out: str | Path) -> Path:
+    """Where the newest state of a run is kept for --resume."""
+    return Path(out).with_suffix(".last.pt")
+
+
 def train(cfg: TrainConfig) -> Path:
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    """Train, validating and checkpointing each epoch; returns the best checkpoint's path.
+    Under torchrun every process trains on its shard and rank 0 validates and saves."""
     if cfg.captions not in ("first", "all"):
         raise InputError(f"--captions {cfg.captions!r}: choose first or all")
-    samples = read_jsonl(cfg.train)
+    if cfg.metric not in METRICS:
+        raise InputError(f"--metric {cfg.metric!r}: choose one of {', '.join(METRICS)}")
+    d = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, d)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    samples = read_dataset(cfg.train)
     pairs = [(i, c) for i, s in enumerate(samples)
              for c in (s.captions[:1] if cfg.captions == "first" else s.captions)]
-    if cfg.init:
+    resume = None
+    if cfg.resume:
+        model, vocab, resume = load_checkpoint(cfg.resume)
+        if "optimizer" not in resume:
+            raise InputError(f"{cfg.resume}: no optimizer state to resume from (it is a best "
+                             f"checkpoint; resume from {last_path(cfg.resume).name}, or --init it)")
+    elif cfg.init:
         model, vocab, _ = load_checkpoint(cfg.init)
     else:
         vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
         model = CaptionModel(ModelConfig(vocab_size=len(vocab)))
+    finetune = cfg.finetune_lr > 0
     backbone = model.backbone
-    feats = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir)))
-    val = read_jsonl(cfg.val) if cfg.val else []
-    val_feats = cache_features(val, backbone, cfg.cache_dir) if val else None
-    if cfg.int8_mix:
-        calib = load_images(read_jsonl(cfg.calib or cfg.train)[: cfg.n_calib])
-        feats8 = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir,
-                                                          int8_calibration=calib)))
-        val_feats8 = cache_features(val, backbone, cfg.cache_dir, int8_calibration=calib) if val else None
+    val = read_dataset(cfg.val) if cfg.val else []
+    feats = feats8 = val_feats8 = None
+    mix = cfg.int8_mix if not finetune else 0.0
+    with distributed.main_first(d):  # rank 0 writes the feature caches, the others read them
+        if not finetune:
+            feats = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir)))
+        val_feats = cache_features(val, backbone, cfg.cache_dir) if val else None
+        if mix:
+            calib = load_images(read_dataset(cfg.calib or cfg.train)[: cfg.n_calib])
+            feats8 = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir,
+                                                              int8_calibration=calib)))
+            val_feats8 = cache_features(val, backbone, cfg.cache_dir, int8_calibration=calib) if val else None
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    steps = cfg.epochs * -(-len(pairs) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.05)
+    if finetune:
+        backbone.requires_grad_(True)
+    net = TrainStep(model, finetune).to(d.device)
+    ddp = torch.nn.parallel.DistributedDataParallel(net) if d.world > 1 else net
+    head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    groups = [{"params": head, "lr": cfg.lr}]
+    if finetune:
+        groups.append({"params": list(backbone.parameters()), "lr": cfg.finetune_lr})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.Adam(groups)
+    # every process takes an equal shard of each epoch's order (same seed, same permutation)
+    usable = len(pairs) - len(pairs) % d.world
+    per = max(1, cfg.batch_size // d.world)
+    batches = -(-(usable // d.world) // per)
+    done = 0
+    if resume:
+        opt.load_state_dict(resume["optimizer"])
+        rng.bit_generator.state = resume["numpy_rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        done = resume["epoch"] * batches
+    # the schedule is a function of the step, so a resumed run may also have more epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups], pct_start=0.05,
+                                                total_steps=max(cfg.epochs * batches, done + 1),
+                                                last_epoch=done - 1)
+    cuda = d.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)  # mixed precision on CUDA only
     tokens = [vocab.encode(c)[: cfg.max_len + 1] for _, c in pairs]
     image_of = np.array([i for i, _ in pairs])
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    best, start = float("-inf"), time.time()
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = rng.permutation(len(pairs))
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}")
+    best, bad, first_epoch, start = float("-inf"), 0, 0, time.time()
+    if resume:
+        best, bad, first_epoch = resume["best"], resume["bad_epochs"], resume["epoch"]
+    for epoch in range(first_epoch, cfg.epochs):
+        ddp.train()
+        backbone.eval()  # its batch-norm statistics stay ImageNet's, fine-tuned or not
+        order = rng.permutation(len(pairs))[:usable][d.rank::d.world]
+        bar = tqdm(range(0, len(order), per), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not d.main)
+        losses = []
         for b in bar:
-            idx = order[b: b + cfg.batch_size]
-            seq = _pad([tokens[i] for i in idx], vocab.pad)
-            fmap = feats[image_of[idx]].float()
-            if cfg.int8_mix:
-                use8 = torch.from_numpy(rng.random(len(idx)) < cfg.int8_mix)
-                fmap[use8] = feats8[image_of[idx][use8.numpy()]].float()
-            if cfg.feature_noise:
-                fmap = fmap * (1 + cfg.feature_noise * torch.randn_like(fmap))
-            logits, alphas = model.decoder(*model.head(fmap), seq[:, :-1])
-            target = seq[:, 1:]
-            mask = (target != vocab.pad).float()
-            ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=vocab.pad)
-            coverage = (alphas * mask.unsqueeze(2)).sum(dim=1)
-            loss = ce + cfg.alpha_c * ((1.0 - coverage) ** 2).mean()
+            idx = order[b: b + per]
+            seq = _pad([tokens[i] for i in idx], vocab.pad).to(d.device)
+            if finetune:
+                inputs = torch.from_numpy(load_images([samples[i] for i in image_of[idx]]))
+            else:
+                inputs = feats[image_of[idx]].float()
+                if mix:
+                    use8 = torch.from_numpy(rng.random(len(idx)) < mix)
+                    inputs[use8] = feats8[image_of[idx][use8.numpy()]].float()
+                if cfg.feature_noise:
+                    inputs = inputs * (1 + cfg.feature_noise * torch.randn_like(inputs))
+            with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):
+                logits, alphas = ddp(inputs.to(d.device), seq[:, :-1])
+                target = seq[:, 1:]
+                mask = (target != vocab.pad).float()
+                ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=vocab.pad)
+                coverage = (alphas.float() * mask.unsqueeze(2)).sum(dim=1)
+                loss = ce + cfg.alpha_c * ((1.0 - coverage) ** 2).mean()
             opt.zero_grad()
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
+            losses.append(ce.item())
             bar.set_postfix(ce=f"{ce.item():.3f}")
-        score = -ce.item()  # without a validation set: the last batch's loss
-        if val:
-            model.eval()
-            got = greedy_captions(TorchStepModel(model), val_feats, vocab, cfg.max_len)
-            score = float(np.mean([g == normalize(s.captions[0]) for g, s in zip(got, val)]))
-            line = f"epoch {epoch + 1}: val exact-match {score:.3f}"
-            if cfg.int8_mix:
-                got8 = greedy_captions(TorchStepModel(model), val_feats8, vocab, cfg.max_len)
-                line += f", int8 agreement {np.mean([a == b for a, b in zip(got, got8)]):.3f}"
+        train_loss = distributed.mean(d, float(np.mean(losses)))
+        stop = False
+        if d.main:
+            score = -train_loss  # without a validation set: the training loss
+            line = f"epoch {epoch + 1}: train loss {train_loss:.4f}"
+            if val:
+                model.eval()
+                step = TorchStepModel(model)
+                vf = val_feats if not finetune else _features(model, val)
+                got = greedy_captions(step, vf, vocab, cfg.max_len)
+                score = _val_score(cfg, got, val)
+                line += f", val {cfg.metric} {score:.3f}"
+                if mix:
+                    got8 = greedy_captions(step, val_feats8, vocab, cfg.max_len)
+                    line += f", int8 agreement {np.mean([a == b for a, b in zip(got, got8)]):.3f}"
             print(line, flush=True)
-        if score >= best:
-            best = score
-            torch.save({"config": model.cfg.to_dict(), "vocab": list(vocab.words),
-                        "state": model.trainable_state(), "train": asdict(cfg),
-                        "metrics": {"epoch": epoch + 1, "val_exact_match": score,
-                                    "minutes": (time.time() - start) / 60}}, out)
-    print(f"best val exact-match {best:.3f}; saved {out} in {(time.time() - start) / 60:.1f} min")
+            metrics = {"epoch": epoch + 1, f"val_{cfg.metric}": score, "train_loss": train_loss,
+                       "minutes": (time.time() - start) / 60, "processes": d.world}
+            if score > best:
+                best, bad = score, 0
+                torch.save(_checkpoint(model, vocab, cfg, metrics), out)
+            else:
+                bad += 1
+            stop = bool(cfg.patience) and bad >= cfg.patience
+            torch.save(_checkpoint(model, vocab, cfg, metrics, optimizer=opt.state_dict(),
+                                   epoch=epoch + 1, best=best,
+                                   bad_epochs=bad, numpy_rng=rng.bit_generator.state,
+                                   torch_rng=torch.get_rng_state()), last_path(out))
+            if stop:
+                print(f"no better {cfg.metric} for {bad} epochs: stopping early", flush=True)
+        if distributed.from_main(d, stop):
+            break
+    distributed.barrier(d)
+    if d.main:
+        what = f"val {cfg.metric} {best:.3f}" if val else f"train loss {-best:.4f}"
+        print(f"best {what}; saved {out} in {(time.time() - start) / 60:.1f} min")
     return out
+
+
+@torch.no_grad()
+def _features(model: CaptionModel, samples, batch: int = 32) -> np.ndarray:
+    """Region features from the model's own (fine-tuned) backbone."""
+    return np.concatenate([model.backbone.region_features(torch.from_numpy(load_images(samples[i:i + batch])))
+                           .numpy() for i in range(0, len(samples), batch)])

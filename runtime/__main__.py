@@ -26,6 +26,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="ONNX Runtime intra-op threads (0: the device profile's, else half the cores)")
     p.add_argument("--device", default="auto", metavar="NAME",
                    help="device profile from device/profiles (default: detect the board)")
+    p.add_argument("--beam", type=int, default=1, metavar="K",
+                   help="beam search with K beams, batched through the step graph (default 1: greedy)")
 
 
 def _warn(message: str) -> None:
@@ -43,7 +45,7 @@ def _captioner(args, warn=_warn):
     where = place(bundle, args.device, args.precision, args.threads)
     if where.plan.warning:
         warn(where.plan.warning)
-    return Captioner(bundle, where.precision, where.session), where
+    return Captioner(bundle, where.precision, where.session, args.beam), where
 
 
 def cmd_caption(args) -> int:
@@ -86,7 +88,8 @@ def cmd_describe(args) -> int:
 
     folder = args.source is not None and describe_uri(args.source)[0] == "folder"
     loop_cfg = LoopConfig(mode=args.mode, max_frames=args.max_frames, interval_s=args.interval,
-                          stable_frames=1 if folder else args.stable_frames)
+                          stable_frames=1 if folder else args.stable_frames,
+                          stats_s=args.stats_interval)
     warnings: list[str] = []
     cap, where = _captioner(args, warnings.append)
     c = where.profile.capture
@@ -120,11 +123,12 @@ def cmd_bench(args) -> int:
         return 0
     precisions = tuple(p for p in args.precisions.split(",") if p)
     bad = [p for p in precisions if p not in io_spec.PRECISIONS]
-    if bad or args.runs < 1:
-        raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs}: use fp32,fp16,int8 and N >= 1")
+    if bad or args.runs < 1 or not 1 <= args.beam <= 16:
+        raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs} / --beam {args.beam}: "
+                         "use fp32,fp16,int8, N >= 1 and K in 1..16")
     cfg = bench.BenchConfig(model=args.model, precisions=precisions, torch=args.torch,
                             runs=args.runs, warmup=args.warmup, threads=args.threads,
-                            images=args.images, device=args.device)
+                            images=args.images, device=args.device, beam=args.beam)
     report = bench.run(cfg)
     report["config"] = asdict(cfg)
     table = bench.markdown(report)
@@ -154,7 +158,7 @@ def cmd_bench_row(args) -> int:
 
     cfg = json.loads(args.config)
     cfg["precisions"] = tuple(cfg["precisions"])
-    print(json.dumps(bench.onnx_row(bench.BenchConfig(**cfg), args.precision)))
+    print(json.dumps(bench.onnx_row(bench.BenchConfig(**cfg), args.precision, args.beam)))
     return 0
 
 
@@ -184,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--volume", type=float, default=1.0)
     d.add_argument("--log", metavar="PATH", help="JSON-lines event log, flushed per event")
     d.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: no limit)")
+    d.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
+                   help="log a stats event (frames/s, resident MB) every S seconds (0: never)")
     d.add_argument("--fast", action="store_true", help="read files as fast as possible, every frame")
     d.add_argument("--show", action="store_true",
                    help="window with the frame, caption and attention (needs a GUI OpenCV)")
@@ -197,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")
+    b.add_argument("--beam", type=int, default=1, metavar="K",
+                   help="also time beam search with K beams for every precision")
     b.add_argument("--images", help="folder of images (default: assets/bench_scenes)")
     b.add_argument("--json", metavar="PATH")
     b.add_argument("--markdown", metavar="PATH")
@@ -210,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     o.set_defaults(func=cmd_doctor)
     r = sub.add_parser("bench-row")  # internal: one benchmark row in a child process
     r.add_argument("--precision", required=True)
+    r.add_argument("--beam", type=int, default=1)
     r.add_argument("--config", required=True)
     r.set_defaults(func=cmd_bench_row)
 

@@ -45,6 +45,7 @@ class BenchConfig:
     threads: int = 0  # ONNX Runtime intra-op threads (0: auto, see runtime.session.auto_threads)
     images: str | None = None  # folder with captions.jsonl (default: assets/bench_scenes)
     device: str = "auto"  # device profile: its providers and threads (see runtime/profiles.py)
+    beam: int = 1  # K > 1 adds a beam-search row for every precision, beside the greedy ones
 
 
 def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]:
@@ -113,7 +114,7 @@ def measure_row(captioner, frames: list[np.ndarray], runs: int, warmup: int) -> 
     }
 
 
-def onnx_row(cfg: BenchConfig, precision: str) -> dict:
+def onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> dict:
     """One ONNX Runtime row, run in this process (a child of `run`)."""
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
@@ -121,18 +122,23 @@ def onnx_row(cfg: BenchConfig, precision: str) -> dict:
 
     bundle = load_bundle(cfg.model)
     where = place(bundle, cfg.device, precision, cfg.threads)
-    cap = Captioner(bundle, precision, where.session)
+    cap = Captioner(bundle, precision, where.session, beam)
     frames = load_frames(cfg.images)
-    row = {"backend": "onnxruntime", "precision": precision, "provider": cap.providers[0],
+    row = {"backend": "onnxruntime", "precision": precision, "decoding": _decoding(beam),
+           "provider": cap.providers[0],
            "profile": where.profile.name, "io_binding": cap.startup["io_binding"]}
     row.update(measure_row(cap, frames, cfg.runs, cfg.warmup))
     row["model_mb"] = round(sum(p.stat().st_size for p in bundle.graph_paths(precision).values()) / 2**20, 2)
     return row
 
 
-def _child(cfg: BenchConfig, backend: str, precision: str) -> dict:
+def _decoding(beam: int) -> str:
+    return "greedy" if beam <= 1 else f"beam{beam}"
+
+
+def _child(cfg: BenchConfig, backend: str, precision: str, beam: int) -> dict:
     module = "export" if backend == "torch" else "runtime"
-    cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision,
+    cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision, "--beam", str(beam),
            "--config", json.dumps(asdict(cfg))]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
@@ -188,13 +194,14 @@ def speech_timing(captions: list[str]) -> dict | None:
 
 def run(cfg: BenchConfig) -> dict:
     paths, refs = load_images(cfg.images)
-    rows = [("onnxruntime", p) for p in cfg.precisions] + ([("torch", "fp32")] if cfg.torch else [])
+    rows = [("onnxruntime", p, 1) for p in cfg.precisions] + ([("torch", "fp32", 1)] if cfg.torch else [])
+    rows += [("onnxruntime", p, cfg.beam) for p in cfg.precisions] if cfg.beam > 1 else []
     results = []
-    for backend, precision in tqdm(rows, desc="bench", unit="row"):
-        results.append(_child(cfg, backend, precision))
+    for backend, precision, beam in tqdm(rows, desc="bench", unit="row"):
+        results.append(_child(cfg, backend, precision, beam))
     captions = [r.pop("captions") for r in results]
-    base = next((c for r, c in zip(results, captions)
-                 if r["backend"] == "onnxruntime" and r["precision"] == "fp32"), None)
+    base = next((c for r, c in zip(results, captions) if r["backend"] == "onnxruntime"
+                 and r["precision"] == "fp32" and r["decoding"] == "greedy"), None)
     for r, caps in zip(results, captions):
         r["agreement_vs_fp32"] = (round(float(np.mean([a == b for a, b in zip(caps, base)])), 4)
                                   if base is not None else None)
@@ -205,7 +212,8 @@ def run(cfg: BenchConfig) -> dict:
             "speech": speech, "results": results}
 
 
-COLUMNS = (("backend", "backend"), ("precision", "precision"), ("provider", "provider"),
+COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "decoding"),
+           ("provider", "provider"),
            ("preprocess p50", "preprocess_ms.p50"), ("encoder p50", "encoder_ms.p50"),
            ("encoder p95", "encoder_ms.p95"), ("step p50", "decoder_step_ms.p50"),
            ("steps", "steps_mean"), ("caption p50", "caption_ms.p50"),
@@ -246,7 +254,8 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = report["results"]
-    names = [f"{r['backend']}\n{r['precision']}" for r in rows]
+    names = [f"{r['backend']}\n{r['precision']}" + ("" if r.get("decoding", "greedy") == "greedy"
+                                                     else f" {r['decoding']}") for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(rows), 4))
     for off, key, colour in ((-0.2, "p50", "#3b6ea8"), (0.2, "p95", "#a8c6e8")):
@@ -273,16 +282,20 @@ def compare(a_path: str, b_path: str) -> str:
             raise InputError(f"{p}: not a benchmark JSON ({e})") from None
 
     a, b = load(a_path), load(b_path)
-    index = {(r["backend"], r["precision"]): r for r in a.get("results", [])}
+    def key(r):
+        return r["backend"], r["precision"], r.get("decoding", "greedy")
+
+    index = {key(r): r for r in a.get("results", [])}
     keys = ("encoder_ms.p50", "decoder_step_ms.p50", "caption_ms.p50", "caption_ms.p95")
     lines = [f"ratio {b_path} / {a_path} (below 1: the second is faster)",
              "| backend | precision | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
     for r in b.get("results", []):
-        other = index.get((r["backend"], r["precision"]))
+        other = index.get(key(r))
         if other is None:
             continue
         ratios = [(_get(r, k) or 0) / (_get(other, k) or float("nan")) for k in keys]
-        lines.append(f"| {r['backend']} | {r['precision']} | " + " | ".join(f"{v:.2f}" for v in ratios) + " |")
+        label = r["precision"] + ("" if key(r)[2] == "greedy" else f" {key(r)[2]}")
+        lines.append(f"| {r['backend']} | {label} | " + " | ".join(f"{v:.2f}" for v in ratios) + " |")
     if len(lines) == 3:
         raise InputError(f"{a_path} and {b_path} share no backend/precision rows")
     return "\n".join(lines)

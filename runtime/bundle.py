@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime import io_spec
 from runtime.errors import BundleError
+from runtime.onnx_check import check_graph
 from runtime.preprocess import PreprocessConfig
 from runtime.vocab import SPECIALS, Vocab
 
@@ -20,6 +22,7 @@ MANIFEST = "manifest.json"
 FORMAT = "scenespeak-bundle/1"
 MAX_VOCAB = 1_000_000
 MAX_LEN = 1000
+MAX_MANIFEST_BYTES = 16 * 2 ** 20  # the default's is ~40 kB
 
 
 def sha256(path: Path) -> str:
@@ -70,6 +73,7 @@ class Bundle:
                 raise BundleError(f"{f.path}: file missing from the bundle")
             if sha256(f.path) != f.sha256:
                 raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
+            check_graph(f.path, self.root)
             self._verified.add(f.path)
         return {g: f.path for g, f in self.files[precision].items()}
 
@@ -80,10 +84,12 @@ def load_bundle(root: str | Path) -> Bundle:
     path = root / MANIFEST
     if not path.is_file():
         raise BundleError(f"{path}: no bundle manifest here")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: {path.stat().st_size} bytes is too large for a manifest")
     try:
         m = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise BundleError(f"{path}: not valid JSON ({str(e)[:120] or type(e).__name__})") from None
     where = str(path)
     if _get(m, "format", str, where) != FORMAT:
         raise BundleError(f"{path}: format {m['format']!r} is not {FORMAT!r}")
@@ -98,7 +104,7 @@ def load_bundle(root: str | Path) -> Bundle:
         raise BundleError(f"{path}: max_len {max_len} is outside 1..{MAX_LEN}")
     try:
         pre = PreprocessConfig.from_dict(_get(m, "preprocess", dict, where))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise BundleError(f"{path}: bad preprocess block ({e})") from None
     files: dict[str, dict[str, GraphFile]] = {}
     for precision, graphs in _get(m, "files", dict, where).items():
@@ -112,6 +118,8 @@ def load_bundle(root: str | Path) -> Bundle:
             if Path(rel).is_absolute() or not target.is_relative_to(root.resolve()):
                 raise BundleError(f"{path}: files.{precision}.{graph} points outside the bundle ({rel})")
             digest = _get(entry, "sha256", str, f"{where}:files.{precision}.{graph}")
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise BundleError(f"{path}: files.{precision}.{graph}.sha256 is not a sha256 hex digest")
             files[precision][graph] = GraphFile(target, digest)
     if not files:
         raise BundleError(f"{path}: lists no graph files")

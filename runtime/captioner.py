@@ -16,7 +16,7 @@ import onnxruntime as ort
 from runtime import io_spec
 from runtime.bundle import Bundle
 from runtime.decoding import DecodingOptions, State, decode, initial_state
-from runtime.errors import BundleError
+from runtime.errors import BundleError, InputError
 from runtime.preprocess import preprocess
 from runtime.session import GPU_PROVIDERS, SessionConfig, create_session
 
@@ -72,13 +72,31 @@ class Caption:
     timings_ms: dict[str, float]  # preprocess, encoder, decoder, total
 
 
-def _check_io(session, spec: tuple[dict, dict], path) -> None:
+ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
+
+
+def _check_io(session, spec: tuple[dict, dict], path, bundle: Bundle) -> None:
+    """The graph's inputs and outputs against the contract in io_spec: names, dtypes, ranks and
+    the sizes the manifest gives (a graph from another model is refused before it runs)."""
     inputs, outputs = spec
     got_in = {i.name for i in session.get_inputs()}
     got_out = {o.name for o in session.get_outputs()}
     if got_in != set(inputs) or not set(outputs) <= got_out:
         raise BundleError(f"{path}: graph inputs {sorted(got_in)} / outputs {sorted(got_out)} "
                           f"do not match the SceneSpeak contract {sorted(inputs)} -> {sorted(outputs)}")
+    model = bundle.manifest.get("model") if isinstance(bundle.manifest.get("model"), dict) else {}
+    sizes = {"regions": 49, **{k: v for k, v in model.items() if isinstance(v, int)}}
+    size = bundle.preprocess.size
+    for arg in session.get_inputs():
+        dtype, axes = inputs[arg.name]
+        if arg.name == "image":
+            axes = ("batch", 3, size, size)
+        want = tuple(sizes.get(a, a) for a in axes)
+        ok = len(arg.shape) == len(want) and all(
+            not isinstance(g, int) or not isinstance(w, int) or g == w for g, w in zip(arg.shape, want))
+        if not ok or arg.type != ORT_TYPES[dtype]:
+            raise BundleError(f"{path}: input {arg.name!r} is {arg.type} {list(arg.shape)}, the "
+                              f"contract wants {ORT_TYPES[dtype]} {list(want)}")
 
 
 class CaptionPipeline:
@@ -110,7 +128,8 @@ class CaptionPipeline:
 class Captioner(CaptionPipeline):
     """The two ONNX graphs of one precision of a bundle, in ONNX Runtime."""
 
-    def __init__(self, bundle: Bundle, precision: str, session: SessionConfig = SessionConfig()):
+    def __init__(self, bundle: Bundle, precision: str, session: SessionConfig = SessionConfig(),
+                 beam_size: int = 1):
         paths = bundle.graph_paths(precision)
         self.bundle, self.precision = bundle, precision
         cache = next((Path(o["trt_engine_cache_path"]) for n, o in session.providers
@@ -122,7 +141,7 @@ class Captioner(CaptionPipeline):
         self.encoder = create_session(paths[io_spec.ENCODER], session)
         self.decoder = create_session(paths[io_spec.DECODER], session)
         for graph, sess in ((io_spec.ENCODER, self.encoder), (io_spec.DECODER, self.decoder)):
-            _check_io(sess, io_spec.SPECS[graph], paths[graph])
+            _check_io(sess, io_spec.SPECS[graph], paths[graph], bundle)
         vocab_out = self.decoder.get_outputs()[0].shape[-1]
         if isinstance(vocab_out, int) and vocab_out != len(bundle.vocab):
             raise BundleError(f"{paths[io_spec.DECODER]}: decoder has {vocab_out} outputs but the "
@@ -131,7 +150,9 @@ class Captioner(CaptionPipeline):
                                               self.providers[0] in GPU_PROVIDERS)
         device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.step_model = BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
-        self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len)
+        if not 1 <= beam_size <= 16:
+            raise InputError(f"--beam {beam_size}: use 1 (greedy) to 16 beams")
+        self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len, beam_size)
         self.encoder_outputs = list(io_spec.ENCODER_OUTPUTS)
         # TensorRT builds its engines at the first run for each shape: warm up here so that the
         # first caption is not the slow one, and report how long it took

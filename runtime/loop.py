@@ -12,6 +12,7 @@ Runs until the source ends (files, folders) or q / Ctrl-C / SIGTERM; the last lo
 
 from __future__ import annotations
 
+import os
 import queue
 import select
 import sys
@@ -25,6 +26,7 @@ import numpy as np
 from runtime.captioner import Captioner
 from runtime.errors import InputError
 from runtime.eventlog import EventLog
+from runtime.preprocess import to_bgr8
 from runtime.service import notify
 from runtime.sources import Frame
 from runtime.speech import SpeechWorker
@@ -43,10 +45,21 @@ class LoopConfig:
     interval_s: float = 5.0  # interval mode period
     max_frames: int = 0  # stop after this many frames (0: until the source ends)
     read_timeout_s: float = 1.0  # wait for a live frame before checking for keys and stop
+    stats_s: float = 60.0  # a `stats` event (frames/s, resident memory) this often; 0: never
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory now (Linux /proc), in MB; None where unreadable."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20, 1)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    gray = image if image.ndim == 2 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    """8-bit BGR frame -> 32x32 gray, for the change gate."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
@@ -91,7 +104,9 @@ class DescribeLoop:
         self.pending: tuple[str, int] | None = None  # (caption, times seen) not yet stable
         self.next_interval = 0.0
         self.frames = 0
+        self.captions = 0
         self.latest: Frame | None = None  # manual mode: the frame Enter describes
+        self._stats_at = (time.monotonic(), 0)  # (time, frames) of the last stats event
 
     def _speak(self, text: str, frame: Frame | None = None, kind: str = "caption",
                interrupt: bool = False) -> None:
@@ -111,6 +126,7 @@ class DescribeLoop:
             return None
         if self.screen is not None:
             self.screen.set_caption(result)
+        self.captions += 1
         now = time.monotonic()
         self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
                        latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
@@ -132,6 +148,11 @@ class DescribeLoop:
         mode = self.cfg.mode
         if frame.image is None:
             self.log.write("skipped", frame.index, reason=frame.error or "empty frame")
+            return
+        try:  # gray, BGRA, 16-bit and float frames become 8-bit BGR once, here
+            frame.image = to_bgr8(frame.image)
+        except InputError as e:
+            self.log.write("skipped", frame.index, reason=str(e))
             return
         if mode == "change":
             if not self._changed(frame):
@@ -168,6 +189,15 @@ class DescribeLoop:
             self.log.write("key", -1, key="quit")
             self.stop.set()
 
+    def _stats(self, force: bool = False) -> None:
+        """Health for long runs and the service journal: frames/s and resident memory."""
+        now, (t, frames) = time.monotonic(), self._stats_at
+        if not force and (not self.cfg.stats_s or now - t < self.cfg.stats_s):
+            return
+        self._stats_at = (now, self.frames)
+        self.log.write("stats", self.frames, fps=round((self.frames - frames) / max(now - t, 1e-9), 1),
+                       captions=self.captions, rss_mb=resident_mb())
+
     def run(self) -> int:
         keys = KeyReader() if self.cfg.mode == "manual" else None
         self.log.write("start", mode=self.cfg.mode, precision=self.cap.precision,
@@ -198,6 +228,7 @@ class DescribeLoop:
                     key = keys.poll()
                     if key:
                         self.on_key(key, self.latest)
+                self._stats()
                 if self.cfg.max_frames and self.frames >= self.cfg.max_frames:
                     break
         finally:
@@ -207,6 +238,7 @@ class DescribeLoop:
             if self.screen is not None:
                 self.screen.close()
             self.source.close()
+            self._stats(force=True)
             self._speak("SceneSpeak stopped", kind="notice")
             self.speech.close()
             self.log.write("end", self.frames, frames=self.frames)

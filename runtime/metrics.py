@@ -1,12 +1,23 @@
 """Caption metrics shared by evaluation (export/) and the benchmark (runtime/).
 
-BLEU comes from pycocoevalcap, the implementation caption papers report; it is a training
-extra, so `bleu()` returns None where it is not installed.
+All come from pycocoevalcap, the implementation caption papers report: BLEU-1..4, METEOR (its
+Java jar, where Java is installed), ROUGE-L and CIDEr-D. It is a training extra, so these return
+None where it is not installed. Captions and references are normalised the way the runtime
+detokenises (lower case, words only) instead of the Stanford PTB tokenizer, so no Java is needed
+for the rest.
 """
 
 from __future__ import annotations
 
+import shutil
+
 from runtime.vocab import normalize
+
+
+def _inputs(captions: list[str], references: list[list[str]]):
+    refs = {i: [normalize(c) for c in r] for i, r in enumerate(references)}
+    hyps = {i: [normalize(c)] for i, c in enumerate(captions)}
+    return refs, hyps
 
 
 def bleu(captions: list[str], references: list[list[str]]) -> list[float] | None:
@@ -15,7 +26,25 @@ def bleu(captions: list[str], references: list[list[str]]) -> list[float] | None
         from pycocoevalcap.bleu.bleu import Bleu
     except ImportError:
         return None
-    refs = {i: [normalize(c) for c in r] for i, r in enumerate(references)}
-    hyps = {i: [c] for i, c in enumerate(captions)}
-    scores, _ = Bleu(4).compute_score(refs, hyps, verbose=0)
+    scores, _ = Bleu(4).compute_score(*_inputs(captions, references), verbose=0)
     return [float(s) for s in scores]
+
+
+def caption_scores(captions: list[str], references: list[list[str]], meteor: bool = True) -> dict | None:
+    """{"bleu1".."bleu4", "rouge_l", "cider", and "meteor" where Java is present}, or None."""
+    try:
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.rouge.rouge import Rouge
+    except ImportError:
+        return None
+    refs, hyps = _inputs(captions, references)
+    out = {f"bleu{i + 1}": b for i, b in enumerate(bleu(captions, references))}
+    out["rouge_l"] = float(Rouge().compute_score(refs, hyps)[0])
+    out["cider"] = float(Cider().compute_score(refs, hyps)[0])
+    if meteor and shutil.which("java"):
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        scorer = Meteor()  # a Java subprocess, stopped when the scorer is collected
+        out["meteor"] = float(scorer.compute_score(refs, hyps)[0])
+        del scorer
+    return out

@@ -23,7 +23,24 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessConfig":
-        return cls(**d)
+        """From a manifest's preprocess block; ValueError names what is wrong."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        cfg = cls(**d)
+        if not isinstance(cfg.size, int) or isinstance(cfg.size, bool) or not 32 <= cfg.size <= 1024 \
+                or cfg.size % 32:
+            raise ValueError(f"size {cfg.size!r} must be a multiple of 32 in 32..1024")
+        if cfg.resize != "stretch" or cfg.channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"resize {cfg.resize!r} / channel_order {cfg.channel_order!r} "
+                             "must be stretch / RGB or BGR")
+        for name in ("mean", "std"):
+            v = getattr(cfg, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not abs(v) < 1e6:
+                raise ValueError(f"{name} {v!r} must be a number")
+        if not cfg.std > 0:
+            raise ValueError(f"std {cfg.std!r} must be positive")
+        return cfg
 
 
 def to_bgr8(frame: np.ndarray | None) -> np.ndarray:
@@ -36,9 +53,11 @@ def to_bgr8(frame: np.ndarray | None) -> np.ndarray:
         raise InputError(f"frame of shape {frame.shape} is not an image")
     if frame.dtype == np.uint16:
         frame = (frame >> 8).astype(np.uint8)
-    elif frame.dtype.kind == "f":
-        scale = 255.0 if np.nanmax(frame) <= 1.0 else 1.0
-        frame = np.clip(np.nan_to_num(frame) * scale, 0, 255).astype(np.uint8)
+    elif frame.dtype.kind == "f":  # [0,1] or [0,255]; NaN -> 0, +-inf -> the ends of the range
+        finite = frame[np.isfinite(frame)]
+        top = 1.0 if finite.size == 0 or finite.max() <= 1.0 else 255.0
+        frame = np.clip(np.nan_to_num(frame, nan=0.0, posinf=top, neginf=0.0), 0, top)
+        frame = (frame * (255.0 / top)).astype(np.uint8)
     elif frame.dtype != np.uint8:
         raise InputError(f"frame dtype {frame.dtype} is not supported")
     if frame.ndim == 2:

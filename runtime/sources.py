@@ -66,6 +66,8 @@ def csi_pipeline(sensor: int, cfg: SourceConfig) -> str:
 def describe_uri(uri: str) -> tuple[str, object]:
     """URI -> (kind, argument): ('camera', 0), ('file', path), ('folder', path), ('stream', url),
     ('csi', sensor). Raises InputError for what cannot be a source."""
+    if not uri.isprintable() or not uri:
+        raise InputError(f"{uri!r}: not a source (control characters or empty)")
     if uri.isdigit():
         return "camera", int(uri)
     if uri.startswith("/dev/video"):

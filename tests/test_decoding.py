@@ -55,5 +55,61 @@ def test_greedy_update_keeps_ended_sequences_ended():
     tokens = np.array([[BOS, EOS], [BOS, 5]])
     logits = np.zeros((2, V))
     logits[:, 6] = 1
-    nxt, done = g.update(tokens, logits)
-    assert nxt[:, -1].tolist() == [EOS, 6] and not done
+    nxt, done, source = g.update(tokens, logits)
+    assert nxt[:, -1].tolist() == [EOS, 6] and not done and source is None
+
+
+class Tree:
+    """A step model whose next-token distribution depends on the whole prefix, carried in the
+    state: h[:,0] is the node of the prefix, and each image enters the tree at its own root
+    (h[:,1]). Beam search must hand each beam its own state, or the sentences come out wrong.
+    Tokens the tree does not list lead to a dead end that can only say eos."""
+
+    DEAD = -1
+
+    def __init__(self, children: dict[int, dict[int, tuple[float, int]]]):
+        self.children = children  # node -> token -> (probability, child node)
+        self.calls = []
+
+    def step(self, token, state):
+        self.calls.append(len(token))
+        node, root = state["h"][:, 0].astype(int), state["h"][:, 1].astype(int)
+        nxt = np.array([r if t == BOS else self.children.get(n, {}).get(int(t), (0, self.DEAD))[1]
+                        for n, r, t in zip(node, root, token)])
+        logits = np.full((len(token), V), -30.0, np.float32)
+        for row, n in enumerate(nxt):
+            for tok, (p, _) in self.children.get(int(n), {EOS: (1.0, self.DEAD)}).items():
+                logits[row, tok] = np.log(p)
+        h = state["h"].copy()
+        h[:, 0] = nxt
+        return logits, dict(state, h=h), np.full((len(token), 49), 1 / 49, np.float32)
+
+
+# root 0: 5 is likelier than 4, but every sentence after 5 is unlikely
+TRAP = {0: {5: (0.5, 1), 4: (0.4, 2), 3: (0.1, 3)},
+        1: {6: (0.35, 4), 7: (0.3, 4), 3: (0.25, 4), EOS: (0.1, 5)},
+        2: {6: (0.95, 6), EOS: (0.05, 5)}}
+# root 10: the greedy sentence is also the best
+EASY = {10: {5: (0.9, 11), 4: (0.1, 12)}, 11: {6: (0.9, 13), EOS: (0.1, 14)}}
+
+
+def test_beam_search_finds_the_likelier_sentence_greedy_misses():
+    model = Tree(TRAP)
+    greedy = decode(model, _state(1), DecodingOptions(BOS, EOS, max_len=6))
+    beam = decode(model, _state(1), DecodingOptions(BOS, EOS, max_len=6, beam_size=3))
+    assert greedy.tokens.tolist() == [[5, 6, EOS]]  # p = 0.5 * 0.35 = 0.175
+    assert beam.tokens.tolist() == [[4, 6, EOS]]  # p = 0.4 * 0.95 = 0.38
+    assert model.calls[-1] == 3 and beam.alphas.shape == (1, beam.steps, 49)
+
+
+def test_beams_of_several_images_stay_apart():
+    state = _state(2)
+    state["h"][:, 1] = [10, 0]  # image 0 starts at EASY's root, image 1 at TRAP's
+    out = decode(Tree({**TRAP, **EASY}), state, DecodingOptions(BOS, EOS, max_len=6, beam_size=3))
+    assert out.tokens.tolist() == [[5, 6, EOS], [4, 6, EOS]]
+
+
+def test_beam_of_one_is_greedy():
+    a = decode(Tree(TRAP), _state(1), DecodingOptions(BOS, EOS, max_len=6))
+    b = decode(Tree(TRAP), _state(1), DecodingOptions(BOS, EOS, max_len=6, beam_size=1))
+    assert a.tokens.tolist() == b.tokens.tolist()

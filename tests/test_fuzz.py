@@ -1,0 +1,124 @@
+"""Property-based tests (hypothesis): whatever the manifest, source URI or frame, the answer is
+a result or the project's own error with a message, never another exception."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from conftest import MODEL
+from runtime.bundle import load_bundle
+from runtime.errors import BundleError, InputError
+from runtime.preprocess import PreprocessConfig, preprocess
+from runtime.sources import describe_uri
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20)
+
+
+@pytest.fixture(scope="module")
+def manifest_dir(tmp_path_factory):
+    """A copy of the default bundle whose manifest each example rewrites."""
+    dst = tmp_path_factory.mktemp("fuzz") / "bundle"
+    shutil.copytree(MODEL, dst)
+    return dst
+
+
+def _mutations():
+    """(dotted path, value) edits to a valid manifest: every key can be anything."""
+    base = json.loads((MODEL / "manifest.json").read_text())
+    paths = []
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("torch_weights", "validation", "provenance", "io"):
+                    continue  # informational blocks, not read by the loader
+                paths.append(prefix + (k,))
+                walk(v, prefix + (k,))
+    walk(base, ())
+    return base, paths
+
+
+BASE, PATHS = _mutations()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.sampled_from(PATHS), json_values | st.just("<delete>")), min_size=1, max_size=3))
+def test_manifest_loader_accepts_or_names_the_problem(manifest_dir, edits):
+    m = json.loads(json.dumps(BASE))
+    for path, value in edits:
+        node = m
+        for key in path[:-1]:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            if isinstance(node, dict):
+                if value == "<delete>":
+                    node.pop(path[-1], None)
+                else:
+                    node[path[-1]] = value
+    (manifest_dir / "manifest.json").write_text(json.dumps(m))
+    try:
+        bundle = load_bundle(manifest_dir)
+    except BundleError as e:
+        assert str(e).startswith(str(manifest_dir)) and len(str(e).splitlines()) == 1
+        return
+    for precision in bundle.precisions:  # a manifest that loads still guards its files
+        try:
+            paths = bundle.graph_paths(precision)
+        except BundleError as e:
+            assert str(manifest_dir) in str(e)
+            continue
+        assert all(p.resolve().is_relative_to(manifest_dir.resolve()) for p in paths.values())
+
+
+@settings(max_examples=500, deadline=None)
+@given(uri=st.text(max_size=40) | st.from_regex(r"(csi|rtsp|http|https|file|v4l2)://[\w./:-]{0,20}", fullmatch=True)
+       | st.from_regex(r"/dev/video\d{0,3}", fullmatch=True) | st.from_regex(r"\d{1,4}", fullmatch=True))
+def test_source_uri_parser_gives_a_kind_or_a_clear_error(uri):
+    try:
+        kind, arg = describe_uri(uri)
+    except InputError as e:
+        assert (uri in str(e) or repr(uri) in str(e)) and str(e).isprintable()
+        return
+    assert kind in ("camera", "file", "folder", "stream", "csi")
+    if kind == "csi":
+        assert uri == f"csi://{arg}"
+    if kind == "camera":
+        assert arg == uri or arg == int(uri)
+
+
+frames = st.one_of(
+    arrays(st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int32, np.bool_]),
+           st.tuples(st.integers(0, 40), st.integers(0, 40)) | st.tuples(st.integers(0, 40), st.integers(0, 40),
+                                                                        st.integers(0, 5))),
+    st.none(), st.just(np.zeros((0, 5, 3), np.uint8)), st.integers(), st.text(max_size=3))
+
+
+@settings(max_examples=400, deadline=None)
+@given(frame=frames)
+def test_preprocess_gives_a_normalised_blob_or_input_error(frame):
+    try:
+        blob = preprocess(frame, PreprocessConfig())
+    except InputError as e:
+        assert str(e)
+        return
+    assert blob.shape == (1, 3, 224, 224) and blob.dtype == np.float32
+    assert np.isfinite(blob).all() and blob.min() >= -1.0 and blob.max() <= 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(frame=arrays(np.float32, (8, 8, 3), elements=st.floats(width=32)))
+def test_float_frames_with_nan_and_inf_stay_finite(frame):
+    blob = preprocess(frame, PreprocessConfig())
+    assert np.isfinite(blob).all()
