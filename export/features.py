@@ -67,9 +67,22 @@ def load_image(path: Path) -> np.ndarray:
     return img
 
 
-def load_images(samples: list[Sample], pre: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
-    """Preprocessed (N,3,224,224) float32 images, e.g. for int8 calibration."""
-    return np.concatenate([preprocess(load_image(s.image), pre) for s in samples])
+def compressed(img: np.ndarray, key: str) -> np.ndarray:
+    """The image as a camera stream would deliver it: JPEG with 4:2:0 chroma at a quality in
+    35..85 fixed by `key` (so a cache of it is reproducible). Video codecs and MJPEG webcams
+    blur colour at shape edges the same way."""
+    quality = 35 + int(hashlib.sha1(key.encode()).hexdigest()[:4], 16) % 51
+    ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else img
+
+
+def load_images(samples: list[Sample], pre: PreprocessConfig = PreprocessConfig(),
+                jpeg: bool = False) -> np.ndarray:
+    """Preprocessed (N,3,224,224) float32 images (JPEG-compressed with `jpeg`)."""
+    images = [load_image(s.image) for s in samples]
+    if jpeg:
+        images = [compressed(im, str(s.image.name)) for im, s in zip(images, samples)]
+    return np.concatenate([preprocess(im, pre) for im in images])
 
 
 def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
@@ -87,12 +100,15 @@ def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
 
 def cache_features(samples: list[Sample], net: EfficientNetLite0, cache_dir: str | Path,
                    pre: PreprocessConfig = PreprocessConfig(), batch: int = 32,
-                   int8_calibration: np.ndarray | None = None) -> np.ndarray:
+                   int8_calibration: np.ndarray | None = None, jpeg: bool = False) -> np.ndarray:
     """Region feature maps (N,1395,7,7) float16 for the samples, memory-mapped from cache_dir.
-    With `int8_calibration` (preprocessed images), from the int8 backbone instead."""
+    With `int8_calibration` (preprocessed images), from the int8 backbone instead; with `jpeg`,
+    of the images JPEG-compressed as in compressed()."""
     key = hashlib.sha1(CACHE_VERSION.encode() + repr(pre).encode())
     if int8_calibration is not None:
         key.update(b"int8" + int8_calibration.tobytes())
+    if jpeg:
+        key.update(b"jpeg")
     for s in samples:
         key.update(f"{s.image.resolve()}:{s.image.stat().st_size}\n".encode())
     cache_dir = Path(cache_dir)
@@ -106,9 +122,9 @@ def cache_features(samples: list[Sample], net: EfficientNetLite0, cache_dir: str
     tmp = path.with_suffix(".tmp.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
                                     shape=(len(samples), FEATURE_CHANNELS, 7, 7))
-    desc = "caching features" + (" (int8)" if int8_calibration is not None else "")
+    desc = "caching features" + (" (int8)" if int8_calibration is not None else "") + (" (jpeg)" if jpeg else "")
     for i in tqdm(range(0, len(samples), batch), desc=desc, unit="batch"):
-        blobs = load_images(samples[i:i + batch], pre)
+        blobs = load_images(samples[i:i + batch], pre, jpeg)
         out[i:i + len(blobs)] = session.run(None, {"image": blobs})[0]
     out.flush()
     del out

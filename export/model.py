@@ -22,8 +22,6 @@ class ModelConfig:
     attention_dim: int = 96  # A: additive-attention hidden size
     embed_dim: int = 64  # E: word embedding size
     hidden_dim: int = 192  # H: LSTM state size
-    relation_dim: int = 32  # query/key size of the regions' self-attention (0: none)
-    init_dim: int = 96  # bottleneck of the MLP that maps the mean region to h0/c0
     dropout: float = 0.3  # on h before the output layer, training only
     feature_dim: int = 1280 + 112 + 3  # per region: last map, block-10 map, mean colour
     image_size: int = 224
@@ -136,22 +134,6 @@ def load_pretrained_backbone() -> EfficientNetLite0:
     return net.eval()
 
 
-class RegionRelation(nn.Module):
-    """One residual self-attention over the regions, so that each region knows what the others
-    hold: "two red stars" against "a red star and a blue star" is decided at the first word,
-    from regions that look alike, which neither a single region nor their mean shows."""
-
-    def __init__(self, dim: int, key_dim: int):
-        super().__init__()
-        self.query, self.key = nn.Linear(dim, key_dim), nn.Linear(dim, key_dim)
-        self.out = nn.Linear(dim, dim)
-        self.scale = key_dim ** -0.5
-
-    def forward(self, regions: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.query(regions) @ self.key(regions).transpose(1, 2) * self.scale, -1)
-        return regions + self.out(weights @ regions)
-
-
 class RegionHead(nn.Module):
     """Per-image precomputation: regions, their attention projection and the initial state."""
 
@@ -161,19 +143,15 @@ class RegionHead(nn.Module):
         # where each region is: the context vector is a weighted sum of regions, and a caption
         # that says "top left" or "above" needs to know where the attended regions lie
         self.position = nn.Parameter(torch.zeros(49, cfg.region_dim))
-        self.relation = RegionRelation(cfg.region_dim, cfg.relation_dim) if cfg.relation_dim else None
         self.encoder_att = nn.Linear(cfg.region_dim, cfg.attention_dim)
-        self.init = nn.Sequential(nn.Linear(cfg.region_dim, cfg.init_dim), nn.ReLU())
-        self.init_h = nn.Linear(cfg.init_dim, cfg.hidden_dim)
-        self.init_c = nn.Linear(cfg.init_dim, cfg.hidden_dim)
+        self.init_h = nn.Linear(cfg.region_dim, cfg.hidden_dim)
+        self.init_c = nn.Linear(cfg.region_dim, cfg.hidden_dim)
 
     def forward(self, fmap: torch.Tensor):
         """fmap (B,1395,7,7) -> regions (B,49,D), regions_att (B,49,A), h0 (B,H), c0 (B,H)."""
         regions = self.project(fmap.flatten(2).transpose(1, 2)) + self.position
-        if self.relation is not None:
-            regions = self.relation(regions)
-        summary = self.init(regions.mean(dim=1))
-        return regions, self.encoder_att(regions), torch.tanh(self.init_h(summary)), self.init_c(summary)
+        mean = regions.mean(dim=1)
+        return regions, self.encoder_att(regions), torch.tanh(self.init_h(mean)), self.init_c(mean)
 
 
 class AttentionDecoder(nn.Module):

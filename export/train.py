@@ -53,6 +53,8 @@ class TrainConfig:
     captions: str = "first"  # "first": train on each image's canonical caption; "all": every one
     int8_mix: float = 0.5  # share of samples trained on int8-backbone features, so that the
     # int8 bundle says what fp32 says (quantisation-aware training of the decoder)
+    jpeg_mix: float = 0.0  # share of the other samples trained on features of JPEG-compressed
+    # images (quality 35..85), so that video and MJPEG frames are described like clean ones
     calib: str | None = None  # dataset whose first n_calib images calibrate int8 (default: train)
     n_calib: int = 128
     max_len: int = 24  # longest caption decoded, eos included
@@ -178,8 +180,9 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
     finetune = cfg.finetune_lr > 0
     backbone = model.backbone
     val = read_dataset(cfg.val) if cfg.val else []
-    feats = feats8 = val_feats8 = None
+    feats = feats8 = featsj = val_feats8 = None
     mix = cfg.int8_mix if not finetune else 0.0
+    jmix = cfg.jpeg_mix if not finetune else 0.0
     with distributed.main_first(d):  # rank 0 writes the feature caches, the others read them
         if not finetune:
             feats = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir)))
@@ -189,6 +192,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             feats8 = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir,
                                                               int8_calibration=calib)))
             val_feats8 = cache_features(val, backbone, cfg.cache_dir, int8_calibration=calib) if val else None
+        if jmix:
+            featsj = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir, jpeg=True)))
 
     if finetune:
         backbone.requires_grad_(True)
@@ -239,6 +244,11 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 if mix:
                     use8 = torch.from_numpy(rng.random(len(idx)) < mix)
                     inputs[use8] = feats8[image_of[idx][use8.numpy()]].float()
+                if jmix:  # of the rest, a share from JPEG-compressed images
+                    usej = torch.from_numpy(rng.random(len(idx)) < jmix)
+                    if mix:
+                        usej &= ~use8
+                    inputs[usej] = featsj[image_of[idx][usej.numpy()]].float()
                 if cfg.feature_noise:
                     inputs = inputs * (1 + cfg.feature_noise * torch.randn_like(inputs))
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):

@@ -130,6 +130,8 @@ class Captioner(CaptionPipeline):
 
     def __init__(self, bundle: Bundle, precision: str, session: SessionConfig = SessionConfig(),
                  beam_size: int = 1):
+        if not 1 <= beam_size <= 16:
+            raise InputError(f"--beam {beam_size}: use 1 (greedy) to 16 beams")
         paths = bundle.graph_paths(precision)
         self.bundle, self.precision = bundle, precision
         cache = next((Path(o["trt_engine_cache_path"]) for n, o in session.providers
@@ -150,8 +152,6 @@ class Captioner(CaptionPipeline):
                                               self.providers[0] in GPU_PROVIDERS)
         device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.step_model = BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
-        if not 1 <= beam_size <= 16:
-            raise InputError(f"--beam {beam_size}: use 1 (greedy) to 16 beams")
         self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len, beam_size)
         self.encoder_outputs = list(io_spec.ENCODER_OUTPUTS)
         # TensorRT builds its engines at the first run for each shape: warm up here so that the

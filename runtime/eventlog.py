@@ -33,10 +33,13 @@ class EventLog:
         if not self._broken:
             self._broken = True
             print(f"warning: {msg}", file=sys.stderr, flush=True)
+        self._close_file()
+
+    def _close_file(self) -> None:
         if self._file is not None:
             try:
                 self._file.close()
-            except OSError:
+            except OSError:  # a full disk fails the last flush too
                 pass
             self._file = None
 
@@ -59,9 +62,4 @@ class EventLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                try:
-                    self._file.close()
-                except OSError:
-                    pass
-                self._file = None
+            self._close_file()

@@ -143,17 +143,21 @@ class SpeechWorker:
             self._wav.close()
 
     def _speak(self, u: Utterance) -> None:
-        if self.engine is None:
-            return
-        try:
-            pcm = self.engine.render(u.text)
-        except Exception as e:  # a dead engine is restarted for the next utterance
-            self.on_event("warning", message=f"speech engine failed ({e}); restarting it")
+        pcm = None
+        for attempt in range(2):  # an engine that dies mid-utterance is restarted, and the
+            if self.engine is None:  # utterance tried once more on the fresh one
+                return
             try:
-                self.engine = self.engine_factory(self.cfg)
-            except Exception as e2:
-                self.on_event("warning", message=f"speech unavailable: {e2}")
-                self.engine = None
+                pcm = self.engine.render(u.text)
+                break
+            except Exception as e:
+                self.on_event("warning", message=f"speech engine failed ({e}); restarting it")
+                try:
+                    self.engine = self.engine_factory(self.cfg)
+                except Exception as e2:
+                    self.on_event("warning", message=f"speech unavailable: {e2}")
+                    self.engine = None
+        if pcm is None:
             return
         start = time.monotonic()
         latency = {"caption_to_speech": round((start - u.t_request) * 1e3, 2)}

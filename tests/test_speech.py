@@ -100,8 +100,31 @@ def test_engine_that_fails_is_restarted():
     w.say("crash", kind="notice")
     w.say("after the crash", kind="notice")
     w.close()
-    assert events.spoken() == ["after the crash"]
-    assert any("driver died" in m for m in events.warnings()) and len(made) == 2
+    assert events.spoken() == ["after the crash"]  # "crash" failed on a fresh engine too
+    assert any("driver died" in m for m in events.warnings()) and len(made) == 3
+
+
+def test_engine_that_dies_mid_utterance_is_restarted_and_the_utterance_kept():
+    """The driver dies while rendering "camera lost": that notice still reaches the user."""
+    events = Events()
+    made = []
+
+    class DiesOnce(SlowEngine):
+        def render(self, text):
+            if len(made) == 1:
+                raise OSError("espeak-ng: connection to the audio driver lost")
+            return super().render(text)
+
+    def factory(cfg):
+        made.append(1)
+        return DiesOnce(0.0)
+
+    w = SpeechWorker(SpeechConfig(play=False), events, engine_factory=factory)
+    w.say("camera lost", kind="notice")
+    w.say("a small red star", kind="caption")
+    w.close()
+    assert events.spoken() == ["camera lost", "a small red star"] and len(made) == 2
+    assert len(events.warnings()) == 1 and "restarting it" in events.warnings()[0]
 
 
 def test_missing_engine_warns_once_and_never_raises():
