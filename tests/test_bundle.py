@@ -79,7 +79,7 @@ def test_paths_outside_the_bundle_are_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
-def test_truncated_graph_with_matching_hash_is_refused_by_onnxruntime(bundle_copy):
+def test_truncated_graph_with_matching_hash_is_refused(bundle_copy):
     from runtime.bundle import sha256
     from runtime.captioner import Captioner
 
@@ -89,7 +89,7 @@ def test_truncated_graph_with_matching_hash_is_refused_by_onnxruntime(bundle_cop
     m = json.loads(manifest.read_text())
     m["files"]["fp32"]["encoder"]["sha256"] = sha256(target)
     manifest.write_text(json.dumps(m))
-    with pytest.raises(BundleError, match=r"fp32/encoder\.onnx: ONNX Runtime cannot load it"):
+    with pytest.raises(BundleError, match=r"fp32/encoder\.onnx: not a valid ONNX file \(field runs past the end\)"):
         Captioner(load_bundle(bundle_copy), "fp32")
 
 

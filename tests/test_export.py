@@ -106,3 +106,14 @@ def test_unknown_caption_choice_is_refused(tmp_path):
     r = run_cli("export", "train", "--train", str(tmp_path), "--captions", "some")
     assert r.returncode == 2
     assert r.stderr == "error: --captions 'some': choose first or all\n"
+
+
+def test_jpeg_training_view_is_reproducible_and_lossy():
+    from export.features import compressed
+    from export.scenes import make_scene
+
+    img = make_scene(21, 1)[0]
+    a, b = compressed(img, "scene-1.png"), compressed(img, "scene-1.png")
+    assert np.array_equal(a, b) and a.shape == img.shape and a.dtype == np.uint8
+    error = np.abs(a.astype(int) - img.astype(int)).mean()
+    assert 0.5 < error < 12  # compression artefacts, not a different picture
