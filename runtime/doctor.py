@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from runtime.errors import SceneSpeakError
-from runtime.profiles import cache_root, detect_board, place, sysroot, temperatures
+from runtime.profiles import (cache_root, detect_board, place, plan_providers, select_profile,
+                              sysroot, temperatures)
 
 LOW_MEMORY_MB = 400  # the int8 runtime needs ~150 MB; a Jetson also shares this with the GPU
 LOW_DISK_MB = 500  # TensorRT engines and the log
@@ -188,6 +189,12 @@ def diagnose(model: str, device: str = "auto") -> dict:
     board = detect_board(root)
     report: dict = {"board": asdict(board) | {"jetson": board.jetson}}
     checks = _bundle_checks(model, device, report)
+    if "profile" not in report:  # the bundle is broken: still say what this board would run
+        profile, reason = select_profile(device, board, _available())
+        plan = plan_providers(profile, _available())
+        report["profile"] = {"name": profile.name, "reason": reason, "description": profile.description}
+        report["providers"] = {"available": _available(), "wanted": list(profile.provider_names),
+                               "chosen": list(plan.names), "missing": list(plan.missing)}
     checks += _camera_checks(root, board.jetson, report)
     checks += _speech_checks(root, report)
     checks += _system_checks(root, report)
@@ -205,7 +212,7 @@ def render(report: dict) -> str:
         p, pr = report["profile"], report["providers"]
         lines += [f"profile    {p['name']}: {p['description']} ({p['reason']})",
                   f"providers  available {', '.join(pr['available'])}; chosen {' > '.join(pr['chosen'])}",
-                  f"precision  {report['precision']}"]
+                  f"precision  {report.get('precision', 'none: the bundle did not load')}"]
     marks = {"ok": "ok  ", "warn": "WARN", "error": "FAIL"}
     for c in report["checks"]:
         lines.append(f"[{marks[c['status']]}] {c['name']:<11} {c['detail']}")

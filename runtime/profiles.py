@@ -20,12 +20,12 @@ from pathlib import Path
 
 from runtime.errors import InputError
 from runtime.io_spec import PRECISIONS
+from runtime.session import CPU, GPU_PROVIDERS, SessionConfig, default_precision
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # JetPack 6 ships Python 3.10
     import tomli as tomllib
-from runtime.session import CPU, GPU_PROVIDERS, SessionConfig, default_precision
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device" / "profiles"
 FALLBACK = "laptop-cpu"
@@ -50,7 +50,6 @@ class DeviceProfile:
     precision: str  # default precision when a GPU provider is in use (CPU: int8)
     threads: int  # ONNX Runtime intra-op threads (0: half the cores)
     detect: tuple[str, ...]  # substrings of /proc/device-tree/model that mean this board
-    detect_release: tuple[str, ...]  # L4T releases (nv_tegra_release) it supports
     capture: Capture
     providers: tuple[tuple[str, dict], ...]  # in order of preference, CPU last
 
@@ -93,7 +92,6 @@ def load_profile(path: Path) -> DeviceProfile:
         name=_field(d, "name", str, where), description=_field(d, "description", str, where),
         precision=precision, threads=_field(d, "threads", int, where),
         detect=tuple(_field(d, "detect", list, where)),
-        detect_release=tuple(d.get("detect_release", [])),
         capture=Capture(**{k: _field(cap, k, t, where + ":capture") for k, t in
                            (("width", int), ("height", int), ("fps", int), ("usb", str), ("csi", str))}),
         providers=tuple(providers))

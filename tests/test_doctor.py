@@ -99,4 +99,5 @@ def test_doctor_fails_on_a_damaged_bundle_and_names_the_file(tmp_path):
     fail = [l for l in r.stdout.splitlines() if l.startswith("[FAIL]")]
     assert fail == [f"[FAIL] bundle      {graph}: sha256 mismatch, the file is damaged or was changed"]
     assert "fix: restore it" in r.stdout and "fix the FAIL lines first" in r.stdout
+    assert "profile    laptop-cpu" in r.stdout  # the board is still reported
     assert "Traceback" not in r.stderr
