@@ -199,6 +199,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         backbone.requires_grad_(True)
     net = TrainStep(model, finetune).to(d.device)
     ddp = torch.nn.parallel.DistributedDataParallel(net) if d.world > 1 else net
+    if d.world > 1:  # the weights are rank 0's now; each process draws its own dropout and
+        torch.manual_seed(cfg.seed + d.rank)  # noise, as independent as in one whole batch
     head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     groups = [{"params": head, "lr": cfg.lr}]
     if finetune:
