@@ -94,13 +94,6 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     }
 
 
-def _domain(train_data: str | None) -> str:
-    """"synthetic" for scene sets this project rendered (they carry scenes.json), else "real"."""
-    folder = Path(train_data or "")
-    meta = (folder if folder.is_dir() else folder.parent) / "scenes.json"
-    return "synthetic" if train_data and meta.is_file() else "real"
-
-
 def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, ckpt: dict,
               pre: PreprocessConfig) -> dict:
     files = {p: {g: {"path": io_spec.graph_file(p, g),
@@ -108,10 +101,13 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
                      "bytes": (out / io_spec.graph_file(p, g)).stat().st_size}
                  for g in io_spec.GRAPHS}
              for p in io_spec.PRECISIONS if (out / io_spec.graph_file(p, io_spec.ENCODER)).exists()}
+    provenance = _provenance(cfg, ckpt)
+    # scene sets this project rendered carry scenes.json, whose generator the provenance records
+    synthetic = (provenance["train_data"] or {}).get("generator") == "export.scenes"
     manifest = {
         "format": FORMAT,
         "name": cfg.name,
-        "caption_domain": _domain(ckpt.get("train", {}).get("train")),
+        "caption_domain": "synthetic" if synthetic else "real",
         "finetuned_backbone": bool(ckpt.get("finetuned_backbone", False)),
         "preprocess": asdict(pre),
         "vocab": {"words": list(vocab.words), "pad": vocab.pad, "bos": vocab.bos,
@@ -125,7 +121,7 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
         "torch_weights": weight_map(model, {g: onnx.load(str(out / io_spec.graph_file("fp32", g)))
                                             for g in io_spec.GRAPHS}),
         "validation": {},  # filled in once every graph has been checked against torch
-        "provenance": _provenance(cfg, ckpt),
+        "provenance": provenance,
     }
     return manifest
 

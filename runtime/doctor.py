@@ -33,7 +33,7 @@ class Check:
     fix: str | None = None
 
 
-def _bundle_checks(model: str, device: str, report: dict) -> list[Check]:
+def _bundle_checks(model: str, device: str, board, available: list[str], report: dict) -> list[Check]:
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
 
@@ -47,10 +47,10 @@ def _bundle_checks(model: str, device: str, report: dict) -> list[Check]:
     report["bundle"] = {"path": str(bundle.root), "precisions": list(bundle.precisions),
                         "vocab": len(bundle.vocab)}
     checks = [Check("bundle", "ok", f"{model}: {', '.join(bundle.precisions)}, every sha256 matches")]
-    where = place(bundle, device)
+    where = place(bundle, device, available=available, board=board)
     report["profile"] = {"name": where.profile.name, "reason": where.reason,
                          "description": where.profile.description}
-    report["providers"] = {"available": _available(),
+    report["providers"] = {"available": available,
                            "wanted": list(where.profile.provider_names),
                            "chosen": list(where.plan.names), "missing": list(where.plan.missing)}
     report["precision"] = where.precision
@@ -188,12 +188,13 @@ def diagnose(model: str, device: str = "auto") -> dict:
     root = sysroot()
     board = detect_board(root)
     report: dict = {"board": asdict(board) | {"jetson": board.jetson}}
-    checks = _bundle_checks(model, device, report)
+    available = _available()
+    checks = _bundle_checks(model, device, board, available, report)
     if "profile" not in report:  # the bundle is broken: still say what this board would run
-        profile, reason = select_profile(device, board, _available())
-        plan = plan_providers(profile, _available())
+        profile, reason = select_profile(device, board, available)
+        plan = plan_providers(profile, available)
         report["profile"] = {"name": profile.name, "reason": reason, "description": profile.description}
-        report["providers"] = {"available": _available(), "wanted": list(profile.provider_names),
+        report["providers"] = {"available": available, "wanted": list(profile.provider_names),
                                "chosen": list(plan.names), "missing": list(plan.missing)}
     checks += _camera_checks(root, board.jetson, report)
     checks += _speech_checks(root, report)

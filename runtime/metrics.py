@@ -20,14 +20,18 @@ def _inputs(captions: list[str], references: list[list[str]]):
     return refs, hyps
 
 
+def _bleu(refs: dict, hyps: dict) -> list[float]:
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    return [float(s) for s in Bleu(4).compute_score(refs, hyps, verbose=0)[0]]
+
+
 def bleu(captions: list[str], references: list[list[str]]) -> list[float] | None:
     """Corpus BLEU-1..4 of captions against their references (normalised), or None."""
     try:
-        from pycocoevalcap.bleu.bleu import Bleu
+        return _bleu(*_inputs(captions, references))
     except ImportError:
         return None
-    scores, _ = Bleu(4).compute_score(*_inputs(captions, references), verbose=0)
-    return [float(s) for s in scores]
 
 
 def caption_scores(captions: list[str], references: list[list[str]], meteor: bool = True) -> dict | None:
@@ -38,7 +42,7 @@ def caption_scores(captions: list[str], references: list[list[str]], meteor: boo
     except ImportError:
         return None
     refs, hyps = _inputs(captions, references)
-    out = {f"bleu{i + 1}": b for i, b in enumerate(bleu(captions, references))}
+    out = {f"bleu{i + 1}": b for i, b in enumerate(_bleu(refs, hyps))}
     out["rouge_l"] = float(Rouge().compute_score(refs, hyps)[0])
     out["cider"] = float(Cider().compute_score(refs, hyps)[0])
     if meteor and shutil.which("java"):

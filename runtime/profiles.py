@@ -40,7 +40,8 @@ class Capture:
     height: int
     fps: int
     usb: str  # OpenCV backend for /dev/videoN: "v4l2" or "any"
-    csi: str  # GStreamer pipeline for csi://N with {sensor} {width} {height} {fps}; "" = none
+    csi: str  # GStreamer pipeline for csi://N with {sensor} {width} {height} {fps}; "": the
+    # generic nvarguscamerasrc one (runtime.sources.CSI_PIPELINE)
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def place(bundle, device: str | None = None, precision: str | None = None, threa
     available = tuple(ort.get_available_providers() if available is None else available)
     board = board or detect_board()
     profile, reason = select_profile(device, board, available)
-    gpu = plan_providers(profile, available).gpu
+    gpu = any(n in GPU_PROVIDERS and n in available for n in profile.provider_names)
     precision = precision or default_precision(bundle.precisions, gpu, profile.precision)
     plan = plan_providers(profile, available, engine_cache_dir(bundle, precision)
                           if precision in bundle.files else None)

@@ -82,9 +82,19 @@ def test_notices_are_kept_in_order_while_captions_are_replaced():
     assert events.spoken() == ["busy", "camera lost", "new caption", "camera back"]
 
 
+def counting_factory(engine_class):
+    """An engine factory that makes instant `engine_class` engines; the list counts them."""
+    made = []
+
+    def factory(cfg):
+        made.append(1)
+        return engine_class(0.0)
+
+    return factory, made
+
+
 def test_engine_that_fails_is_restarted():
     events = Events()
-    made = []
 
     class Flaky(SlowEngine):
         def render(self, text):
@@ -92,10 +102,7 @@ def test_engine_that_fails_is_restarted():
                 raise RuntimeError("driver died")
             return super().render(text)
 
-    def factory(cfg):
-        made.append(1)
-        return Flaky(0.0)
-
+    factory, made = counting_factory(Flaky)
     w = SpeechWorker(SpeechConfig(play=False), events, engine_factory=factory)
     w.say("crash", kind="notice")
     w.say("after the crash", kind="notice")
@@ -107,7 +114,6 @@ def test_engine_that_fails_is_restarted():
 def test_engine_that_dies_mid_utterance_is_restarted_and_the_utterance_kept():
     """The driver dies while rendering "camera lost": that notice still reaches the user."""
     events = Events()
-    made = []
 
     class DiesOnce(SlowEngine):
         def render(self, text):
@@ -115,10 +121,7 @@ def test_engine_that_dies_mid_utterance_is_restarted_and_the_utterance_kept():
                 raise OSError("espeak-ng: connection to the audio driver lost")
             return super().render(text)
 
-    def factory(cfg):
-        made.append(1)
-        return DiesOnce(0.0)
-
+    factory, made = counting_factory(DiesOnce)
     w = SpeechWorker(SpeechConfig(play=False), events, engine_factory=factory)
     w.say("camera lost", kind="notice")
     w.say("a small red star", kind="caption")
