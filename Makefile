@@ -33,7 +33,11 @@ $(STAMP)-runtime: requirements/runtime.txt $(STAMP)-venv $(STAMP)-system
 	$(PIP) install -q -r requirements/runtime.txt
 	@touch $@
 
+# WordNet 3.0 (wordnet-base): the hierarchy the exporter names the ImageNet classes from.
 $(STAMP)-train: requirements/train.txt requirements/test.txt $(STAMP)-runtime
+	@if [ -f /usr/share/wordnet/data.noun ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; \
+	else echo "note: WordNet is missing; run: sudo apt-get install wordnet-base" >&2; fi
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements/test.txt
 	@touch $@

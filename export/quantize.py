@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                       QuantType, quantize_dynamic, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
+from export.optimize import store_weights_as_fp16
 from runtime import io_spec
 
 
@@ -54,6 +54,22 @@ class ImageCalibration(CalibrationDataReader):
 FLOAT_SCOPES = ("/_conv_stem/", "/_blocks.0/", "/_blocks.1/", "/_blocks.2/", "/_taps/", "/head/")
 
 
+# The objects head sees real photos, but calibration sees synthetic scenes, whose ImageNet
+# logits span a few units: calibrated on them, a confident real-world logit would saturate.
+# Its input (the mean of a ReLU6 map) and its logits get the ranges they can take instead.
+OBJECTS_RANGES = {"pooled": (0.0, 6.0), "logits": (-8.0, 24.0)}  # logits: step 1/8 in u8
+
+
+def _objects_ranges(path: Path) -> dict:
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    head = producer.get(io_spec.OBJECTS)
+    if head is None:
+        return {}
+    ranges = {io_spec.OBJECTS: OBJECTS_RANGES["logits"], head.input[0]: OBJECTS_RANGES["pooled"]}
+    return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
+
+
 def encoder_to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,35 +81,11 @@ def encoder_to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
             raise RuntimeError(f"{src}: no nodes under /_blocks.0/; the graph's names changed")
         quantize_static(str(prepared), str(dst), ImageCalibration(calibration),
                         nodes_to_exclude=keep_float,
+                        extra_options={"TensorQuantOverrides": _objects_ranges(prepared)},
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.MinMax)
-    store_float_weights_as_fp16(dst)
-
-
-def store_float_weights_as_fp16(path: Path, min_elements: int = 4096) -> int:
-    """In an int8 graph, keep the float weights of the float-kept nodes as fp16 on disk with a
-    Cast back to fp32: ONNX Runtime folds the Cast when it loads the graph, so they still
-    compute in fp32, and the file carries half the bytes. Returns the bytes saved."""
-    model = onnx.load(str(path))
-    users: dict[str, list] = {}
-    for n in model.graph.node:
-        for name in n.input:
-            users.setdefault(name, []).append(n)
-    saved = 0
-    for init in list(model.graph.initializer):
-        readers = users.get(init.name, [])
-        if (init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements
-                or not readers or any(r.op_type in ("QuantizeLinear", "DequantizeLinear") for r in readers)):
-            continue
-        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16")
-        model.graph.initializer.remove(init)
-        model.graph.initializer.append(half)
-        model.graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
-                                                    name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT))
-        saved += 2 * int(np.prod(init.dims))
-    onnx.save(model, str(path))
-    return saved
+    store_weights_as_fp16(dst)
 
 
 def decoder_to_int8(src: Path, dst: Path) -> None:

@@ -26,9 +26,13 @@ class TorchStepModel:
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """Preprocessed image (B,3,224,224) -> encoder outputs by io_spec name."""
-        fmap = self.model.backbone.region_features(torch.as_tensor(image))
-        return self.encode_features(fmap.numpy())
+        """Preprocessed image (B,3,224,224) -> encoder outputs by io_spec name, the ImageNet
+        logits of the objects channel included."""
+        net, image = self.model.backbone, torch.as_tensor(image)
+        last, tap = net.forward_maps(image)
+        out = self.encode_features(net._taps(last, tap, image).numpy())
+        out[io_spec.OBJECTS] = net.classify(last).numpy()
+        return out
 
     @torch.inference_mode()
     def step(self, token: np.ndarray, state: State):

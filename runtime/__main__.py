@@ -48,10 +48,20 @@ def _captioner(args, warn=_warn):
     return Captioner(bundle, where.precision, where.session, args.beam), where
 
 
+def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
+    p.add_argument("--channel", default="auto", choices=("auto", "caption", "objects", "both"),
+                   help="caption: the bundle's sentence; objects: real-world object names from the "
+                        f"encoder's ImageNet head; both: caption, then objects. {default_help}")
+
+
 def cmd_caption(args) -> int:
     import cv2
 
+    from runtime.objects import ObjectNamer, describe, resolve_channel
+
     cap, _ = _captioner(args)
+    channel = resolve_channel(args.channel, cap.bundle, live=False, has_objects=cap.has_objects)
+    namer = ObjectNamer(cap.bundle.object_names()) if channel != "caption" else None
     for path in args.images:
         if not Path(path).is_file():
             raise InputError(f"{path}: no such image file")
@@ -59,12 +69,15 @@ def cmd_caption(args) -> int:
         if frame is None:
             raise InputError(f"{path}: cannot decode image")
         result = cap.caption(frame)
+        d = describe(result, channel, namer)
         if args.json:
-            print(json.dumps({"image": path, "caption": result.text, "steps": result.steps,
-                              "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}}),
-                  flush=True)
+            line = {"image": path, "caption": result.text, "steps": result.steps,
+                    "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}}
+            if d.objects is not None:
+                line.update(objects=d.objects.top, description=d.text)
+            print(json.dumps(line), flush=True)
         else:
-            print(f"{path}\t{result.text}", flush=True)
+            print(f"{path}\t{d.text}", flush=True)
     return 0
 
 
@@ -86,17 +99,21 @@ def cmd_describe(args) -> int:
     from runtime.sources import SourceConfig, describe_uri, open_source
     from runtime.speech import SpeechConfig, SpeechWorker
 
-    folder = args.source is not None and describe_uri(args.source)[0] == "folder"
-    loop_cfg = LoopConfig(mode=args.mode, max_frames=args.max_frames, interval_s=args.interval,
-                          stable_frames=1 if folder else args.stable_frames,
-                          stats_s=args.stats_interval)
+    from runtime.objects import resolve_channel
+
+    kind = describe_uri(args.source)[0] if args.source is not None else "file"
     warnings: list[str] = []
     cap, where = _captioner(args, warnings.append)
+    channel = resolve_channel(args.channel, cap.bundle, live=kind in ("camera", "stream", "csi"),
+                              has_objects=cap.has_objects)
+    loop_cfg = LoopConfig(mode=args.mode, max_frames=args.max_frames, interval_s=args.interval,
+                          stable_frames=1 if kind == "folder" else args.stable_frames,
+                          stats_s=args.stats_interval, channel=channel)
     c = where.profile.capture
     source = open_source(args.source, SourceConfig(realtime=not args.fast, width=c.width,
                                                    height=c.height, fps=c.fps, usb=c.usb, csi=c.csi))
     log = EventLog(args.log, echo=_echo)
-    log.write("device", profile=where.profile.name, reason=where.reason, **cap.startup)
+    log.write("device", profile=where.profile.name, reason=where.reason, channel=channel, **cap.startup)
     for message in warnings:
         log.write("warning", message=message)
     speech = SpeechWorker(SpeechConfig(voice=args.voice, rate=args.rate, volume=args.volume,
@@ -170,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("images", nargs="+", metavar="IMAGE")
     _add_model_args(c)
     c.add_argument("--json", action="store_true", help="one JSON object per image, with timings")
+    _add_channel_arg(c, "auto (default): caption")
     c.set_defaults(func=cmd_caption)
 
     d = sub.add_parser("describe", help="speak descriptions of a camera, stream, video or folder")
@@ -177,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
                         "(default: the bundled sample clip)")
     _add_model_args(d)
+    _add_channel_arg(d, "auto (default): both on a live camera or stream when the bundle's "
+                        "captions are synthetic, else caption")
     d.add_argument("--mode", default="change", choices=("change", "interval", "manual", "continuous"))
     d.add_argument("--interval", type=float, default=5.0, help="seconds between interval descriptions")
     d.add_argument("--stable-frames", type=int, default=2,

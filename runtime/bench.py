@@ -128,8 +128,39 @@ def onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> dict:
            "provider": cap.providers[0],
            "profile": where.profile.name, "io_binding": cap.startup["io_binding"]}
     row.update(measure_row(cap, frames, cfg.runs, cfg.warmup))
+    if cap.has_objects and beam == 1:
+        row.update(objects_cost(cap, where.session, frames, cfg.runs, cfg.warmup))
     row["model_mb"] = round(sum(p.stat().st_size for p in bundle.graph_paths(precision).values()) / 2**20, 2)
     return row
+
+
+def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int, warmup: int) -> dict:
+    """The objects channel's price: the encoder with its ImageNet head against the same graph
+    with the head cut away (runtime.prune), timed alternately on the same images."""
+    import tempfile
+
+    from runtime import io_spec
+    from runtime.preprocess import preprocess
+    from runtime.prune import without_outputs
+    from runtime.session import create_session
+
+    path = cap.bundle.graph_paths(cap.precision)[io_spec.ENCODER]
+    with tempfile.TemporaryDirectory() as tmp:
+        cut = Path(tmp) / "encoder-no-objects.onnx"
+        cut.write_bytes(without_outputs(path.read_bytes(), {io_spec.OBJECTS}))
+        headless = create_session(cut, session_cfg)
+    blobs = [preprocess(f, cap.bundle.preprocess) for f in frames]
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for r in range(runs + 1):
+        for i, blob in enumerate(blobs):
+            for key, session in (("with", cap.encoder), ("without", headless)):
+                t = time.perf_counter()
+                session.run(None, {"image": blob})
+                if r > 0 or i >= warmup:
+                    times[key].append((time.perf_counter() - t) * 1e3)
+    with_head, without = _pct(times["with"]), _pct(times["without"])
+    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without,
+            "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2)}
 
 
 def _decoding(beam: int) -> str:
@@ -219,7 +250,8 @@ COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "dec
            ("steps", "steps_mean"), ("caption p50", "caption_ms.p50"),
            ("caption p95", "caption_ms.p95"), ("caption p99", "caption_ms.p99"),
            ("captions/s", "captions_per_s"), ("RSS MB", "rss_mb"), ("model MB", "model_mb"),
-           ("= fp32", "agreement_vs_fp32"), ("BLEU-4", "bleu4"))
+           ("= fp32", "agreement_vs_fp32"), ("BLEU-4", "bleu4"),
+           ("objects head +%", "objects_overhead_pct"))
 
 
 def _get(row: dict, dotted: str):

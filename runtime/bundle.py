@@ -56,6 +56,7 @@ class Bundle:
     preprocess: PreprocessConfig
     max_len: int
     files: dict[str, dict[str, GraphFile]]  # precision -> graph -> file
+    objects: GraphFile | None = None  # spoken names of the encoder's ImageNet classes
     _verified: set = field(default_factory=set, compare=False, repr=False)
 
     @property
@@ -76,6 +77,37 @@ class Bundle:
             check_graph(f.path, self.root)
             self._verified.add(f.path)
         return {g: f.path for g, f in self.files[precision].items()}
+
+
+    def object_names(self) -> tuple[str, ...]:
+        """The spoken name of each ImageNet logit (objects.json, hash checked)."""
+        if self.objects is None:
+            raise BundleError(f"{self.root}: this bundle has no objects channel (export it again)")
+        f = self.objects
+        if not f.path.is_file():
+            raise BundleError(f"{f.path}: file missing from the bundle")
+        if sha256(f.path) != f.sha256:
+            raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
+        try:
+            classes = json.loads(f.path.read_text())["classes"]
+            names = tuple(c["spoken"] for c in classes)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{f.path}: not a SceneSpeak objects table ({type(e).__name__})") from None
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise BundleError(f"{f.path}: every class needs a spoken name")
+        return names
+
+
+def _file(root: Path, entry, manifest: str, what: str) -> GraphFile:
+    """A manifest file entry {"path", "sha256"} named `what` (e.g. files.fp32.encoder)."""
+    rel = _get(entry, "path", str, f"{manifest}:{what}")
+    target = (root / rel).resolve()
+    if Path(rel).is_absolute() or not target.is_relative_to(root.resolve()):
+        raise BundleError(f"{manifest}: {what} points outside the bundle ({rel})")
+    digest = _get(entry, "sha256", str, f"{manifest}:{what}")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise BundleError(f"{manifest}: {what}.sha256 is not a sha256 hex digest")
+    return GraphFile(target, digest)
 
 
 def load_bundle(root: str | Path) -> Bundle:
@@ -113,14 +145,8 @@ def load_bundle(root: str | Path) -> Bundle:
         files[precision] = {}
         for graph in io_spec.GRAPHS:
             entry = _get(graphs, graph, dict, f"{where}:files.{precision}")
-            rel = _get(entry, "path", str, f"{where}:files.{precision}.{graph}")
-            target = (root / rel).resolve()
-            if Path(rel).is_absolute() or not target.is_relative_to(root.resolve()):
-                raise BundleError(f"{path}: files.{precision}.{graph} points outside the bundle ({rel})")
-            digest = _get(entry, "sha256", str, f"{where}:files.{precision}.{graph}")
-            if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise BundleError(f"{path}: files.{precision}.{graph}.sha256 is not a sha256 hex digest")
-            files[precision][graph] = GraphFile(target, digest)
+            files[precision][graph] = _file(root, entry, where, f"files.{precision}.{graph}")
     if not files:
         raise BundleError(f"{path}: lists no graph files")
-    return Bundle(root, m, Vocab(tuple(words)), pre, max_len, files)
+    objects = _file(root, _get(m, "objects", dict, where), where, "objects") if "objects" in m else None
+    return Bundle(root, m, Vocab(tuple(words)), pre, max_len, files, objects)

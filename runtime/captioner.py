@@ -70,6 +70,7 @@ class Caption:
     steps: int
     alphas: np.ndarray  # (steps,49) attention per generated token
     timings_ms: dict[str, float]  # preprocess, encoder, decoder, total
+    imagenet_logits: np.ndarray | None = None  # (1000,) when the encoder has the objects head
 
 
 ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
@@ -115,14 +116,17 @@ class CaptionPipeline:
         t0 = time.perf_counter()
         blob = preprocess(frame, self.bundle.preprocess)
         t1 = time.perf_counter()
-        state = initial_state(self.encode(blob))
+        encoded = self.encode(blob)
+        state = initial_state(encoded)
         t2 = time.perf_counter()
         result = decode(self.step_model, state, self.options)
         t3 = time.perf_counter()
         tokens = [int(t) for t in result.tokens[0]]
         ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
               "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
-        return Caption(self.bundle.vocab.decode(tokens), tokens, result.steps, result.alphas[0], ms)
+        logits = encoded.get(io_spec.OBJECTS)
+        return Caption(self.bundle.vocab.decode(tokens), tokens, result.steps, result.alphas[0], ms,
+                       None if logits is None else np.asarray(logits)[0])
 
 
 class Captioner(CaptionPipeline):
@@ -143,7 +147,7 @@ class Captioner(CaptionPipeline):
         self.encoder = create_session(paths[io_spec.ENCODER], session)
         self.decoder = create_session(paths[io_spec.DECODER], session)
         for graph, sess in ((io_spec.ENCODER, self.encoder), (io_spec.DECODER, self.decoder)):
-            _check_io(sess, io_spec.SPECS[graph], paths[graph], bundle)
+            _check_io(sess, io_spec.REQUIRED[graph], paths[graph], bundle)
         vocab_out = self.decoder.get_outputs()[0].shape[-1]
         if isinstance(vocab_out, int) and vocab_out != len(bundle.vocab):
             raise BundleError(f"{paths[io_spec.DECODER]}: decoder has {vocab_out} outputs but the "
@@ -153,7 +157,8 @@ class Captioner(CaptionPipeline):
         device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.step_model = BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
         self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len, beam_size)
-        self.encoder_outputs = list(io_spec.ENCODER_OUTPUTS)
+        self.has_objects = io_spec.OBJECTS in {o.name for o in self.encoder.get_outputs()}
+        self.encoder_outputs = list(io_spec.ENCODER_OUTPUTS) + [io_spec.OBJECTS] * self.has_objects
         # TensorRT builds its engines at the first run for each shape: warm up here so that the
         # first caption is not the slow one, and report how long it took
         self.caption(np.zeros((bundle.preprocess.size, bundle.preprocess.size, 3), np.uint8))

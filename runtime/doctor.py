@@ -73,6 +73,17 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
               + (f" (built {built} TensorRT engine files into {cap.startup['engine_cache']})"
                  if built else ""))
     checks.append(Check("sessions", "ok", detail))
+    report["bundle"]["objects"] = cap.has_objects
+    if not cap.has_objects:
+        checks.append(Check("objects", "warn", "the encoder has no ImageNet head: no objects channel",
+                            "export the bundle again with this version (`make models`)"))
+    else:
+        try:
+            names = bundle.object_names()
+        except SceneSpeakError as e:
+            checks.append(Check("objects", "error", str(e), f"restore it: git checkout -- {model}"))
+        else:
+            checks.append(Check("objects", "ok", f"ImageNet head with {len(set(names))} spoken names"))
     return checks
 
 

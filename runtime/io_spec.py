@@ -26,6 +26,10 @@ ENCODER_OUTPUTS = {
     "h0": ("float32", ("batch", "hidden_dim")),
     "c0": ("float32", ("batch", "hidden_dim")),
 }
+# The objects channel: the backbone's own ImageNet head, from the same forward pass. Optional:
+# a bundle has it when its manifest's io lists it (bundles exported before it have not).
+OBJECTS_OUTPUTS = {"imagenet_logits": ("float32", ("batch", "classes"))}  # (B,1000)
+OBJECTS = "imagenet_logits"
 DECODER_INPUTS = {
     "token": ("int64", ("batch",)),
     "h": ("float32", ("batch", "hidden_dim")),
@@ -43,7 +47,11 @@ INITIAL_STATE = {"h0": "h", "c0": "c"}  # encoder output -> decoder input
 STATE = {"h_next": "h", "c_next": "c"}  # decoder output fed back at the next step
 CONTEXT = ("regions", "regions_att")  # encoder outputs passed unchanged to every step
 
-SPECS = {
+SPECS = {  # what the exporter writes
+    ENCODER: (ENCODER_INPUTS, {**ENCODER_OUTPUTS, **OBJECTS_OUTPUTS}),
+    DECODER: (DECODER_INPUTS, DECODER_OUTPUTS),
+}
+REQUIRED = {  # what the runtime needs of any bundle
     ENCODER: (ENCODER_INPUTS, ENCODER_OUTPUTS),
     DECODER: (DECODER_INPUTS, DECODER_OUTPUTS),
 }

@@ -27,6 +27,7 @@ import numpy as np
 from runtime.captioner import Captioner
 from runtime.errors import InputError
 from runtime.eventlog import EventLog
+from runtime.objects import Description, ObjectNamer, describe
 from runtime.preprocess import to_bgr8
 from runtime.service import notify
 from runtime.sources import Frame
@@ -47,6 +48,7 @@ class LoopConfig:
     max_frames: int = 0  # stop after this many frames (0: until the source ends)
     read_timeout_s: float = 1.0  # wait for a live frame before checking for keys and stop
     stats_s: float = 60.0  # a `stats` event (frames/s, resident memory) this often; 0: never
+    channel: str = "caption"  # caption | objects | both (resolved; see runtime.objects)
 
 
 def resident_mb() -> float | None:
@@ -101,8 +103,10 @@ class DescribeLoop:
         self.screen = screen  # runtime.screen.Screen for --show, or None
         self.stop = threading.Event()
         self.last_spoken: str | None = None
+        self.last_key: tuple | None = None  # what was last spoken, as the change policy sees it
+        self.namer = ObjectNamer(captioner.bundle.object_names()) if cfg.channel in ("objects", "both") else None
         self.reference: np.ndarray | None = None  # thumbnail of the last captioned frame
-        self.pending: tuple[str, int] | None = None  # (caption, times seen) not yet stable
+        self.pending: tuple[tuple, int] | None = None  # (description key, times seen) not yet stable
         self.next_interval = 0.0
         self.frames = 0
         self.captions = 0
@@ -110,16 +114,16 @@ class DescribeLoop:
         self._stats_at = (time.monotonic(), 0)  # (time, frames) of the last stats event
 
     def _speak(self, text: str, frame: Frame | None = None, kind: str = "caption",
-               interrupt: bool = False) -> None:
+               interrupt: bool = False, key: tuple | None = None) -> None:
         """frame: the frame a caption describes (for its latency); None for notices."""
         if frame is None:
             self.speech.say(text, kind, -1, interrupt)
         else:
             self.speech.say(text, kind, frame.index, interrupt, frame.t_capture)
         if kind == "caption":
-            self.last_spoken = text
+            self.last_spoken, self.last_key = text, key
 
-    def _caption(self, frame) -> str | None:
+    def _caption(self, frame) -> Description | None:
         try:
             result = self.cap.caption(frame.image)
         except InputError as e:
@@ -129,10 +133,14 @@ class DescribeLoop:
             self.screen.set_caption(result)
         self.captions += 1
         now = time.monotonic()
+        described = describe(result, self.cfg.channel, self.namer)
+        extra = {} if described.objects is None else {"objects": described.objects.top,
+                                                      "description": described.text}
         self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
                        latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
-                                   **{k: round(v, 2) for k, v in result.timings_ms.items()}})
-        return result.text
+                                   **{k: round(v, 2) for k, v in result.timings_ms.items()}},
+                       **extra)
+        return described
 
     def _changed(self, frame) -> bool:
         thumb = thumbnail(frame.image)
@@ -158,31 +166,34 @@ class DescribeLoop:
         if mode == "change":
             if not self._changed(frame):
                 return  # static scene: the encoder is skipped
-            text = self._caption(frame)
-            if text is None:
+            d = self._caption(frame)
+            if d is None:
                 return
-            seen = self.pending[1] + 1 if self.pending and self.pending[0] == text else 1
-            self.pending = (text, seen)
+            seen = self.pending[1] + 1 if self.pending and self.pending[0] == d.key else 1
+            self.pending = (d.key, seen)
             if seen >= self.cfg.stable_frames:
                 self.pending = None
-                if text != self.last_spoken:
-                    self._speak(text, frame, interrupt=True)
+                if d.key != self.last_key:
+                    self._speak(d.text, frame, interrupt=True, key=d.key)
         elif mode == "interval":
             if time.monotonic() >= self.next_interval:
                 self.next_interval = time.monotonic() + self.cfg.interval_s
-                text = self._caption(frame)
-                if text is not None:
-                    self._speak(text, frame)
+                d = self._caption(frame)
+                if d is not None:
+                    self._speak(d.text, frame, key=d.key)
         elif mode == "continuous":
-            text = self._caption(frame)
-            if text is not None:
-                self._speak(text, frame)
+            d = self._caption(frame)
+            if d is not None:
+                self._speak(d.text, frame, key=d.key)
 
     def on_key(self, key: str, frame) -> None:
         if key in ("\n", "\r", " "):
             self.log.write("key", -1, key="describe")
-            text = self._caption(frame) if frame is not None and frame.image is not None else None
-            self._speak(text or "no picture yet", frame if text else None, interrupt=True)
+            d = self._caption(frame) if frame is not None and frame.image is not None else None
+            if d is None:
+                self._speak("no picture yet", None, interrupt=True)
+            else:
+                self._speak(d.text, frame, interrupt=True, key=d.key)
         elif key == "r":
             self.log.write("key", -1, key="repeat")
             self._speak(self.last_spoken or "nothing described yet", kind="notice")

@@ -37,7 +37,18 @@ def test_json_follows_the_contract(report):
         assert 2 <= r["steps_mean"] <= 25 and r["rss_mb"] > 10 and r["model_mb"] > 0.5
     assert rows[("onnxruntime", "fp32")]["agreement_vs_fp32"] == 1.0
     assert rows[("onnxruntime", "int8")]["agreement_vs_fp32"] >= 0.9
-    assert rows[("onnxruntime", "int8")]["model_mb"] < rows[("onnxruntime", "fp32")]["model_mb"] * 0.4
+    assert rows[("onnxruntime", "int8")]["model_mb"] < rows[("onnxruntime", "fp32")]["model_mb"] * 0.6
+
+
+def test_objects_head_cost_is_timed_against_the_encoder_without_it(report):
+    data, _, table = report
+    for r in data["results"]:
+        if r["backend"] != "onnxruntime" or r.get("decoding", "greedy") != "greedy":
+            continue
+        with_head, without = r["encoder_objects_ms"], r["encoder_no_objects_ms"]
+        assert 0 < without["p50"] <= without["p95"] and 0 < with_head["p50"] <= with_head["p95"]
+        assert r["objects_overhead_pct"] == round((with_head["p50"] / without["p50"] - 1) * 100, 2)
+    assert "objects head +%" in table
 
 
 @needs_torch

@@ -166,6 +166,8 @@ def _set(path: str, value):
     ("files.fp32.encoder.path", 5, "'path' has the wrong type (int)"),
     ("files.fp64", {}, "unknown precision 'fp64'"),
     ("files", {}, "lists no graph files"),
+    ("objects.path", "../../../etc/passwd", "objects points outside the bundle (../../../etc/passwd)"),
+    ("objects.sha256", "abc", "objects.sha256 is not a sha256 hex digest"),
 ])
 def test_manifest_schema_errors_name_the_field(bundle_copy, path, value, message):
     manifest = edit_manifest(bundle_copy, _set(path, value))

@@ -66,3 +66,21 @@ def test_step_is_exactly_one_teacher_forcing_step(backbone):
             assert torch.allclose(step_logits, logits[:, t], atol=1e-6)
             assert torch.allclose(alpha, alphas[:, t], atol=1e-7)
     assert np.allclose(alphas.sum(-1).numpy(), 1.0, atol=1e-5)
+
+
+def test_folded_fp16_backbone_is_the_packaged_network(backbone):
+    """BatchNorm folded and weights rounded to fp16 values: the same classifier to ~1e-3."""
+    import torch
+    from skimage import data
+
+    from export.model import load_pretrained_backbone
+
+    plain = load_pretrained_backbone(fold=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone.modules())
+    for name, p in backbone.named_parameters():
+        if p.dim() > 1:  # conv kernels and the _fc matrix: exact in fp16, as the graphs store them
+            assert torch.equal(p, p.half().float()), name
+    for rgb in (data.chelsea(), data.coffee(), data.astronaut()):
+        a, b = _classify(backbone, rgb), _classify(plain, rgb)
+        assert int(a.argmax()) == int(b.argmax())
+        assert float((a - b).abs().max()) < 5e-3

@@ -1,0 +1,122 @@
+"""Graph clean-ups applied to the fp32 export, so every precision derived from it gains them.
+
+fold_pads: the backbone's stride-2 convolutions use TensorFlow 'SAME' padding (one extra pixel
+right/bottom), which torch writes as a Pad node before a Conv with no padding. ONNX Conv takes
+asymmetric pads, so the Pad folds into it: the same arithmetic, without a copy of the
+activation map per stride-2 layer (and without a float island between int8 convolutions).
+
+store_weights_as_fp16: half the bytes on disk for weights, computed in fp32 all the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def _constants(model: onnx.ModelProto, names: list[str]) -> dict[str, np.ndarray]:
+    """Values of tensors computed from constants only (torch writes each Pad's amounts as a
+    small Constant/Reshape/Slice/Cast chain): ONNX Runtime evaluates them once, on zero inputs."""
+    if not names:
+        return {}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    feeds = {}
+    for inp in probe.graph.input:
+        t = inp.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim]
+        feeds[inp.name] = np.zeros(shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
+    import onnxruntime as ort  # the exporter's own dependency, needed only here
+
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def fold_pads(model: onnx.ModelProto) -> int:
+    """Merges each constant zero Pad on H and W into the Conv that alone reads it. Returns how
+    many were folded; the graph is changed in place and left valid (unused nodes removed)."""
+    graph = model.graph
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    candidates = [n for n in graph.node if n.op_type == "Pad" and len(n.input) >= 2]
+    values = _constants(model, sorted({i for n in candidates for i in n.input[1:] if i}))
+    folded = []
+    for pad in candidates:
+        mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
+        pads = values[pad.input[1]]
+        value = values[pad.input[2]] if len(pad.input) > 2 and pad.input[2] else 0
+        users = readers.get(pad.output[0], [])
+        if (mode != "constant" or np.any(value != 0)
+                or len(users) != 1 or users[0].op_type != "Conv" or pads.size != 8
+                or np.any(pads[[0, 1, 4, 5]] != 0) or pad.output[0] in {o.name for o in graph.output}):
+            continue
+        conv = users[0]
+        attr = next((a for a in conv.attribute if a.name == "pads"), None)
+        before = list(attr.ints) if attr is not None else [0, 0, 0, 0]
+        top, left, bottom, right = (int(p) for p in pads[[2, 3, 6, 7]])
+        merged = [before[0] + top, before[1] + left, before[2] + bottom, before[3] + right]
+        if attr is None:
+            conv.attribute.append(onnx.helper.make_attribute("pads", merged))
+        else:
+            del attr.ints[:]
+            attr.ints.extend(merged)
+        conv.input[0] = pad.input[0]
+        folded.append(pad)
+    for pad in folded:
+        graph.node.remove(pad)
+    _prune(graph)
+    return len(folded)
+
+
+def _prune(graph: onnx.GraphProto) -> None:
+    """Removes nodes and initializers that no graph output depends on."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    keep.reverse()
+    del graph.node[:]
+    graph.node.extend(keep)
+    unused = [i for i in graph.initializer if i.name not in needed]
+    for init in unused:
+        graph.initializer.remove(init)
+
+
+def store_weights_as_fp16(path: Path, exact_only: bool = False, min_elements: int = 4096) -> int:
+    """Keeps float weights as fp16 on disk with a Cast back to fp32: ONNX Runtime folds the Cast
+    when it loads the graph, so they still compute in fp32, and the file carries half the
+    bytes. With `exact_only`, only weights that fp16 holds exactly (the fp32 graphs: the
+    backbone's, rounded in torch by export.model.fold_batchnorm_fp16), so the graph computes
+    the very same numbers; without, every large float weight (the float-kept nodes of an int8
+    graph). Returns the bytes saved."""
+    model = onnx.load(str(path))
+    users: dict[str, list] = {}
+    for n in model.graph.node:
+        for name in n.input:
+            users.setdefault(name, []).append(n)
+    saved = 0
+    for init in list(model.graph.initializer):
+        readers = users.get(init.name, [])
+        if (init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements
+                or not readers or any(r.op_type in ("QuantizeLinear", "DequantizeLinear") for r in readers)):
+            continue
+        value = numpy_helper.to_array(init)
+        if exact_only and not np.array_equal(value.astype(np.float16).astype(np.float32), value):
+            continue
+        half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
+        model.graph.initializer.remove(init)
+        model.graph.initializer.append(half)
+        model.graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
+                                                    name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT))
+        saved += 2 * int(np.prod(init.dims))
+    onnx.save(model, str(path))
+    return saved

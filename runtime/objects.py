@@ -1,0 +1,114 @@
+"""The objects channel: real-world object names from the encoder's ImageNet head.
+
+The encoder graph also returns the 1000 ImageNet logits of its backbone. Classes that share a
+spoken name (five cat breeds, 118 dog breeds) are pooled by adding their probabilities, then:
+
+    pooled top >= sure               "I see a cat"
+    pooled top >= maybe              "maybe a cup or a bowl"   (every name above `maybe`)
+    otherwise                        "not sure"
+
+A name below `sure` is never said as a fact. Channels (`--channel`): caption, objects, both
+(caption first). `auto` follows the bundle: a bundle whose captions describe synthetic scenes
+says both on live cameras, since its captions say nothing true about a real room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.bundle import Bundle
+from runtime.errors import InputError
+
+CHANNELS = ("auto", "caption", "objects", "both")
+
+
+@dataclass(frozen=True)
+class ObjectsConfig:
+    sure: float = 0.7  # pooled probability to name an object as a fact
+    maybe: float = 0.15  # least pooled probability of a hedged name
+    most: int = 2  # hedged names at most ("maybe a cup or a bowl")
+    report: int = 3  # names with scores in `caption --json`
+
+
+@dataclass(frozen=True)
+class Objects:
+    text: str  # what is spoken
+    named: tuple[str, ...]  # the names spoken (empty when not sure)
+    sure: bool  # named as a fact
+    top: list[dict]  # [{"name", "score"}] highest pooled scores, for JSON
+
+
+def with_article(name: str) -> str:
+    """'a cup', 'an orange', 'sunglasses' (plural-looking names take none)."""
+    if name.endswith("s") and not name.endswith(("ss", "us", "is")):
+        return name
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
+class ObjectNamer:
+    """ImageNet logits (1000,) -> Objects, through the bundle's spoken-name table."""
+
+    def __init__(self, names: tuple[str, ...], cfg: ObjectsConfig = ObjectsConfig()):
+        if not 0 < cfg.maybe <= cfg.sure <= 1:
+            raise InputError(f"objects thresholds: need 0 < maybe ({cfg.maybe}) <= sure ({cfg.sure}) <= 1")
+        self.cfg = cfg
+        self.names = tuple(dict.fromkeys(names))  # unique, in first-seen order
+        index = {n: i for i, n in enumerate(self.names)}
+        self.group = np.array([index[n] for n in names])
+
+    def __call__(self, logits: np.ndarray) -> Objects:
+        z = np.asarray(logits, dtype=np.float64).reshape(-1)
+        if z.shape[0] != len(self.group):
+            raise InputError(f"objects: {z.shape[0]} logits for {len(self.group)} class names")
+        p = np.exp(z - z.max())
+        pooled = np.bincount(self.group, weights=p / p.sum(), minlength=len(self.names))
+        order = np.argsort(-pooled, kind="stable")
+        top = [{"name": self.names[i], "score": round(float(pooled[i]), 4)}
+               for i in order[: self.cfg.report]]
+        best = float(pooled[order[0]])
+        if best >= self.cfg.sure:
+            name = self.names[order[0]]
+            return Objects(f"I see {with_article(name)}", (name,), True, top)
+        hedged = tuple(self.names[i] for i in order[: self.cfg.most] if pooled[i] >= self.cfg.maybe)
+        if hedged:
+            return Objects("maybe " + " or ".join(with_article(n) for n in hedged), hedged, False, top)
+        return Objects("not sure", (), False, top)
+
+
+def resolve_channel(channel: str, bundle: Bundle, live: bool, has_objects: bool) -> str:
+    """The channel to use: `auto` is both for a synthetic-scenes bundle on a live camera (when
+    its encoder has the objects head), else caption. Asking for objects from a bundle without
+    the head is an error."""
+    if channel not in CHANNELS:
+        raise InputError(f"--channel {channel!r}: choose one of {', '.join(CHANNELS)}")
+    if channel == "auto":
+        synthetic = str(bundle.manifest.get("caption_domain", "")).startswith("synthetic")
+        return "both" if synthetic and live and has_objects else "caption"
+    if channel in ("objects", "both") and not has_objects:
+        raise InputError(f"--channel {channel}: {bundle.root} has no objects head (its encoder "
+                         "does not output ImageNet logits); export it again")
+    return channel
+
+
+@dataclass(frozen=True)
+class Description:
+    text: str  # what is spoken
+    key: tuple  # what must change for the change policy to speak again
+    caption: str | None
+    objects: Objects | None
+
+
+def describe(result, channel: str, namer: ObjectNamer | None) -> Description:
+    """A Caption (runtime.captioner) in the chosen channel. The key holds the caption and the
+    set of objects named, so "maybe a cup or a bowl" and "maybe a bowl or a cup" are one."""
+    caption = result.text if channel in ("caption", "both") else None
+    objects = None
+    if channel in ("objects", "both"):
+        if namer is None or result.imagenet_logits is None:
+            raise InputError(f"--channel {channel}: the encoder gave no ImageNet logits")
+        objects = namer(result.imagenet_logits)
+    parts = [s for s in (caption, objects.text if objects else None) if s]
+    key = (caption, frozenset(objects.named) if objects else None, objects.sure if objects else None)
+    return Description(". ".join(parts), key, caption, objects)
