@@ -1,9 +1,10 @@
 """Check every exported graph against torch, at an explicit tolerance per precision.
 
 Graph outputs (the objects head's ImageNet logits included) are compared with torch on real
-scene images and on decoder states reached by real decoding: fp32 with `np.allclose` (logits at atol 1e-4), fp16 and int8 by relative RMS
-and worst-case error (see `Tolerance`). Greedy captions of the whole pipeline must also agree
-with torch on a minimum share of images. Any miss raises `ValidationError`.
+scene images and on decoder states reached by real decoding: fp32 with `np.allclose` (logits
+at atol 1e-4), fp16 and int8 by relative RMS and worst-case error (see `Tolerance`). Greedy
+captions of the whole pipeline must also agree with torch on a minimum share of images. Any
+miss raises `ValidationError`.
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ class DescribeLoop:
         self.stop = threading.Event()
         self.last_spoken: str | None = None
         self.last_key: tuple | None = None  # what was last spoken, as the change policy sees it
-        self.namer = ObjectNamer(captioner.bundle.object_names()) if cfg.channel in ("objects", "both") else None
+        self.namer = (ObjectNamer(captioner.bundle.object_names())
+                      if cfg.channel in ("objects", "both") else None)
         self.reference: np.ndarray | None = None  # thumbnail of the last captioned frame
         self.pending: tuple[tuple, int] | None = None  # (description key, times seen) not yet stable
         self.next_interval = 0.0
