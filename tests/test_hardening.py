@@ -288,7 +288,7 @@ def test_signals_shut_down_cleanly_with_end_last(tmp_path, sig):
                           "--model", str(MODEL)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and '"caption"' not in (log.read_text() if log.exists() else ""):
+    while time.monotonic() < deadline and '"event": "caption"' not in (log.read_text() if log.exists() else ""):
         time.sleep(0.1)
     p.send_signal(sig)
     out, err = p.communicate(timeout=20)
