@@ -120,6 +120,11 @@ class EfficientNetLite0(nn.Module):
         last, tap = self.forward_maps(x)
         return self._taps(last, tap, x)
 
+    def region_features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B,3,224,224) -> (region map (B,1395,7,7), ImageNet logits (B,1000)), one pass."""
+        last, tap = self.forward_maps(x)
+        return self._taps(last, tap, x), self.classify(last)
+
     def classify(self, fmap: torch.Tensor) -> torch.Tensor:
         """feature map (B,1280,h,w) -> ImageNet logits (B,1000)."""
         return self._fc(fmap.mean(dim=(2, 3)))
@@ -142,7 +147,7 @@ def fold_batchnorm_fp16(net: EfficientNetLite0) -> EfficientNetLite0:
     """Folds each BatchNorm into the convolution before it (as ONNX export does) and rounds the
     folded convolution weights and the `_fc` matrix to the nearest fp16 value, kept in fp32.
     The bundle's fp32 graphs then store these weights losslessly in half the bytes (see
-    export.optimize.store_exact_fp16) and still compute in fp32, exactly as this torch model
+    export.optimize.store_weights_as_fp16) and still compute in fp32, exactly as this torch model
     does; the rounding moves an ImageNet logit by ~1e-3 of its range."""
     pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
     for block in net._blocks:
@@ -234,8 +239,8 @@ class EncoderGraph(nn.Module):
         self.backbone, self.head = model.backbone, model.head
 
     def forward(self, image):
-        last, tap = self.backbone.forward_maps(image)
-        return (*self.head(self.backbone._taps(last, tap, image)), self.backbone.classify(last))
+        fmap, logits = self.backbone.region_features_and_logits(image)
+        return (*self.head(fmap), logits)
 
 
 class DecoderStepGraph(nn.Module):

@@ -17,6 +17,15 @@ import onnx
 from onnx import helper, numpy_helper
 
 
+def _readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """tensor name -> the nodes that take it as an input."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
+
+
 def _constants(model: onnx.ModelProto, names: list[str]) -> dict[str, np.ndarray]:
     """Values of tensors computed from constants only (torch writes each Pad's amounts as a
     small Constant/Reshape/Slice/Cast chain): ONNX Runtime evaluates them once, on zero inputs."""
@@ -25,12 +34,12 @@ def _constants(model: onnx.ModelProto, names: list[str]) -> dict[str, np.ndarray
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
     feeds = {}
     for inp in probe.graph.input:
         t = inp.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim]
-        feeds[inp.name] = np.zeros(shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
+        feeds[inp.name] = np.zeros(shape, helper.tensor_dtype_to_np_dtype(t.elem_type))
     import onnxruntime as ort  # the exporter's own dependency, needed only here
 
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -41,10 +50,7 @@ def fold_pads(model: onnx.ModelProto) -> int:
     """Merges each constant zero Pad on H and W into the Conv that alone reads it. Returns how
     many were folded; the graph is changed in place and left valid (unused nodes removed)."""
     graph = model.graph
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = _readers(graph)
     candidates = [n for n in graph.node if n.op_type == "Pad" and len(n.input) >= 2]
     values = _constants(model, sorted({i for n in candidates for i in n.input[1:] if i}))
     folded = []
@@ -63,7 +69,7 @@ def fold_pads(model: onnx.ModelProto) -> int:
         top, left, bottom, right = (int(p) for p in pads[[2, 3, 6, 7]])
         merged = [before[0] + top, before[1] + left, before[2] + bottom, before[3] + right]
         if attr is None:
-            conv.attribute.append(onnx.helper.make_attribute("pads", merged))
+            conv.attribute.append(helper.make_attribute("pads", merged))
         else:
             del attr.ints[:]
             attr.ints.extend(merged)
@@ -99,10 +105,7 @@ def store_weights_as_fp16(path: Path, exact_only: bool = False, min_elements: in
     the very same numbers; without, every large float weight (the float-kept nodes of an int8
     graph). Returns the bytes saved."""
     model = onnx.load(str(path))
-    users: dict[str, list] = {}
-    for n in model.graph.node:
-        for name in n.input:
-            users.setdefault(name, []).append(n)
+    users = _readers(model.graph)
     saved = 0
     for init in list(model.graph.initializer):
         readers = users.get(init.name, [])

@@ -28,11 +28,8 @@ class TorchStepModel:
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Preprocessed image (B,3,224,224) -> encoder outputs by io_spec name, the ImageNet
         logits of the objects channel included."""
-        net, image = self.model.backbone, torch.as_tensor(image)
-        last, tap = net.forward_maps(image)
-        out = self.encode_features(net._taps(last, tap, image).numpy())
-        out[io_spec.OBJECTS] = net.classify(last).numpy()
-        return out
+        fmap, logits = self.model.backbone.region_features_and_logits(torch.as_tensor(image))
+        return {**self.encode_features(fmap.numpy()), io_spec.OBJECTS: logits.numpy()}
 
     @torch.inference_mode()
     def step(self, token: np.ndarray, state: State):

@@ -49,7 +49,9 @@ def _captioner(args, warn=_warn):
 
 
 def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
-    p.add_argument("--channel", default="auto", choices=("auto", "caption", "objects", "both"),
+    from runtime.objects import CHANNELS
+
+    p.add_argument("--channel", default="auto", choices=CHANNELS,
                    help="caption: the bundle's sentence; objects: real-world object names from the "
                         f"encoder's ImageNet head; both: caption, then objects. {default_help}")
 

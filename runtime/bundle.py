@@ -68,14 +68,10 @@ class Bundle:
         if precision not in self.files:
             raise BundleError(f"{self.root}: no {precision} graphs (has {', '.join(self.precisions)})")
         for f in self.files[precision].values():
-            if f.path in self._verified:
-                continue
-            if not f.path.is_file():
-                raise BundleError(f"{f.path}: file missing from the bundle")
-            if sha256(f.path) != f.sha256:
-                raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
-            check_graph(f.path, self.root)
-            self._verified.add(f.path)
+            if f.path not in self._verified:
+                _check_hash(f)
+                check_graph(f.path, self.root)
+                self._verified.add(f.path)
         return {g: f.path for g, f in self.files[precision].items()}
 
 
@@ -84,10 +80,7 @@ class Bundle:
         if self.objects is None:
             raise BundleError(f"{self.root}: this bundle has no objects channel (export it again)")
         f = self.objects
-        if not f.path.is_file():
-            raise BundleError(f"{f.path}: file missing from the bundle")
-        if sha256(f.path) != f.sha256:
-            raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
+        _check_hash(f)
         try:
             classes = json.loads(f.path.read_text())["classes"]
             names = tuple(c["spoken"] for c in classes)
@@ -96,6 +89,13 @@ class Bundle:
         if not names or not all(isinstance(n, str) and n for n in names):
             raise BundleError(f"{f.path}: every class needs a spoken name")
         return names
+
+
+def _check_hash(f: GraphFile) -> None:
+    if not f.path.is_file():
+        raise BundleError(f"{f.path}: file missing from the bundle")
+    if sha256(f.path) != f.sha256:
+        raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
 
 
 def _file(root: Path, entry, manifest: str, what: str) -> GraphFile:
