@@ -85,16 +85,31 @@ def load_images(samples: list[Sample], pre: PreprocessConfig = PreprocessConfig(
     return np.concatenate([preprocess(im, pre) for im in images])
 
 
+def _int8_recipe(calibration: np.ndarray) -> str:
+    """A digest of what decides the int8 backbone: its calibration and what stays float."""
+    from export.quantize import FLOAT_SCOPES
+
+    return hashlib.sha1(calibration.tobytes() + repr(FLOAT_SCOPES).encode()).hexdigest()[:12]
+
+
 def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
                           calibration: np.ndarray) -> ort.InferenceSession:
-    """The backbone quantised exactly as the bundle's int8 encoder is (export.quantize)."""
+    """The backbone quantised exactly as the bundle's int8 encoder is: pads folded
+    (export.optimize), then export.quantize's recipe."""
+    import onnx
+
+    from export.optimize import fold_pads
     from export.quantize import encoder_to_int8
 
     src = export_backbone(net, cache_dir / f"backbone-{CACHE_VERSION}.onnx")
-    digest = hashlib.sha1(calibration.tobytes()).hexdigest()[:12]
-    dst = cache_dir / f"backbone-{CACHE_VERSION}-int8-{digest}.onnx"
+    dst = cache_dir / f"backbone-{CACHE_VERSION}-int8-{_int8_recipe(calibration)}.onnx"
     if not dst.exists():
-        encoder_to_int8(src, dst, calibration)
+        folded = onnx.load(str(src))
+        fold_pads(folded)
+        tmp = dst.with_suffix(".fp32.onnx")
+        onnx.save(folded, str(tmp))
+        encoder_to_int8(tmp, dst, calibration)
+        tmp.unlink()
     return ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
 
 
@@ -106,7 +121,7 @@ def cache_features(samples: list[Sample], net: EfficientNetLite0, cache_dir: str
     of the images JPEG-compressed as in compressed()."""
     key = hashlib.sha1(CACHE_VERSION.encode() + repr(pre).encode())
     if int8_calibration is not None:
-        key.update(b"int8" + int8_calibration.tobytes())
+        key.update(b"int8" + _int8_recipe(int8_calibration).encode())
     if jpeg:
         key.update(b"jpeg")
     for s in samples:

@@ -53,6 +53,9 @@ class TrainConfig:
     captions: str = "first"  # "first": train on each image's canonical caption; "all": every one
     int8_mix: float = 0.5  # share of samples trained on int8-backbone features, so that the
     # int8 bundle says what fp32 says (quantisation-aware training of the decoder)
+    consistency: float = 0.0  # > 0: every image is seen twice per batch, from its float (or
+    # JPEG) features and from its int8 ones, and this weighs a symmetric KL between the two
+    # word distributions, so that int8 and fp32 captions agree (needs int8_mix > 0)
     jpeg_mix: float = 0.0  # share of the other samples trained on features of JPEG-compressed
     # images (quality 35..85), so that video and MJPEG frames are described like clean ones
     calib: str | None = None  # dataset whose first n_calib images calibrate int8 (default: train)
@@ -183,6 +186,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
     feats = feats8 = featsj = val_feats8 = None
     mix = cfg.int8_mix if not finetune else 0.0
     jmix = cfg.jpeg_mix if not finetune else 0.0
+    pairs8 = bool(mix and cfg.consistency)
     with distributed.main_first(d):  # rank 0 writes the feature caches, the others read them
         if not finetune:
             feats = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir)))
@@ -243,14 +247,17 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 inputs = torch.from_numpy(load_images([samples[i] for i in image_of[idx]]))
             else:
                 inputs = feats[image_of[idx]].float()
-                if mix:
-                    use8 = torch.from_numpy(rng.random(len(idx)) < mix)
+                use8 = torch.from_numpy(rng.random(len(idx)) < mix) if mix and not pairs8 else None
+                if use8 is not None:
                     inputs[use8] = feats8[image_of[idx][use8.numpy()]].float()
                 if jmix:  # of the rest, a share from JPEG-compressed images
                     usej = torch.from_numpy(rng.random(len(idx)) < jmix)
-                    if mix:
+                    if use8 is not None:
                         usej &= ~use8
                     inputs[usej] = featsj[image_of[idx][usej.numpy()]].float()
+                if pairs8:  # the same images again, from the int8 backbone
+                    inputs = torch.cat([inputs, feats8[image_of[idx]].float()])
+                    seq = torch.cat([seq, seq])
                 if cfg.feature_noise:
                     inputs = inputs * (1 + cfg.feature_noise * torch.randn_like(inputs))
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):
@@ -260,6 +267,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=vocab.pad)
                 coverage = (alphas.float() * mask.unsqueeze(2)).sum(dim=1)
                 loss = ce + cfg.alpha_c * ((1.0 - coverage) ** 2).mean()
+                if pairs8:
+                    loss = loss + cfg.consistency * _symmetric_kl(logits.float(), mask)
             opt.zero_grad()
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -306,6 +315,15 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         what = f"val {cfg.metric} {best:.3f}" if val else f"train loss {-best:.4f}"
         print(f"best {what}; saved {out} in {(time.time() - start) / 60:.1f} min")
     return out
+
+
+def _symmetric_kl(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """logits (2B,T,V): the first B rows from float features, the last B from int8 ones of
+    the same images. Mean over real tokens of (KL(p||q) + KL(q||p)) / 2."""
+    a, b = logits.log_softmax(-1).chunk(2)
+    kl = ((a.exp() - b.exp()) * (a - b)).sum(-1) / 2
+    m = mask.chunk(2)[0]
+    return (kl * m).sum() / m.sum().clamp(min=1)
 
 
 @torch.no_grad()

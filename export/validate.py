@@ -18,10 +18,11 @@ from runtime import io_spec
 from runtime.bundle import Bundle
 from runtime.captioner import Captioner
 from runtime.decoding import decode, initial_state
+from runtime.errors import SceneSpeakError
 
 
-class ValidationError(RuntimeError):
-    pass
+class ValidationError(SceneSpeakError):
+    """An exported graph misses torch: `python -m export onnx` prints it as one line, exit 2."""
 
 
 @dataclass(frozen=True)

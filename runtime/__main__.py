@@ -23,7 +23,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=io_spec.PRECISIONS,
                    help="default: the fastest the bundle and device offer (int8 on CPU)")
     p.add_argument("--threads", type=int, default=0,
-                   help="ONNX Runtime intra-op threads (0: the device profile's, else half the cores)")
+                   help="ONNX Runtime intra-op threads of the encoder (0: the device profile's, "
+                        "else every core); the decoder step always uses one")
     p.add_argument("--device", default="auto", metavar="NAME",
                    help="device profile from device/profiles (default: detect the board)")
     p.add_argument("--beam", type=int, default=1, metavar="K",
@@ -142,12 +143,13 @@ def cmd_bench(args) -> int:
         return 0
     precisions = tuple(p for p in args.precisions.split(",") if p)
     bad = [p for p in precisions if p not in io_spec.PRECISIONS]
-    if bad or args.runs < 1 or not 1 <= args.beam <= 16:
-        raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs} / --beam {args.beam}: "
-                         "use fp32,fp16,int8, N >= 1 and K in 1..16")
+    if bad or args.runs < 1 or args.rounds < 1 or not 1 <= args.beam <= 16:
+        raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs} / --rounds {args.rounds} / "
+                         f"--beam {args.beam}: use fp32,fp16,int8, N >= 1, R >= 1 and K in 1..16")
     cfg = bench.BenchConfig(model=args.model, precisions=precisions, torch=args.torch,
                             runs=args.runs, warmup=args.warmup, threads=args.threads,
-                            images=args.images, device=args.device, beam=args.beam)
+                            images=args.images, device=args.device, beam=args.beam,
+                            rounds=args.rounds)
     report = bench.run(cfg)
     report["config"] = asdict(cfg)
     table = bench.markdown(report)
@@ -222,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--precisions", default="fp32,fp16,int8")
     b.add_argument("--torch", action="store_true", help="add PyTorch eager fp32 (training extras)")
     b.add_argument("--runs", type=int, default=3, help="timed passes over the image set")
+    b.add_argument("--rounds", type=int, default=3, metavar="R",
+                   help="run every row R times, round-robin, and pool the samples (default 3)")
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")

@@ -5,7 +5,10 @@
 
 Each row (backend x precision) runs in its own child process, so peak RSS and warm caches
 belong to that row alone: warm-up captions first, then `runs` passes over the image set,
-timing preprocess, encoder, every decoder step and the whole caption. The parent adds the
+timing preprocess, encoder, every decoder step and the whole caption. With `rounds` > 1 every
+row runs that many times, round-robin, and its samples are pooled: a few seconds of load from
+elsewhere on the machine then slow every row alike instead of one, and the ratios between rows
+hold still from run to run. The parent adds the
 agreement with fp32 ONNX captions, BLEU-4 where references exist (and pycocoevalcap is
 installed), text-to-speech synthesis time, and the machine block. The torch row is run by
 `python -m export bench-row` (training extras), since the runtime never imports torch.
@@ -46,6 +49,7 @@ class BenchConfig:
     images: str | None = None  # folder with captions.jsonl (default: assets/bench_scenes)
     device: str = "auto"  # device profile: its providers and threads (see runtime/profiles.py)
     beam: int = 1  # K > 1 adds a beam-search row for every precision, beside the greedy ones
+    rounds: int = 3  # each row runs this many times, round-robin with the others; samples pooled
 
 
 def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]:
@@ -101,17 +105,37 @@ def measure_row(captioner, frames: list[np.ndarray], runs: int, warmup: int) -> 
             steps.append(c.steps)
             if r == 0:
                 captions.append(c.text)
-    total = np.asarray(stages["total"])
-    return {
-        "preprocess_ms": _pct(stages["preprocess"]),
-        "encoder_ms": _pct(stages["encoder"]),
-        "decoder_step_ms": _pct(timed.times),
-        "caption_ms": _pct(total),
-        "steps_mean": round(float(np.mean(steps)), 3),
-        "captions_per_s": round(1e3 / float(total.mean()), 2),
-        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "captions": captions,
-    }
+    samples = {"preprocess": stages["preprocess"], "encoder": stages["encoder"],
+               "decoder_step": timed.times, "caption": stages["total"], "steps": steps}
+    return {**_stage_stats(samples), "samples": samples, "captions": captions,
+            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _stage_stats(samples: dict[str, list[float]]) -> dict:
+    total = np.asarray(samples["caption"])
+    return {f"{k}_ms": _pct(samples[k]) for k in ("preprocess", "encoder", "decoder_step", "caption")} | {
+        "steps_mean": round(float(np.mean(samples["steps"])), 3),
+        "captions_per_s": round(1e3 / float(total.mean()), 2)}
+
+
+def _objects_stats(times: dict[str, list[float]]) -> dict:
+    with_head, without = _pct(times["with"]), _pct(times["without"])
+    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without,
+            "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2)}
+
+
+def pool(rounds: list[dict]) -> dict:
+    """One row from its runs in several rounds: percentiles of all their samples together,
+    the highest peak RSS, the first round's captions."""
+    row = dict(rounds[0])
+    samples = {k: [x for r in rounds for x in r["samples"][k]] for k in row["samples"]}
+    row.update(_stage_stats(samples), rss_mb=max(r["rss_mb"] for r in rounds))
+    if "objects_samples" in row:
+        row.update(_objects_stats({k: [x for r in rounds for x in r["objects_samples"][k]]
+                                   for k in ("with", "without")}))
+    row.pop("objects_samples", None)
+    row.pop("samples")
+    return row
 
 
 def onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> dict:
@@ -158,9 +182,7 @@ def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int, warmup: 
                 session.run(None, {"image": blob})
                 if r > 0 or i >= warmup:
                     times[key].append((time.perf_counter() - t) * 1e3)
-    with_head, without = _pct(times["with"]), _pct(times["without"])
-    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without,
-            "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2)}
+    return {**_objects_stats(times), "objects_samples": times}
 
 
 def _decoding(beam: int) -> str:
@@ -227,9 +249,13 @@ def run(cfg: BenchConfig) -> dict:
     paths, refs = load_images(cfg.images)
     rows = [("onnxruntime", p, 1) for p in cfg.precisions] + ([("torch", "fp32", 1)] if cfg.torch else [])
     rows += [("onnxruntime", p, cfg.beam) for p in cfg.precisions] if cfg.beam > 1 else []
-    results = []
-    for backend, precision, beam in tqdm(rows, desc="bench", unit="row"):
-        results.append(_child(cfg, backend, precision, beam))
+    runs: list[list[dict]] = [[] for _ in rows]
+    with tqdm(total=len(rows) * cfg.rounds, desc="bench", unit="row") as bar:
+        for _ in range(max(1, cfg.rounds)):
+            for i, (backend, precision, beam) in enumerate(rows):
+                runs[i].append(_child(cfg, backend, precision, beam))
+                bar.update()
+    results = [pool(r) for r in runs]
     captions = [r.pop("captions") for r in results]
     base = next((c for r, c in zip(results, captions) if r["backend"] == "onnxruntime"
                  and r["precision"] == "fp32" and r["decoding"] == "greedy"), None)
@@ -240,7 +266,7 @@ def run(cfg: BenchConfig) -> dict:
         r["bleu4"] = round(scores[3], 4) if scores else None
     speech = speech_timing(base if base is not None else captions[0])
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
-            "speech": speech, "results": results}
+            "rounds": cfg.rounds, "speech": speech, "results": results}
 
 
 COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "decoding"),

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +145,9 @@ class Captioner(CaptionPipeline):
             cache.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         self.encoder = create_session(paths[io_spec.ENCODER], session)
-        self.decoder = create_session(paths[io_spec.DECODER], session)
+        # one thread for the decoder step: its ops are a few small matrices, and a second pool
+        # spinning beside the encoder's would take the cores from it (see auto_threads)
+        self.decoder = create_session(paths[io_spec.DECODER], replace(session, intra_op_threads=1))
         for graph, sess in ((io_spec.ENCODER, self.encoder), (io_spec.DECODER, self.decoder)):
             _check_io(sess, io_spec.REQUIRED[graph], paths[graph], bundle)
         vocab_out = self.decoder.get_outputs()[0].shape[-1]

@@ -92,6 +92,11 @@ def resolve_channel(channel: str, bundle: Bundle, live: bool, has_objects: bool)
     return channel
 
 
+# Said when the caption is empty (the decoder ended it at once, as the synthetic-scene model
+# does on real photos) and no object is named either: silence would sound like a hang.
+NOTHING = "nothing I can describe"
+
+
 @dataclass(frozen=True)
 class Description:
     text: str  # what is spoken
@@ -111,4 +116,4 @@ def describe(result, channel: str, namer: ObjectNamer | None) -> Description:
         objects = namer(result.imagenet_logits)
     parts = [s for s in (caption, objects.text if objects else None) if s]
     key = (caption, frozenset(objects.named) if objects else None, objects.sure if objects else None)
-    return Description(". ".join(parts), key, caption, objects)
+    return Description(". ".join(parts) or NOTHING, key, caption, objects)

@@ -49,7 +49,7 @@ class DeviceProfile:
     name: str
     description: str
     precision: str  # default precision when a GPU provider is in use (CPU: int8)
-    threads: int  # ONNX Runtime intra-op threads (0: half the cores)
+    threads: int  # ONNX Runtime intra-op threads of the encoder (0: every core)
     detect: tuple[str, ...]  # substrings of /proc/device-tree/model that mean this board
     capture: Capture
     providers: tuple[tuple[str, dict], ...]  # in order of preference, CPU last

@@ -14,7 +14,7 @@ ROW_KEYS = {"backend", "precision", "provider", "encoder_ms", "decoder_step_ms",
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    args = ["runtime", "bench", "--model", str(MODEL), "--runs", "1", "--warmup", "2",
+    args = ["runtime", "bench", "--model", str(MODEL), "--runs", "1", "--warmup", "2", "--rounds", "2",
             "--json", str(out / "b.json"), "--plot", str(out / "b.png"), "--markdown", str(out / "b.md")]
     from conftest import HAS_TORCH
     if HAS_TORCH:
@@ -78,3 +78,21 @@ def test_bad_arguments_are_one_line(tmp_path):
     (tmp_path / "x.json").write_text("{")
     r = run_cli("runtime", "bench", "--compare", str(tmp_path / "x.json"), str(tmp_path / "x.json"))
     assert r.returncode == 2 and "x.json: not a benchmark JSON" in r.stderr
+
+
+def test_rounds_pool_every_sample_of_a_row():
+    from runtime.bench import pool
+
+    def run(enc, rss, captions):
+        samples = {"preprocess": [0.1] * 4, "encoder": enc, "decoder_step": [0.05] * 40,
+                   "caption": [e + 1 for e in enc], "steps": [10] * 4}
+        return {"backend": "onnxruntime", "precision": "int8", "samples": samples, "rss_mb": rss,
+                "captions": captions, "encoder_ms": {"p50": -1}, "model_mb": 5.0}
+
+    # a round slowed by load elsewhere moves the pooled median far less than it moves its own
+    row = pool([run([3.0, 3.1, 3.2, 3.3], 100.0, ["a"]), run([9.0, 9.1, 9.2, 9.3], 120.0, ["b"]),
+                run([3.0, 3.2, 3.1, 3.3], 110.0, ["c"])])
+    assert row["encoder_ms"]["p50"] == pytest.approx(3.25)
+    assert row["caption_ms"]["p50"] == pytest.approx(4.25)
+    assert row["rss_mb"] == 120.0 and row["captions"] == ["a"] and row["model_mb"] == 5.0
+    assert row["steps_mean"] == 10 and "samples" not in row

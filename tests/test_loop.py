@@ -75,11 +75,10 @@ def test_change_mode_speaks_each_scene_exactly_once(change_run, scene_clip):
     assert all(a != b for a, b in zip(texts, texts[1:]))  # never twice in a row
 
 
-@pytest.mark.xfail(reason="open: on MPEG-4 frames 15 of 20 spoken captions are canonical "
-                          "(19 of 20 on the PNGs); the model needs compression in training")
 def test_change_mode_speaks_the_canonical_caption_for_90_percent(change_run, scene_clip):
     per_scene = _spoken_per_scene(change_run, scene_clip)
     right = sum(said[:1] == [truth] for truth, said in per_scene)
+    print(f"canonical spoken captions on MPEG-4 frames: {right} of {len(per_scene)}")
     assert right >= 0.9 * len(per_scene), per_scene
 
 

@@ -84,3 +84,23 @@ def test_folded_fp16_backbone_is_the_packaged_network(backbone):
         a, b = _classify(backbone, rgb), _classify(plain, rgb)
         assert int(a.argmax()) == int(b.argmax())
         assert float((a - b).abs().max()) < 5e-3
+
+
+def test_consistency_term_is_zero_only_where_float_and_int8_predictions_agree():
+    import torch
+
+    from export.train import _symmetric_kl
+
+    torch.manual_seed(0)
+    a = torch.randn(3, 5, 42)
+    mask = torch.ones(6, 5)
+    assert _symmetric_kl(torch.cat([a, a]), mask).item() == pytest.approx(0.0, abs=1e-6)
+    b = a.clone()
+    b[1, 2] += 3 * torch.randn(42)  # one word of one image predicted differently from int8 features
+    kl = _symmetric_kl(torch.cat([a, b]), mask).item()
+    assert kl > 0.01
+    pad = mask.clone()
+    pad[1, 2] = pad[4, 2] = 0  # the differing position is padding: it must not count
+    assert _symmetric_kl(torch.cat([a, b]), pad).item() == pytest.approx(0.0, abs=1e-6)
+    # symmetric in its two halves
+    assert _symmetric_kl(torch.cat([b, a]), mask).item() == pytest.approx(kl, rel=1e-5)
