@@ -7,8 +7,7 @@ Each row (backend x precision) runs in its own child process, so peak RSS and wa
 belong to that row alone: warm-up captions first, then `runs` passes over the image set,
 timing preprocess, encoder, every decoder step and the whole caption. With `rounds` > 1 every
 row runs that many times, round-robin, and its samples are pooled: a few seconds of load from
-elsewhere on the machine then slow every row alike instead of one, and the ratios between rows
-hold still from run to run. The parent adds the
+elsewhere on the machine then slow every row alike instead of one. The parent adds the
 agreement with fp32 ONNX captions, BLEU-4 where references exist (and pycocoevalcap is
 installed), text-to-speech synthesis time, and the machine block. The torch row is run by
 `python -m export bench-row` (training extras), since the runtime never imports torch.
@@ -112,10 +111,10 @@ def measure_row(captioner, frames: list[np.ndarray], runs: int, warmup: int) -> 
 
 
 def _stage_stats(samples: dict[str, list[float]]) -> dict:
-    total = np.asarray(samples["caption"])
-    return {f"{k}_ms": _pct(samples[k]) for k in ("preprocess", "encoder", "decoder_step", "caption")} | {
-        "steps_mean": round(float(np.mean(samples["steps"])), 3),
-        "captions_per_s": round(1e3 / float(total.mean()), 2)}
+    stats = {f"{k}_ms": _pct(samples[k]) for k in ("preprocess", "encoder", "decoder_step", "caption")}
+    stats["steps_mean"] = round(float(np.mean(samples["steps"])), 3)
+    stats["captions_per_s"] = round(1e3 / float(np.mean(samples["caption"])), 2)
+    return stats
 
 
 def _objects_stats(times: dict[str, list[float]]) -> dict:
