@@ -96,20 +96,16 @@ def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
                           calibration: np.ndarray) -> ort.InferenceSession:
     """The backbone quantised exactly as the bundle's int8 encoder is: pads folded
     (export.optimize), then export.quantize's recipe."""
-    import onnx
-
-    from export.optimize import fold_pads
+    from export.optimize import fold_pads_file
     from export.quantize import encoder_to_int8
 
     src = export_backbone(net, cache_dir / f"backbone-{CACHE_VERSION}.onnx")
     dst = cache_dir / f"backbone-{CACHE_VERSION}-int8-{_int8_recipe(calibration)}.onnx"
     if not dst.exists():
-        folded = onnx.load(str(src))
-        fold_pads(folded)
-        tmp = dst.with_suffix(".fp32.onnx")
-        onnx.save(folded, str(tmp))
-        encoder_to_int8(tmp, dst, calibration)
-        tmp.unlink()
+        folded = dst.with_suffix(".fp32.onnx")
+        fold_pads_file(src, folded)
+        encoder_to_int8(folded, dst, calibration)
+        folded.unlink()
     return ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
 
 

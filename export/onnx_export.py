@@ -65,9 +65,7 @@ def export_fp32(model: CaptionModel, out: Path) -> None:
         torch.onnx.export(module.eval(), args, str(path), input_names=list(inputs),
                           output_names=list(outputs), dynamic_axes=io_spec.dynamic_axes(name),
                           opset_version=OPSET, dynamo=False)
-        graph = onnx.load(str(path))
-        optimize.fold_pads(graph)
-        onnx.save(graph, str(path))
+        optimize.fold_pads_file(path)
         onnx.checker.check_model(str(path))
     model.eval()
 

@@ -81,6 +81,14 @@ def fold_pads(model: onnx.ModelProto) -> int:
     return len(folded)
 
 
+def fold_pads_file(src: Path, dst: Path | None = None) -> int:
+    """fold_pads on the graph at `src`, written to `dst` (default: back to `src`)."""
+    model = onnx.load(str(src))
+    folded = fold_pads(model)
+    onnx.save(model, str(dst or src))
+    return folded
+
+
 def _prune(graph: onnx.GraphProto) -> None:
     """Removes nodes and initializers that no graph output depends on."""
     needed = {o.name for o in graph.output}
