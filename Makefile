@@ -50,8 +50,8 @@ models: $(STAMP)-train
 	$(PY) -m export scenes --out $(DATA)/scenes-val --n 500 --seed 2
 	$(PY) -m export scenes --out $(DATA)/scenes-test --n 200 --seed 7
 	$(PY) -m export train --train $(DATA)/scenes-train --val $(DATA)/scenes-val --out runs/default/model.pt --epochs 25 --jpeg-mix 0.4
-	# int8 agrees with torch on 96.5% of the validation scenes (README: "How good the default bundle is")
-	$(PY) -m export onnx --checkpoint runs/default/model.pt --val $(DATA)/scenes-val --out $(MODEL) --min-agreement 0.96
+	# fails unless fp16 and int8 captions equal torch's on 97% of 200 validation scenes
+	$(PY) -m export onnx --checkpoint runs/default/model.pt --val $(DATA)/scenes-val --out $(MODEL)
 	$(PY) -m export evaluate --model $(MODEL) --data $(DATA)/scenes-test --out $(MODEL)/evaluation.json
 
 clip: $(STAMP)-train

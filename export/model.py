@@ -27,6 +27,9 @@ class ModelConfig:
     dropout: float = 0.3  # on h before the output layer, training only
     feature_dim: int = 1280 + 112 + 3  # per region: last map, block-10 map, mean colour
     image_size: int = 224
+    context: int = 0  # k > 0: each projected region also sees its k x k neighbours on the 7x7
+    # grid (a residual conv), so that how far an object spreads, and which like objects lie
+    # together, are in the regions themselves; 0: regions are projected one by one
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,7 +80,13 @@ class RegionTaps(nn.Module):
     shared scale for channels of such different ranges would erase the colour channels."""
 
     def forward(self, last, tap, image):
-        return torch.cat([last, F.avg_pool2d(tap, 2), F.avg_pool2d(image, 32)], dim=1)
+        # the mean of each 32x32 cell as two means over 32 neighbours, along rows, then columns:
+        # ONNX Runtime takes 0.03 ms for them, 0.12 ms for one mean over both axes and 0.5 ms for
+        # an AveragePool with a 32x32 window (one thread, 224x224)
+        b, ch, h, w = image.shape
+        rows = image.reshape(b, ch, h, w // 32, 32).mean(-1)
+        colour = rows.reshape(b, ch, h // 32, 32, w // 32).mean(3)
+        return torch.cat([last, F.avg_pool2d(tap, 2), colour], dim=1)
 
 
 class EfficientNetLite0(nn.Module):
@@ -164,12 +173,25 @@ def fold_batchnorm_fp16(net: EfficientNetLite0) -> EfficientNetLite0:
     return net
 
 
+@torch.no_grad()
+def round_trained_weights_fp16(model: "CaptionModel") -> "CaptionModel":
+    """Rounds the head's and the decoder's parameters to the nearest fp16 value, kept in fp32,
+    as fold_batchnorm_fp16 does for the backbone: the fp32 graphs then store every weight in
+    half the bytes and still compute exactly what this model computes. The export does this
+    to the checkpoint before anything is written or validated."""
+    for p in (*model.head.parameters(), *model.decoder.parameters()):
+        p.copy_(p.half().float())
+    return model
+
+
 class RegionHead(nn.Module):
     """Per-image precomputation: regions, their attention projection and the initial state."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.project = nn.Linear(cfg.feature_dim, cfg.region_dim)
+        self.context = (nn.Conv2d(cfg.region_dim, cfg.region_dim, cfg.context, padding=cfg.context // 2)
+                        if cfg.context else None)
         # where each region is: the context vector is a weighted sum of regions, and a caption
         # that says "top left" or "above" needs to know where the attended regions lie
         self.position = nn.Parameter(torch.zeros(49, cfg.region_dim))
@@ -179,7 +201,11 @@ class RegionHead(nn.Module):
 
     def forward(self, fmap: torch.Tensor):
         """fmap (B,1395,7,7) -> regions (B,49,D), regions_att (B,49,A), h0 (B,H), c0 (B,H)."""
-        regions = self.project(fmap.flatten(2).transpose(1, 2)) + self.position
+        regions = self.project(fmap.flatten(2).transpose(1, 2))
+        if self.context is not None:
+            grid = F.relu(regions).transpose(1, 2).reshape(fmap.shape[0], -1, *fmap.shape[2:])
+            regions = regions + self.context(grid).flatten(2).transpose(1, 2)
+        regions = regions + self.position
         mean = regions.mean(dim=1)
         return regions, self.encoder_att(regions), torch.tanh(self.init_h(mean)), self.init_c(mean)
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from export import objects, optimize, quantize
 from export.datasets import read_dataset
 from export.features import load_images
-from export.model import CaptionModel, DecoderStepGraph, EncoderGraph
+from export.model import CaptionModel, DecoderStepGraph, EncoderGraph, round_trained_weights_fp16
 from export.torch_backend import TorchStepModel, weight_map
 from export.train import load_checkpoint
 from export.validate import validate
@@ -137,6 +137,7 @@ def _write(out: Path, manifest: dict) -> None:
 
 def export_bundle(cfg: ExportConfig) -> Path:
     model, vocab, ckpt = load_checkpoint(cfg.checkpoint)
+    round_trained_weights_fp16(model)  # the bundle's budget (README "Model bundle")
     pre = PreprocessConfig()
     train = ckpt.get("train", {})
     calib = cfg.calib or train.get("calib") or train.get("train")

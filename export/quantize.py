@@ -54,6 +54,10 @@ class ImageCalibration(CalibrationDataReader):
 # export.model.RegionTaps) and the head are a few MFLOPs, and one shared Concat scale would
 # erase the mean-colour channels.
 FLOAT_SCOPES = ("/_conv_stem/", "/_blocks.0/", "/_taps/", "/head/")
+# ...but the head's context conv (export.model.RegionHead) is int8 like the backbone: its input
+# is a ReLU map of one scale, it runs faster, and its weights take 0.33 MB less than in fp16,
+# which the 30 MB bundle budget needs. Int8 captions agree with fp32 as often either way.
+INT8_IN_FLOAT_SCOPES = ("/head/context/",)
 
 
 # The objects head sees real photos, but calibration sees synthetic scenes, whose ImageNet
@@ -78,7 +82,7 @@ def encoder_to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src), str(prepared))
         keep_float = [n.name for n in onnx.load(str(prepared)).graph.node
-                      if n.name.startswith(FLOAT_SCOPES)]
+                      if n.name.startswith(FLOAT_SCOPES) and not n.name.startswith(INT8_IN_FLOAT_SCOPES)]
         if not any(n.startswith("/_blocks.0/") for n in keep_float):
             raise RuntimeError(f"{src}: no nodes under /_blocks.0/; the graph's names changed")
         quantize_static(str(prepared), str(dst), ImageCalibration(calibration),

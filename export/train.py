@@ -67,6 +67,7 @@ class TrainConfig:
     finetune_lr: float = 0.0  # > 0: fine-tune the encoder too, at this learning rate (images go
     # through the backbone every batch instead of cached features; int8_mix does not apply)
     device: str = "auto"  # auto (cuda when available, with mixed precision), cpu or cuda
+    context: int = 3  # a new model's region context kernel (export.model.ModelConfig.context)
     seed: int = 0
     cache_dir: str = "data/cache"  # where backbone features are memory-mapped
     init: str | None = None  # start from this checkpoint's weights and vocabulary
@@ -179,7 +180,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         model, vocab, _ = load_checkpoint(cfg.init)
     else:
         vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
-        model = CaptionModel(ModelConfig(vocab_size=len(vocab)))
+        model = CaptionModel(ModelConfig(vocab_size=len(vocab), context=cfg.context))
     finetune = cfg.finetune_lr > 0
     backbone = model.backbone
     val = read_dataset(cfg.val) if cfg.val else []

@@ -38,8 +38,15 @@ class Tolerance:
 
 
 TOLERANCES = {
-    "fp32": {"encoder": Tolerance(rtol=1e-3, atol=1e-3), "decoder_step": Tolerance(atol=1e-4)},
-    "fp16": {"encoder": Tolerance(rms=0.03, max_rel=0.35),
+    # fp32 decoder state: c reaches ~100 (the default bundle), where fp32's own step is ~1e-5
+    # and a different order of summation moves it by 1e-4 to 2e-4; logits stay at atol 1e-4
+    "fp32": {"encoder": Tolerance(rtol=1e-3, atol=1e-3), "decoder_step": Tolerance(atol=1e-4),
+             "decoder_state": Tolerance(rtol=1e-5, atol=1e-4)},
+    # fp16 encoder: h0 = tanh(a sum over the 49 regions' features), and where that sum is near
+    # zero one element of h0 moves by up to 0.6 of its range (default bundle, 200 validation
+    # images; RMS 0.5%) while captions agree 100%. As for int8, the bound on the worst element
+    # only catches a broken graph; RMS and caption agreement carry the accuracy.
+    "fp16": {"encoder": Tolerance(rms=0.03, max_rel=1.0),
              "decoder_step": Tolerance(rms=0.005, max_rel=0.02)},
     # int8 decoder step (dynamic int8): where an LSTM gate's input sits at its threshold, one
     # element of h can move by a third to a half of h's range while the RMS error stays ~2%, and
@@ -88,7 +95,8 @@ def validate(bundle: Bundle, torch_model: TorchStepModel, images: np.ndarray,
         for k, got, ref in (("logits", logits, ref_logits), ("h_next", nxt["h"], ref_next["h"]),
                             ("c_next", nxt["c"], ref_next["c"]), ("alpha", alpha, ref_alpha)):
             err = _compare(f"{precision} decoder_step {k} (step {t})", got, ref,
-                           tol["decoder_step"])
+                           tol.get("decoder_state", tol["decoder_step"]) if k in ("h_next", "c_next")
+                           else tol["decoder_step"])
             report[f"decoder_step.{k}"] = max(err, report.get(f"decoder_step.{k}", 0.0))
         state, token = ref_next, ref_logits.argmax(axis=1)
     # whole pipeline: greedy captions through ORT against torch

@@ -18,9 +18,9 @@ def small_bundle(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipeline")
     write_scenes(root / "train", 96, seed=21)
-    ckpt = train(TrainConfig(train=str(root / "train"), out=str(root / "model.pt"), epochs=2,
+    ckpt = train(TrainConfig(train=str(root / "train"), out=str(root / "model.pt"), epochs=4,
                              batch_size=32, cache_dir=str(root / "cache")))
-    # two epochs on 96 scenes leave small logit margins; the default bundle is held to 0.97
+    # four epochs on 96 scenes leave small logit margins; the default bundle is held to 0.97
     out = export_bundle(ExportConfig(checkpoint=str(ckpt), out=str(root / "bundle"),
                                      n_calib=16, n_val=16, name="small", min_agreement=0.8))
     return out
@@ -35,9 +35,10 @@ def test_export_writes_every_precision_validated_against_torch(small_bundle):
     assert all(v[p]["caption_agreement"] >= 0.8 for p in ("fp16", "int8"))
     assert m["provenance"]["train_data"]["seed"] == 21
     sizes = {p: sum(f["bytes"] for f in m["files"][p].values()) for p in m["files"]}
-    # fp32 stores its backbone weights as exact fp16 values (see the test below), so int8 is
-    # about half of it and fp16 a little less than it
-    assert sizes["int8"] <= 0.55 * sizes["fp32"] and sizes["fp16"] <= sizes["fp32"]
+    # fp32 stores all its weights as exact fp16 values (see the test below), and int8 keeps the
+    # head's projection in float (fp16 on disk) too, so int8 is about 57% of it; fp16 a little
+    # less than fp32
+    assert sizes["int8"] <= 0.6 * sizes["fp32"] and sizes["fp16"] <= sizes["fp32"]
 
 
 def test_fp32_encoder_computes_in_fp32_from_exact_fp16_weights(small_bundle):
@@ -72,6 +73,7 @@ def test_validation_fails_a_graph_that_differs_from_torch(small_bundle, tmp_path
 
     from export.datasets import read_jsonl
     from export.features import load_images
+    from export.model import round_trained_weights_fp16
     from export.torch_backend import TorchStepModel
     from export.train import load_checkpoint
     from export.validate import ValidationError, validate
@@ -89,6 +91,7 @@ def test_validation_fails_a_graph_that_differs_from_torch(small_bundle, tmp_path
     m["files"]["fp32"]["decoder_step"]["sha256"] = sha256(path)
     (bad / "manifest.json").write_text(json.dumps(m))
     torch_model, _, ckpt = load_checkpoint(m["provenance"]["train_config"]["out"])
+    round_trained_weights_fp16(torch_model)  # as the export does
     images = load_images(read_jsonl(ckpt["train"]["train"])[:4])
     with pytest.raises(ValidationError, match="fp32 decoder_step"):
         validate(load_bundle(bad), TorchStepModel(torch_model), images, "fp32")

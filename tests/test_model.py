@@ -49,6 +49,38 @@ def test_region_features_keep_the_7x7_grid(backbone):
     assert maps.shape == (2, 1280 + 112 + 3, 7, 7)
 
 
+def test_region_features_hold_each_cells_mean_colour(backbone):
+    import torch
+
+    x = torch.zeros(1, 3, 224, 224)
+    x[0, 0, 32:64, 64:96] = 1.0  # one cell of the 7x7 grid (row 1, column 2) red
+    x[0, 2, 40:48, 64:72] = 0.5  # an eighth of a cell's area blue in the same cell
+    with torch.no_grad():
+        colour = backbone.region_features(x)[0, -3:]
+    assert float(colour[0, 1, 2]) == pytest.approx(1.0) and float(colour[2, 1, 2]) == pytest.approx(0.5 / 16)
+    assert float(colour.abs().sum()) == pytest.approx(1.0 + 0.5 / 16)  # no other cell sees it
+
+
+@pytest.mark.parametrize("context", [0, 3])
+def test_region_context_reaches_exactly_the_neighbouring_cells(context):
+    import torch
+
+    from export.model import ModelConfig, RegionHead
+
+    torch.manual_seed(0)
+    head = RegionHead(ModelConfig(vocab_size=20, context=context)).eval()
+    fmap = torch.randn(1, ModelConfig.feature_dim, 7, 7)
+    moved = fmap.clone()
+    moved[0, :, 3, 3] += 1.0  # change the centre cell only
+    with torch.no_grad():
+        diff = (head(moved)[0] - head(fmap)[0])[0].abs().sum(-1).reshape(7, 7)
+    near = torch.zeros(7, 7, dtype=torch.bool)
+    near[2:5, 2:5] = True
+    changed = diff > 1e-6
+    assert bool(changed[3, 3])
+    assert torch.equal(changed, near) if context == 3 else int(changed.sum()) == 1
+
+
 def test_step_is_exactly_one_teacher_forcing_step(backbone):
     import torch
 
