@@ -54,7 +54,7 @@ def test_region_features_hold_each_cells_mean_colour(backbone):
 
     x = torch.zeros(1, 3, 224, 224)
     x[0, 0, 32:64, 64:96] = 1.0  # one cell of the 7x7 grid (row 1, column 2) red
-    x[0, 2, 40:48, 64:72] = 0.5  # an eighth of a cell's area blue in the same cell
+    x[0, 2, 40:48, 64:72] = 0.5  # a sixteenth of the same cell (8x8 of 32x32) half blue
     with torch.no_grad():
         colour = backbone.region_features(x)[0, -3:]
     assert float(colour[0, 1, 2]) == pytest.approx(1.0) and float(colour[2, 1, 2]) == pytest.approx(0.5 / 16)
