@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
                         "(default: the bundled sample clip)")
     _add_model_args(d)
-    _add_channel_arg(d, "auto (default): both on a live camera or stream when the bundle's "
+    _add_channel_arg(d, "auto (default): objects on a live camera or stream when the bundle's "
                         "captions are synthetic, else caption")
     d.add_argument("--mode", default="change", choices=("change", "interval", "manual", "continuous"))
     d.add_argument("--interval", type=float, default=5.0, help="seconds between interval descriptions")

@@ -9,7 +9,8 @@ spoken name (five cat breeds, 118 dog breeds) are pooled by adding their probabi
 
 A name below `sure` is never said as a fact. Channels (`--channel`): caption, objects, both
 (caption first). `auto` follows the bundle: a bundle whose captions describe synthetic scenes
-says both on live cameras, since its captions say nothing true about a real room.
+says only the objects on live cameras, since its captions say nothing true about a real room
+(it names shapes that are not there).
 """
 
 from __future__ import annotations
@@ -78,14 +79,14 @@ class ObjectNamer:
 
 
 def resolve_channel(channel: str, bundle: Bundle, live: bool, has_objects: bool) -> str:
-    """The channel to use: `auto` is both for a synthetic-scenes bundle on a live camera (when
-    its encoder has the objects head), else caption. Asking for objects from a bundle without
+    """The channel to use: `auto` is objects for a synthetic-scenes bundle on a live camera
+    (when its encoder has the objects head), else caption. Asking for objects from a bundle without
     the head is an error."""
     if channel not in CHANNELS:
         raise InputError(f"--channel {channel!r}: choose one of {', '.join(CHANNELS)}")
     if channel == "auto":
         synthetic = str(bundle.manifest.get("caption_domain", "")).startswith("synthetic")
-        return "both" if synthetic and live and has_objects else "caption"
+        return "objects" if synthetic and live and has_objects else "caption"
     if channel in ("objects", "both") and not has_objects:
         raise InputError(f"--channel {channel}: {bundle.root} has no objects head (its encoder "
                          "does not output ImageNet logits); export it again")

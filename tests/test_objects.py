@@ -152,7 +152,7 @@ def test_channel_defaults_follow_the_bundle():
 
     bundle = load_bundle(MODEL)
     assert bundle.manifest["caption_domain"] == "synthetic"
-    assert resolve_channel("auto", bundle, live=True, has_objects=True) == "both"
+    assert resolve_channel("auto", bundle, live=True, has_objects=True) == "objects"
     assert resolve_channel("auto", bundle, live=False, has_objects=True) == "caption"
     assert resolve_channel("auto", bundle, live=True, has_objects=False) == "caption"
     real = type(bundle)(bundle.root, {**bundle.manifest, "caption_domain": "real"}, bundle.vocab,
