@@ -249,8 +249,9 @@ def run(cfg: BenchConfig) -> dict:
     rows = [("onnxruntime", p, 1) for p in cfg.precisions] + ([("torch", "fp32", 1)] if cfg.torch else [])
     rows += [("onnxruntime", p, cfg.beam) for p in cfg.precisions] if cfg.beam > 1 else []
     runs: list[list[dict]] = [[] for _ in rows]
-    with tqdm(total=len(rows) * cfg.rounds, desc="bench", unit="row") as bar:
-        for _ in range(max(1, cfg.rounds)):
+    rounds = max(1, cfg.rounds)
+    with tqdm(total=len(rows) * rounds, desc="bench", unit="row") as bar:
+        for _ in range(rounds):
             for i, (backend, precision, beam) in enumerate(rows):
                 runs[i].append(_child(cfg, backend, precision, beam))
                 bar.update()
@@ -265,7 +266,7 @@ def run(cfg: BenchConfig) -> dict:
         r["bleu4"] = round(scores[3], 4) if scores else None
     speech = speech_timing(base if base is not None else captions[0])
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
-            "rounds": cfg.rounds, "speech": speech, "results": results}
+            "rounds": rounds, "speech": speech, "results": results}
 
 
 COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "decoding"),
