@@ -31,8 +31,8 @@ def _fill(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
-def _torch_bench_row(cfg: dict) -> dict:
-    """One benchmark row on torch eager fp32, measured exactly as the ONNX rows are."""
+def _torch_bench_row(cfg: dict) -> None:
+    """The benchmark's torch eager fp32 row, served and measured exactly as the ONNX rows are."""
     import torch
 
     from export.torch_backend import TorchCaptioner
@@ -46,10 +46,9 @@ def _torch_bench_row(cfg: dict) -> dict:
     captioner = TorchCaptioner(bundle)
     row = {"backend": "torch", "precision": "fp32", "decoding": "greedy",
            "provider": f"torch {torch.__version__} eager"}
-    row.update(bench.measure_row(captioner, frames, cfg["runs"], cfg["warmup"]))
     weights = [p for name, p in captioner.model.named_parameters() if not name.startswith("backbone._fc")]
-    row["model_mb"] = round(sum(p.numel() * 4 for p in weights) / 2**20, 2)  # fp32, ImageNet head unused
-    return row
+    size = round(sum(p.numel() * 4 for p in weights) / 2**20, 2)  # fp32, ImageNet head unused
+    bench.serve_row(row, captioner, frames, cfg["warmup"], lambda: {"model_mb": size})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(export_bundle(_fill(ExportConfig, args)))
         elif args.cmd == "bench-row":
-            print(json.dumps(_torch_bench_row(json.loads(args.config))))
+            _torch_bench_row(json.loads(args.config))
         elif args.cmd == "evaluate":
             from export.evaluate import evaluate
 

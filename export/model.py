@@ -155,9 +155,10 @@ def load_pretrained_backbone(fold: bool = True) -> EfficientNetLite0:
 def fold_batchnorm_fp16(net: EfficientNetLite0) -> EfficientNetLite0:
     """Folds each BatchNorm into the convolution before it (as ONNX export does) and rounds the
     folded convolution weights and the `_fc` matrix to the nearest fp16 value, kept in fp32.
-    The bundle's fp32 graphs then store these weights losslessly in half the bytes (see
-    export.optimize.store_weights_as_fp16) and still compute in fp32, exactly as this torch model
-    does; the rounding moves an ImageNet logit by ~1e-3 of its range."""
+    The bundle's fp32 and fp16 graphs then read the same weights file (see
+    export.optimize.share_weights): fp32 computes exactly as this torch model does, and fp16
+    differs from it in arithmetic only, not in weights. The rounding moves an ImageNet logit by
+    ~1e-3 of its range."""
     pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
     for block in net._blocks:
         if block.expand != 1:
@@ -176,9 +177,9 @@ def fold_batchnorm_fp16(net: EfficientNetLite0) -> EfficientNetLite0:
 @torch.no_grad()
 def round_trained_weights_fp16(model: "CaptionModel") -> "CaptionModel":
     """Rounds the head's and the decoder's parameters to the nearest fp16 value, kept in fp32,
-    as fold_batchnorm_fp16 does for the backbone: the fp32 graphs then store every weight in
-    half the bytes and still compute exactly what this model computes. The export does this
-    to the checkpoint before anything is written or validated."""
+    as fold_batchnorm_fp16 does for the backbone: the fp32 graphs still compute exactly what
+    this model computes, and the fp16 graphs cast the same stored weights without changing a
+    value. The export does this to the checkpoint before anything is written or validated."""
     for p in (*model.head.parameters(), *model.decoder.parameters()):
         p.copy_(p.half().float())
     return model

@@ -29,6 +29,7 @@ from export.validate import validate
 from runtime import io_spec
 from runtime.bundle import FORMAT, MANIFEST, load_bundle, sha256
 from runtime.errors import InputError
+from runtime.onnx_check import inspect
 from runtime.preprocess import PreprocessConfig
 from runtime.vocab import Vocab
 
@@ -96,12 +97,22 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     }
 
 
+def _file_entry(out: Path, rel: str) -> dict:
+    """A manifest entry for one bundle file; a graph's entry also names the weights file it
+    reads as external data."""
+    entry = {"path": rel, "sha256": sha256(out / rel), "bytes": (out / rel).stat().st_size}
+    if rel.endswith(".onnx"):
+        locations = {location for _, location in inspect(out / rel).external}
+        if len(locations) > 1:
+            raise RuntimeError(f"{rel}: external data in {len(locations)} files, the bundle takes one")
+        if locations:
+            entry["data"] = _file_entry(out, locations.pop())
+    return entry
+
+
 def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, ckpt: dict,
               pre: PreprocessConfig) -> dict:
-    files = {p: {g: {"path": io_spec.graph_file(p, g),
-                     "sha256": sha256(out / io_spec.graph_file(p, g)),
-                     "bytes": (out / io_spec.graph_file(p, g)).stat().st_size}
-                 for g in io_spec.GRAPHS}
+    files = {p: {g: _file_entry(out, io_spec.graph_file(p, g)) for g in io_spec.GRAPHS}
              for p in io_spec.PRECISIONS if (out / io_spec.graph_file(p, io_spec.ENCODER)).exists()}
     provenance = _provenance(cfg, ckpt)
     # scene sets this project rendered carry scenes.json, whose generator the provenance records
@@ -137,7 +148,7 @@ def _write(out: Path, manifest: dict) -> None:
 
 def export_bundle(cfg: ExportConfig) -> Path:
     model, vocab, ckpt = load_checkpoint(cfg.checkpoint)
-    round_trained_weights_fp16(model)  # the bundle's budget (README "Model bundle")
+    round_trained_weights_fp16(model)  # fp32 and fp16 share these values (README "Model bundle")
     pre = PreprocessConfig()
     train = ckpt.get("train", {})
     calib = cfg.calib or train.get("calib") or train.get("train")
@@ -155,8 +166,11 @@ def export_bundle(cfg: ExportConfig) -> Path:
     steps.update()
     quantize.convert(out, load_images(read_dataset(calib)[:n_calib], pre) if "int8" in wanted else None,
                      wanted)
-    for graph in io_spec.GRAPHS:  # after fp16/int8 are derived from the plain fp32 graphs
-        optimize.store_weights_as_fp16(out / io_spec.graph_file("fp32", graph), exact_only=True)
+    for graph in io_spec.GRAPHS:  # after fp16/int8 are derived from the self-contained fp32 graphs
+        fp32 = out / io_spec.graph_file("fp32", graph)
+        optimize.externalize_weights(fp32, io_spec.weights_file(graph))
+        if "fp16" in wanted:
+            optimize.share_weights(out / io_spec.graph_file("fp16", graph), fp32)
     steps.update()
     manifest = _manifest(out, cfg, model, vocab, ckpt, pre)
     _write(out, manifest)  # the runtime loads the bundle through it to validate

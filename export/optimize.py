@@ -5,7 +5,11 @@ right/bottom), which torch writes as a Pad node before a Conv with no padding. O
 asymmetric pads, so the Pad folds into it: the same arithmetic, without a copy of the
 activation map per stride-2 layer (and without a float island between int8 convolutions).
 
-store_weights_as_fp16: half the bytes on disk for weights, computed in fp32 all the same.
+store_weights_as_fp16: half the bytes on disk for the float weights an int8 graph keeps,
+computed in fp32 all the same.
+
+externalize_weights / share_weights: the fp32 graph's weights go to one external-data file, and
+the fp16 graph reads the same bytes with a Cast to fp16, so a bundle holds each weight once.
 """
 
 from __future__ import annotations
@@ -105,13 +109,10 @@ def _prune(graph: onnx.GraphProto) -> None:
         graph.initializer.remove(init)
 
 
-def store_weights_as_fp16(path: Path, exact_only: bool = False, min_elements: int = 4096) -> int:
-    """Keeps float weights as fp16 on disk with a Cast back to fp32: ONNX Runtime folds the Cast
-    when it loads the graph, so they still compute in fp32, and the file carries half the
-    bytes. With `exact_only`, only weights that fp16 holds exactly (the fp32 graphs: the
-    backbone's, rounded in torch by export.model.fold_batchnorm_fp16), so the graph computes
-    the very same numbers; without, every large float weight (the float-kept nodes of an int8
-    graph). Returns the bytes saved."""
+def store_weights_as_fp16(path: Path, min_elements: int = 4096) -> int:
+    """Keeps every large float weight (the float-kept nodes of an int8 graph) as fp16 on disk
+    with a Cast back to fp32: ONNX Runtime folds the Cast when it loads the graph, so they
+    compute in fp32 from the fp16 values. Returns the bytes saved."""
     model = onnx.load(str(path))
     users = _readers(model.graph)
     saved = 0
@@ -121,8 +122,6 @@ def store_weights_as_fp16(path: Path, exact_only: bool = False, min_elements: in
                 or not readers or any(r.op_type in ("QuantizeLinear", "DequantizeLinear") for r in readers)):
             continue
         value = numpy_helper.to_array(init)
-        if exact_only and not np.array_equal(value.astype(np.float16).astype(np.float32), value):
-            continue
         half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
         model.graph.initializer.remove(init)
         model.graph.initializer.append(half)
@@ -131,3 +130,52 @@ def store_weights_as_fp16(path: Path, exact_only: bool = False, min_elements: in
         saved += 2 * int(np.prod(init.dims))
     onnx.save(model, str(path))
     return saved
+
+
+def externalize_weights(path: Path, weights: str, min_bytes: int = 1024) -> None:
+    """Moves the graph's initializers of `min_bytes` or more into the file `weights` beside it
+    (ONNX external data, one file)."""
+    model = onnx.load(str(path))
+    (path.parent / weights).unlink(missing_ok=True)  # onnx appends to an existing file
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=weights, size_threshold=min_bytes)
+    (path.parent / weights).chmod(path.stat().st_mode & 0o777)  # onnx creates it owner-only
+
+
+def share_weights(fp16_path: Path, fp32_path: Path) -> int:
+    """Points the fp16 graph at the fp32 graph's external weights: each fp16 initializer whose
+    fp32 twin (same name) lives there and casts to the very same fp16 values becomes a
+    reference to the twin's bytes plus a Cast to fp16, which ONNX Runtime folds when it loads
+    the graph; a twin the conversion kept in fp32 is referenced as it is. The exported weights
+    are fp16 values already (export.model.round_trained_weights_fp16 and the backbone's fp16
+    fold), so nothing changes but where the bytes live. Returns the bytes the fp16 graph no
+    longer carries."""
+    outside = {t.name: t for t in onnx.load(str(fp32_path), load_external_data=False).graph.initializer
+               if t.data_location == onnx.TensorProto.EXTERNAL}
+    values = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(fp32_path)).graph.initializer
+              if t.name in outside}
+    model = onnx.load(str(fp16_path))
+    graph, moved, casts = model.graph, 0, []
+    for init in list(graph.initializer):
+        twin = outside.get(init.name)
+        if twin is None:
+            continue
+        value, ref = numpy_helper.to_array(init), onnx.TensorProto()
+        ref.CopyFrom(twin)
+        if init.data_type == onnx.TensorProto.FLOAT and np.array_equal(value.view(np.uint32),
+                                                                     values[init.name].view(np.uint32)):
+            pass  # kept in fp32 by the conversion: the same tensor
+        elif init.data_type == onnx.TensorProto.FLOAT16 and np.array_equal(
+                value.view(np.uint16), values[init.name].astype(np.float16).view(np.uint16)):
+            ref.name = init.name + "_fp32"
+            casts.append(helper.make_node("Cast", [ref.name], [init.name], name=init.name + "_to_fp16",
+                                          to=onnx.TensorProto.FLOAT16))
+        else:
+            continue
+        moved += len(init.raw_data) or value.nbytes
+        graph.initializer.remove(init)
+        graph.initializer.append(ref)
+    for cast in reversed(casts):
+        graph.node.insert(0, cast)
+    fp16_path.write_bytes(model.SerializeToString())  # the external bytes are the fp32 graph's
+    return moved

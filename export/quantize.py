@@ -55,8 +55,8 @@ class ImageCalibration(CalibrationDataReader):
 # erase the mean-colour channels.
 FLOAT_SCOPES = ("/_conv_stem/", "/_blocks.0/", "/_taps/", "/head/")
 # ...but the head's context conv (export.model.RegionHead) is int8 like the backbone: its input
-# is a ReLU map of one scale, it runs faster, and its weights take 0.33 MB less than in fp16,
-# which the 30 MB bundle budget needs. Int8 captions agree with fp32 as often either way.
+# is a ReLU map of one scale, it runs faster, and its weights take 0.33 MB less than in fp16.
+# Int8 captions agree with fp32 as often either way.
 INT8_IN_FLOAT_SCOPES = ("/head/context/",)
 
 
@@ -101,7 +101,7 @@ def decoder_to_int8(src: Path, dst: Path) -> None:
 
 
 def convert(out: Path, calibration: np.ndarray | None, precisions=("fp16", "int8")) -> None:
-    """From out/fp32/*.onnx write out/fp16/*.onnx and out/int8/*.onnx (those asked for)."""
+    """From the fp32 graphs in `out` write the fp16 and int8 graphs beside them (those asked for)."""
     f32 = {g: out / io_spec.graph_file("fp32", g) for g in io_spec.GRAPHS}
     if "fp16" in precisions:
         for g in io_spec.GRAPHS:

@@ -174,12 +174,12 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_bench_row(args) -> int:
-    """Child process of `bench`: one ONNX Runtime row as one JSON line."""
+    """Child process of `bench`: one ONNX Runtime row, timed a pass at a time (bench.serve_row)."""
     from runtime import bench
 
     cfg = json.loads(args.config)
     cfg["precisions"] = tuple(cfg["precisions"])
-    print(json.dumps(bench.onnx_row(bench.BenchConfig(**cfg), args.precision, args.beam)))
+    bench.serve_onnx_row(bench.BenchConfig(**cfg), args.precision, args.beam)
     return 0
 
 
@@ -223,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--model", default=DEFAULT_MODEL)
     b.add_argument("--precisions", default="fp32,fp16,int8")
     b.add_argument("--torch", action="store_true", help="add PyTorch eager fp32 (training extras)")
-    b.add_argument("--runs", type=int, default=3, help="timed passes over the image set")
+    b.add_argument("--runs", type=int, default=3,
+                   help="timed passes over the image set per round, interleaved with the other rows")
     b.add_argument("--rounds", type=int, default=3, metavar="R",
-                   help="run every row R times, round-robin, and pool the samples (default 3)")
+                   help="start every row's process R times and pool the samples (default 3)")
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--threads", type=int, default=0)
     b.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")

@@ -4,13 +4,15 @@
     python -m runtime bench --compare before.json after.json
 
 Each row (backend x precision) runs in its own child process, so peak RSS and warm caches
-belong to that row alone: warm-up captions first, then `runs` passes over the image set,
-timing preprocess, encoder, every decoder step and the whole caption. With `rounds` > 1 every
-row runs that many times, round-robin, and its samples are pooled: a few seconds of load from
-elsewhere on the machine then slow every row alike instead of one. The parent adds the
-agreement with fp32 ONNX captions, BLEU-4 where references exist (and pycocoevalcap is
-installed), text-to-speech synthesis time, and the machine block. The torch row is run by
-`python -m export bench-row` (training extras), since the runtime never imports torch.
+belong to that row alone. The children are started together and warmed up, then driven one
+timed pass over the image set at a time, round-robin: pass 1 of every row, then pass 2 of
+every row, and so on. A slow spell on the machine then lands on every row alike instead of
+on one, so the ratios between rows hold even where absolute times drift. Each pass times
+preprocess, encoder, every decoder step and the whole caption. With `rounds` > 1 that is
+repeated with fresh processes and the samples are pooled. The parent adds the agreement with
+fp32 ONNX captions, BLEU-4 where references exist, text-to-speech synthesis time, and the
+machine block. The torch row is served by `python -m export bench-row` (training extras),
+since the runtime never imports torch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,13 +45,13 @@ class BenchConfig:
     model: str = "models/default"  # bundle folder
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")  # ONNX Runtime rows
     torch: bool = False  # add PyTorch eager fp32 (needs the training extras)
-    runs: int = 3  # timed passes over the image set
+    runs: int = 3  # timed passes over the image set per round, interleaved with the other rows
     warmup: int = 5  # untimed captions first
     threads: int = 0  # ONNX Runtime intra-op threads (0: auto, see runtime.session.auto_threads)
     images: str | None = None  # folder with captions.jsonl (default: assets/bench_scenes)
     device: str = "auto"  # device profile: its providers and threads (see runtime/profiles.py)
     beam: int = 1  # K > 1 adds a beam-search row for every precision, beside the greedy ones
-    rounds: int = 3  # each row runs this many times, round-robin with the others; samples pooled
+    rounds: int = 3  # start every row's process this many times and pool the samples
 
 
 def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]:
@@ -87,27 +90,48 @@ class TimedSteps:
         return out
 
 
-def measure_row(captioner, frames: list[np.ndarray], runs: int, warmup: int) -> dict:
-    """Time a captioner (`.caption(frame)` with `.timings_ms`, `.step_model`) on the frames."""
+REPLY = "@bench "  # marks the child's protocol lines on its stdout
+# ONNX Runtime's pool threads spin for a while after each run before they sleep (~40 ms on the
+# 2-core development machine, a whole core meanwhile), so a pass that starts right after another
+# session's would share the cores with it: every pass waits this long first
+SETTLE_S = 0.1
+
+
+def _say(text: str) -> None:
+    print(REPLY + text, flush=True)
+
+
+def serve_row(row: dict, captioner, frames: list[np.ndarray], warmup: int, finish=None) -> None:
+    """The child's side: warm-up captions, then one timed pass over the frames for each `pass`
+    line on stdin, and on `end` (or end of input) the row with every sample as one JSON line.
+    `captioner` has `.caption(frame)` with `.timings_ms` and a `.step_model`; `finish()` adds
+    what the row measures once at the end."""
     timed = TimedSteps(captioner.step_model)
     captioner.step_model = timed
     for i in range(warmup):
         captioner.caption(frames[i % len(frames)])
-    timed.times.clear()
-    stages = {"preprocess": [], "encoder": [], "total": []}
-    steps, captions = [], []
-    for r in range(runs):
+    samples: dict[str, list[float]] = {k: [] for k in ("preprocess", "encoder", "decoder_step", "caption", "steps")}
+    captions: list[str] = []
+    _say("ready")
+    for line in sys.stdin:
+        if line.strip() != "pass":
+            break
+        timed.times.clear()
         for frame in frames:
             c = captioner.caption(frame)
-            for k in stages:
-                stages[k].append(c.timings_ms[k])
-            steps.append(c.steps)
-            if r == 0:
+            for key, stage in (("preprocess", "preprocess"), ("encoder", "encoder"), ("caption", "total")):
+                samples[key].append(c.timings_ms[stage])
+            samples["steps"].append(c.steps)
+            if len(captions) < len(frames):
                 captions.append(c.text)
-    samples = {"preprocess": stages["preprocess"], "encoder": stages["encoder"],
-               "decoder_step": timed.times, "caption": stages["total"], "steps": steps}
-    return {**_stage_stats(samples), "samples": samples, "captions": captions,
-            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        samples["decoder_step"] += timed.times
+        _say("done")
+    if not samples["caption"]:  # stopped before its first pass: nothing to report
+        return
+    row.update(_stage_stats(samples), samples=samples, captions=captions,
+               rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    row.update(finish() if finish else {})
+    _say(json.dumps(row))
 
 
 def _stage_stats(samples: dict[str, list[float]]) -> dict:
@@ -137,8 +161,8 @@ def pool(rounds: list[dict]) -> dict:
     return row
 
 
-def onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> dict:
-    """One ONNX Runtime row, run in this process (a child of `run`)."""
+def serve_onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> None:
+    """One ONNX Runtime row, served in this process (a child of `run`)."""
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
     from runtime.profiles import place
@@ -150,16 +174,21 @@ def onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> dict:
     row = {"backend": "onnxruntime", "precision": precision, "decoding": _decoding(beam),
            "provider": cap.providers[0],
            "profile": where.profile.name, "io_binding": cap.startup["io_binding"]}
-    row.update(measure_row(cap, frames, cfg.runs, cfg.warmup))
-    if cap.has_objects and beam == 1:
-        row.update(objects_cost(cap, where.session, frames, cfg.runs, cfg.warmup))
-    row["model_mb"] = round(sum(p.stat().st_size for p in bundle.graph_paths(precision).values()) / 2**20, 2)
-    return row
+
+    def finish() -> dict:
+        extra = {"model_mb": round(bundle.size_bytes(precision) / 2**20, 2)}
+        if cap.has_objects and beam == 1:
+            extra.update(objects_cost(cap, where.session, frames, cfg.runs))
+        return extra
+
+    serve_row(row, cap, frames, cfg.warmup, finish)
 
 
-def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int, warmup: int) -> dict:
+def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int) -> dict:
     """The objects channel's price: the encoder with its ImageNet head against the same graph
-    with the head cut away (runtime.prune), timed alternately on the same images."""
+    with the head cut away (runtime.prune), on the same images, a pass of each in turn with a
+    pause between (see SETTLE_S: the two sessions' thread pools must not overlap)."""
+    import shutil
     import tempfile
 
     from runtime import io_spec
@@ -167,19 +196,25 @@ def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int, warmup: 
     from runtime.prune import without_outputs
     from runtime.session import create_session
 
-    path = cap.bundle.graph_paths(cap.precision)[io_spec.ENCODER]
+    graph = cap.bundle.files[cap.precision][io_spec.ENCODER]
     with tempfile.TemporaryDirectory() as tmp:
         cut = Path(tmp) / "encoder-no-objects.onnx"
-        cut.write_bytes(without_outputs(path.read_bytes(), {io_spec.OBJECTS}))
+        cut.write_bytes(without_outputs(graph.path.read_bytes(), {io_spec.OBJECTS}))
+        if graph.data is not None:  # ONNX Runtime reads external weights beside the graph
+            copy = Path(tmp) / graph.data.path.relative_to(graph.path.parent)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(graph.data.path, copy)
         headless = create_session(cut, session_cfg)
     blobs = [preprocess(f, cap.bundle.preprocess) for f in frames]
     times: dict[str, list[float]] = {"with": [], "without": []}
-    for r in range(runs + 1):
-        for i, blob in enumerate(blobs):
-            for key, session in (("with", cap.encoder), ("without", headless)):
+    sessions = [("with", cap.encoder), ("without", headless)]
+    for r in range(runs + 1):  # the first pass warms the headless session up
+        for key, session in sessions if r % 2 == 0 else sessions[::-1]:
+            time.sleep(SETTLE_S)
+            for blob in blobs:
                 t = time.perf_counter()
                 session.run(None, {"image": blob})
-                if r > 0 or i >= warmup:
+                if r > 0:
                     times[key].append((time.perf_counter() - t) * 1e3)
     return {**_objects_stats(times), "objects_samples": times}
 
@@ -188,15 +223,51 @@ def _decoding(beam: int) -> str:
     return "greedy" if beam <= 1 else f"beam{beam}"
 
 
-def _child(cfg: BenchConfig, backend: str, precision: str, beam: int) -> dict:
-    module = "export" if backend == "torch" else "runtime"
-    cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision, "--beam", str(beam),
-           "--config", json.dumps(asdict(cfg))]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InputError(f"bench {backend} {precision} failed: {last}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+class _Worker:
+    """One row's child process, driven a pass at a time (see serve_row)."""
+
+    def __init__(self, cfg: BenchConfig, backend: str, precision: str, beam: int):
+        module = "export" if backend == "torch" else "runtime"
+        cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision, "--beam", str(beam),
+               "--config", json.dumps(asdict(cfg))]
+        self.label = f"{backend} {precision}" + ("" if beam <= 1 else f" beam{beam}")
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # a pipe could fill up and stall it
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True)
+
+    def _reply(self) -> str:
+        for line in self.proc.stdout:
+            if line.startswith(REPLY):
+                return line[len(REPLY):].strip()
+        self.proc.wait()
+        self.stderr.seek(0)
+        last = (self.stderr.read().strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"bench {self.label} failed: {last.removeprefix('error: ')}")
+
+    def _send(self, command: str) -> str:
+        try:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it has died: _reply names why
+        return self._reply()
+
+    def ready(self) -> None:
+        self._reply()
+
+    def timed_pass(self) -> None:
+        self._send("pass")
+
+    def finish(self) -> dict:
+        row = json.loads(self._send("end"))
+        self.proc.wait()
+        return row
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
 
 
 def machine_info(threads: int) -> dict:
@@ -250,11 +321,29 @@ def run(cfg: BenchConfig) -> dict:
     rows += [("onnxruntime", p, cfg.beam) for p in cfg.precisions] if cfg.beam > 1 else []
     runs: list[list[dict]] = [[] for _ in rows]
     rounds = max(1, cfg.rounds)
-    with tqdm(total=len(rows) * rounds, desc="bench", unit="row") as bar:
+    with tqdm(total=rounds * cfg.runs * len(rows), desc="bench", unit="pass") as bar:
         for _ in range(rounds):
-            for i, (backend, precision, beam) in enumerate(rows):
-                runs[i].append(_child(cfg, backend, precision, beam))
-                bar.update()
+            workers: list[_Worker] = []
+            try:
+                for row in rows:  # they load and warm up together
+                    workers.append(_Worker(cfg, *row))
+                for w in workers:
+                    w.ready()
+                for k in range(cfg.runs):
+                    # each pass starts one row further on, so no row always follows the same one
+                    # (a pool that is still spinning down, say)
+                    for w in workers[k % len(workers):] + workers[:k % len(workers)]:
+                        time.sleep(SETTLE_S)
+                        w.timed_pass()
+                        bar.update()
+                for i, w in enumerate(workers):
+                    runs[i].append(w.finish())
+            except BaseException:
+                bar.leave = False  # the error alone on the terminal, not under a stopped bar
+                raise
+            finally:
+                for w in workers:
+                    w.close()
     results = [pool(r) for r in runs]
     captions = [r.pop("captions") for r in results]
     base = next((c for r, c in zip(results, captions) if r["backend"] == "onnxruntime"
@@ -291,7 +380,8 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads, "
              f"onnxruntime {m['onnxruntime']} ({', '.join(m['providers'])}); "
-             f"{report['images']} images x {report['runs']} runs.", ""]
+             f"{report['images']} images x {report['runs']} runs x {report.get('rounds', 1)} rounds, "
+             "the rows' passes interleaved.", ""]
     lines.append("| " + " | ".join(c for c, _ in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     for r in report["results"]:

@@ -1,4 +1,5 @@
-"""Model bundles: `manifest.json` plus the ONNX graphs of each precision, checked by sha256.
+"""Model bundles: `manifest.json` plus the ONNX graphs of each precision and the weights files
+they read, every file checked by sha256.
 
     bundle = load_bundle("models/default")
     paths = bundle.graph_paths("int8")  # hashes checked here; a damaged file raises BundleError
@@ -9,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from runtime import io_spec
@@ -46,6 +47,12 @@ def _get(d: dict, key: str, kind: type | tuple, where: str):
 class GraphFile:
     path: Path
     sha256: str
+    data: GraphFile | None = None  # the external-data (weights) file the graph reads, if any
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """What the graph needs on disk: itself and its weights file."""
+        return (self.path,) + ((self.data.path,) if self.data else ())
 
 
 @dataclass(frozen=True)
@@ -68,12 +75,20 @@ class Bundle:
         if precision not in self.files:
             raise BundleError(f"{self.root}: no {precision} graphs (has {', '.join(self.precisions)})")
         for f in self.files[precision].values():
-            if f.path not in self._verified:
+            if f not in self._verified:
                 _check_hash(f)
-                check_graph(f.path, self.root)
-                self._verified.add(f.path)
+                if f.data is not None and f.data not in self._verified:  # fp32 and fp16 share it
+                    _check_hash(f.data)
+                    self._verified.add(f.data)
+                check_graph(f.path, self.root, f.data.path if f.data else None)
+                self._verified.add(f)
         return {g: f.path for g, f in self.files[precision].items()}
 
+    def size_bytes(self, precision: str) -> int:
+        """Bytes on disk that one precision loads: its graphs and the weights files they read
+        (a file that two precisions share counts for each)."""
+        paths = {p for f in self.files[precision].values() for p in f.files}
+        return sum(p.stat().st_size for p in paths)
 
     def object_names(self) -> tuple[str, ...]:
         """The spoken name of each ImageNet logit (objects.json, hash checked)."""
@@ -99,7 +114,7 @@ def _check_hash(f: GraphFile) -> None:
 
 
 def _file(root: Path, entry, manifest: str, what: str) -> GraphFile:
-    """A manifest file entry {"path", "sha256"} named `what` (e.g. files.fp32.encoder)."""
+    """A manifest file entry {"path", "sha256"} named `what` (e.g. objects)."""
     rel = _get(entry, "path", str, f"{manifest}:{what}")
     target = (root / rel).resolve()
     if Path(rel).is_absolute() or not target.is_relative_to(root.resolve()):
@@ -108,6 +123,15 @@ def _file(root: Path, entry, manifest: str, what: str) -> GraphFile:
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise BundleError(f"{manifest}: {what}.sha256 is not a sha256 hex digest")
     return GraphFile(target, digest)
+
+
+def _graph_file(root: Path, entry, manifest: str, what: str) -> GraphFile:
+    """A graph's entry (e.g. files.fp32.encoder): a file entry, whose "data", if present, is the
+    file entry of the weights file the graph reads."""
+    graph = _file(root, entry, manifest, what)
+    if "data" not in entry:
+        return graph
+    return replace(graph, data=_file(root, entry["data"], manifest, f"{what}.data"))
 
 
 def load_bundle(root: str | Path) -> Bundle:
@@ -145,7 +169,7 @@ def load_bundle(root: str | Path) -> Bundle:
         files[precision] = {}
         for graph in io_spec.GRAPHS:
             entry = _get(graphs, graph, dict, f"{where}:files.{precision}")
-            files[precision][graph] = _file(root, entry, where, f"files.{precision}.{graph}")
+            files[precision][graph] = _graph_file(root, entry, where, f"files.{precision}.{graph}")
     if not files:
         raise BundleError(f"{path}: lists no graph files")
     objects = _file(root, _get(m, "objects", dict, where), where, "objects") if "objects" in m else None

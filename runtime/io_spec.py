@@ -1,8 +1,8 @@
 """The ONNX contract, as data: graph file names, tensor names, dtypes and named axes.
 
-encoder.onnx runs once per image; decoder_step.onnx runs once per token, taking and returning
-the LSTM state. The exporter builds its graphs from these tables and the runtime feeds them by
-these names; nothing else in the project spells a tensor name.
+encoder.<precision>.onnx runs once per image; decoder_step.<precision>.onnx runs once per
+token, taking and returning the LSTM state. The exporter builds its graphs from these tables and
+the runtime feeds them by these names; nothing else in the project spells a tensor name.
 """
 
 from __future__ import annotations
@@ -13,8 +13,16 @@ GRAPHS = (ENCODER, DECODER)
 
 
 def graph_file(precision: str, graph: str) -> str:
-    """Path of a graph inside a bundle, e.g. 'int8/decoder_step.onnx'."""
-    return f"{precision}/{graph}.onnx"
+    """Path of a graph inside a bundle, e.g. 'decoder_step.int8.onnx'."""
+    return f"{graph}.{precision}.onnx"
+
+
+def weights_file(graph: str) -> str:
+    """The external-data file of a graph's fp32 weights, e.g. 'encoder.weights'. The fp32 graph
+    reads it as it is and the fp16 graph casts the same bytes to fp16 when it loads, so a bundle
+    holds each weight once. ONNX Runtime resolves external data beside the graph and refuses
+    '..', hence one flat folder."""
+    return f"{graph}.weights"
 
 
 # name -> (dtype, axes). Axes are named for documentation; only "batch" is dynamic in the

@@ -3,8 +3,9 @@
 The runtime has no `onnx` package, so this walks the protobuf wire format itself, visiting only
 the messages that can hold tensors (graph initializers, node attributes, subgraphs) and
 skipping tensor bytes by their length. A bundle graph whose external data lies outside the
-bundle (`../../etc/passwd`, `/etc/shadow`) or that needs an opset this runtime does not run is
-refused with its file named, on any onnxruntime, old Jetson builds included.
+bundle (`../../etc/passwd`, `/etc/shadow`) or in any file but the weights file its manifest entry
+hashes, or that needs an opset this runtime does not run, is refused with its file named, on any
+onnxruntime, old Jetson builds included.
 """
 
 from __future__ import annotations
@@ -145,15 +146,23 @@ def inspect(path: Path) -> GraphInfo:
     return info
 
 
-def check_graph(path: Path, bundle_root: Path) -> None:
-    """Refuse a graph whose external data leaves the bundle or whose opset we cannot run."""
+def check_graph(path: Path, bundle_root: Path, data: Path | None = None) -> None:
+    """Refuse a graph whose external data leaves the bundle or is not `data` (the weights file
+    the manifest lists, and hashes, for it), or whose opset we cannot run."""
     info = inspect(path)
     root = bundle_root.resolve()
     for tensor, location in info.external:
-        target = (path.parent / location).resolve()
+        try:
+            target = (path.parent / location).resolve()
+        except (ValueError, OSError):  # a NUL byte, a symlink loop
+            raise BundleError(f"{path}: tensor {tensor!r} names its external data {location!r}, "
+                              "which is not a usable path") from None
         if Path(location).is_absolute() or not target.is_relative_to(root):
             raise BundleError(f"{path}: tensor {tensor!r} points its external data outside the "
                               f"bundle ({location})")
+        if data is None or target != data.resolve():
+            raise BundleError(f"{path}: tensor {tensor!r} reads external data from {location}, "
+                              "which the manifest does not list for this graph")
     version = info.opsets.get("", info.opsets.get("ai.onnx"))
     if version is None:
         raise BundleError(f"{path}: declares no ONNX opset")

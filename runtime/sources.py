@@ -68,7 +68,7 @@ def describe_uri(uri: str) -> tuple[str, object]:
     ('csi', sensor). Raises InputError for what cannot be a source."""
     if not uri.isprintable() or not uri:
         raise InputError(f"{uri!r}: not a source (control characters or empty)")
-    if uri.isdigit():
+    if uri.isascii() and uri.isdigit():
         return "camera", int(uri)
     if uri.startswith("/dev/video"):
         return "camera", uri
@@ -76,7 +76,7 @@ def describe_uri(uri: str) -> tuple[str, object]:
         return "stream", uri
     if uri.startswith("csi://"):
         rest = uri[len("csi://"):]
-        if not rest.isdigit():
+        if not (rest.isascii() and rest.isdigit()):  # '²' is a digit to str.isdigit, not to int()
             raise InputError(f"{uri}: a CSI camera is csi://N with N the sensor number")
         return "csi", int(rest)
     if "://" in uri:

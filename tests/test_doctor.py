@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from conftest import MODEL, run_cli
+from runtime import io_spec
 from test_profiles import BOARDS, fake_board
 
 
@@ -92,7 +93,7 @@ def test_doctor_without_camera_or_sound_says_what_to_plug_in(tmp_path):
 def test_doctor_fails_on_a_damaged_bundle_and_names_the_file(tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(MODEL, bundle)
-    graph = bundle / "int8" / "decoder_step.onnx"
+    graph = bundle / io_spec.graph_file("int8", "decoder_step")
     graph.write_bytes(graph.read_bytes()[:-10])
     r = doctor(model=bundle)
     assert r.returncode == 1

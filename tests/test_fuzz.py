@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -85,6 +85,9 @@ def test_manifest_loader_accepts_or_names_the_problem(manifest_dir, edits):
 @settings(max_examples=500, deadline=None)
 @given(uri=st.text(max_size=40) | st.from_regex(r"(csi|rtsp|http|https|file|v4l2)://[\w./:-]{0,20}", fullmatch=True)
        | st.from_regex(r"/dev/video\d{0,3}", fullmatch=True) | st.from_regex(r"\d{1,4}", fullmatch=True))
+@example(uri="²").via("a digit to str.isdigit, not to int()")
+@example(uri="csi://²").via("the same after csi://")
+@example(uri="csi://00").via("a sensor number with a leading zero")
 def test_source_uri_parser_gives_a_kind_or_a_clear_error(uri):
     try:
         kind, arg = describe_uri(uri)
@@ -93,7 +96,7 @@ def test_source_uri_parser_gives_a_kind_or_a_clear_error(uri):
         return
     assert kind in ("camera", "file", "folder", "stream", "csi")
     if kind == "csi":
-        assert uri == f"csi://{arg}"
+        assert uri.startswith("csi://") and int(uri[len("csi://"):]) == arg  # csi://00 is sensor 0
     if kind == "camera":
         assert arg == uri or arg == int(uri)
 

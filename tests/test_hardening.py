@@ -121,11 +121,11 @@ def test_graph_with_the_right_names_but_wrong_shapes_is_refused(bundle_copy, sce
 
 def test_graph_with_other_input_names_is_refused(bundle_copy, scene_png):
     """The encoder copied over the decoder-step graph: the names give it away."""
-    target = bundle_copy / io_spec.graph_file("fp32", "decoder_step")
-    shutil.copy(bundle_copy / io_spec.graph_file("fp32", "encoder"), target)
+    target = bundle_copy / io_spec.graph_file("int8", "decoder_step")
+    shutil.copy(bundle_copy / io_spec.graph_file("int8", "encoder"), target)
     digest = sha256(target)
-    edit_manifest(bundle_copy, lambda m: m["files"]["fp32"]["decoder_step"].update(sha256=digest))
-    err = caption_error(bundle_copy, scene_png)
+    edit_manifest(bundle_copy, lambda m: m["files"]["int8"]["decoder_step"].update(sha256=digest))
+    err = caption_error(bundle_copy, scene_png, "int8")
     assert err.startswith(f"error: {target}: graph inputs ['image'] / outputs") and \
         "do not match the SceneSpeak contract ['c', 'h', 'regions', 'regions_att', 'token']" in err
 
