@@ -40,7 +40,7 @@ def test_default_bundle_fits_in_git():
     assert size <= 30_000_000, f"bundle is {size / 1e6:.2f} MB"
 
 
-def test_each_weight_is_stored_once_and_int8_is_a_third_of_fp32():
+def test_each_weight_is_stored_once_and_int8_is_at_most_35_percent_of_fp32():
     """fp32 and fp16 read one fp32 weights file per graph (fp16 casts it when it loads), and
     int8 carries its own int8 weights, at most 35% of what fp32 loads."""
     b = load_bundle(MODEL)
