@@ -152,8 +152,6 @@ def share_weights(fp16_path: Path, fp32_path: Path) -> int:
     longer carries."""
     outside = {t.name: t for t in onnx.load(str(fp32_path), load_external_data=False).graph.initializer
                if t.data_location == onnx.TensorProto.EXTERNAL}
-    values = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(fp32_path)).graph.initializer
-              if t.name in outside}
     model = onnx.load(str(fp16_path))
     graph, moved, casts = model.graph, 0, []
     for init in list(graph.initializer):
@@ -162,11 +160,12 @@ def share_weights(fp16_path: Path, fp32_path: Path) -> int:
             continue
         value, ref = numpy_helper.to_array(init), onnx.TensorProto()
         ref.CopyFrom(twin)
+        stored = numpy_helper.to_array(twin, base_dir=str(fp32_path.parent))  # read from the file
         if init.data_type == onnx.TensorProto.FLOAT and np.array_equal(value.view(np.uint32),
-                                                                     values[init.name].view(np.uint32)):
+                                                                     stored.view(np.uint32)):
             pass  # kept in fp32 by the conversion: the same tensor
         elif init.data_type == onnx.TensorProto.FLOAT16 and np.array_equal(
-                value.view(np.uint16), values[init.name].astype(np.float16).view(np.uint16)):
+                value.view(np.uint16), stored.astype(np.float16).view(np.uint16)):
             ref.name = init.name + "_fp32"
             casts.append(helper.make_node("Cast", [ref.name], [init.name], name=init.name + "_to_fp16",
                                           to=onnx.TensorProto.FLOAT16))

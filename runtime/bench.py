@@ -189,7 +189,6 @@ def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int) -> dict:
     with the head cut away (runtime.prune), on the same images, a pass of each in turn with a
     pause between (see SETTLE_S: the two sessions' thread pools must not overlap)."""
     import shutil
-    import tempfile
 
     from runtime import io_spec
     from runtime.preprocess import preprocess

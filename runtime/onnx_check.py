@@ -151,6 +151,7 @@ def check_graph(path: Path, bundle_root: Path, data: Path | None = None) -> None
     the manifest lists, and hashes, for it), or whose opset we cannot run."""
     info = inspect(path)
     root = bundle_root.resolve()
+    listed = data.resolve() if data is not None else None
     for tensor, location in info.external:
         try:
             target = (path.parent / location).resolve()
@@ -160,7 +161,7 @@ def check_graph(path: Path, bundle_root: Path, data: Path | None = None) -> None
         if Path(location).is_absolute() or not target.is_relative_to(root):
             raise BundleError(f"{path}: tensor {tensor!r} points its external data outside the "
                               f"bundle ({location})")
-        if data is None or target != data.resolve():
+        if target != listed:
             raise BundleError(f"{path}: tensor {tensor!r} reads external data from {location}, "
                               "which the manifest does not list for this graph")
     version = info.opsets.get("", info.opsets.get("ai.onnx"))
