@@ -1,7 +1,8 @@
 """Captioning model: EfficientNet-Lite0 regions + LSTM decoder with additive attention.
 
 Show, attend and tell (Xu et al. 2015) with a frozen ImageNet backbone:
-    image (B,3,224,224) -> backbone -> regions map (B,1395,7,7) -> RegionHead -> regions (B,49,D),
+    image (B,3,224,224) -> backbone -> last map (B,1280,7,7) and detail (B,115,7,7), together
+    the 1395 features of each of the 7x7 regions -> RegionHead -> regions (B,49,D),
     regions_att (B,49,A), h0 (B,H), c0 (B,H); then AttentionDecoder.step() once per token.
 The same backbone pass also gives the ImageNet class logits (B,1000) of its own `_fc` head,
 for the objects channel.
@@ -75,18 +76,24 @@ class MBConv(nn.Module):
 
 
 class RegionTaps(nn.Module):
-    """Joins the last map, the block-10 map pooled 2x2 and each region's mean colour. Its own
-    module so that its ops are named `/_taps/...` in ONNX: int8 keeps them in float, since one
-    shared scale for channels of such different ranges would erase the colour channels."""
+    """The detail beside the last map: the block-10 map pooled 2x2 and each region's mean
+    colour. Its own module so that its ops are named `/_taps/...` in ONNX: int8 keeps them in
+    float, since one shared scale for channels of such different ranges would erase the colour
+    channels."""
 
-    def forward(self, last, tap, image):
+    def __init__(self, side: int = 224):
+        super().__init__()
+        self.side = side  # a constant in the graph: only the batch axis is dynamic
+
+    def forward(self, tap, image):
+        """tap (B,112,14,14), image (B,3,224,224) -> detail (B,115,7,7)."""
         # the mean of each 32x32 cell as two means over 32 neighbours, along rows, then columns:
         # ONNX Runtime takes 0.03 ms for them, 0.12 ms for one mean over both axes and 0.5 ms for
         # an AveragePool with a 32x32 window (one thread, 224x224)
-        b, ch, h, w = image.shape
-        rows = image.reshape(b, ch, h, w // 32, 32).mean(-1)
-        colour = rows.reshape(b, ch, h // 32, 32, w // 32).mean(3)
-        return torch.cat([last, F.avg_pool2d(tap, 2), colour], dim=1)
+        s = self.side
+        rows = image.reshape(-1, 3, s, s // 32, 32).mean(-1)
+        colour = rows.reshape(-1, 3, s // 32, 32, s // 32).mean(3)
+        return torch.cat([F.avg_pool2d(tap, 2), colour], dim=1)
 
 
 class EfficientNetLite0(nn.Module):
@@ -122,21 +129,21 @@ class EfficientNetLite0(nn.Module):
         """x (B,3,H,W) normalised -> feature map (B,1280,H/32,W/32)."""
         return self.forward_maps(x)[0]
 
-    def region_features(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B,3,224,224) -> (B,1395,7,7): per 32x32 region, the last map (semantics), the
-        block-10 map pooled 2x2 (shape detail) and the region's mean colour, which the last
-        ImageNet layer keeps only weakly."""
+    def region_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B,3,224,224) -> (last map (B,1280,7,7), detail (B,115,7,7)): per 32x32 region, the
+        last map (semantics), the block-10 map pooled 2x2 (shape detail) and the region's mean
+        colour, which the last ImageNet layer keeps only weakly."""
         last, tap = self.forward_maps(x)
-        return self._taps(last, tap, x)
+        return last, self._taps(tap, x)
 
-    def region_features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B,3,224,224) -> (region map (B,1395,7,7), ImageNet logits (B,1000)), one pass."""
-        last, tap = self.forward_maps(x)
-        return self._taps(last, tap, x), self.classify(last)
+    def region_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,224,224) -> region map (B,1395,7,7), the two maps joined (as features are cached)."""
+        return torch.cat(self.region_maps(x), dim=1)
 
     def classify(self, fmap: torch.Tensor) -> torch.Tensor:
-        """feature map (B,1280,h,w) -> ImageNet logits (B,1000)."""
-        return self._fc(fmap.mean(dim=(2, 3)))
+        """feature map (B,1280,h,w) -> ImageNet logits (B,1000). A global average pool, which
+        int8 runs on the quantised map as it is."""
+        return self._fc(F.adaptive_avg_pool2d(fmap, 1).flatten(1))
 
 
 def load_pretrained_backbone(fold: bool = True) -> EfficientNetLite0:
@@ -185,8 +192,26 @@ def round_trained_weights_fp16(model: "CaptionModel") -> "CaptionModel":
     return model
 
 
+LAST_CHANNELS = 1280  # the backbone's last map: the first channels of every region feature
+
+
+def split_map(fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A joined region map (B,1395,7,7), as features are cached -> (last map, detail)."""
+    return fmap[:, :LAST_CHANNELS], fmap[:, LAST_CHANNELS:]
+
+
+def int8_rounded_rows(w: torch.Tensor) -> torch.Tensor:
+    """w with each row rounded as the int8 encoder stores it: symmetric int8 with one scale per
+    row, max|w| / 127 (ONNX Runtime's per-channel QInt8 weights). Gradients pass straight
+    through, so training on int8 features sees the weights the int8 graph multiplies by."""
+    scale = w.detach().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
+    return w + ((w / scale).round().clamp(-127, 127) * scale - w).detach()
+
+
 class RegionHead(nn.Module):
     """Per-image precomputation: regions, their attention projection and the initial state."""
+
+    GRID = 7  # regions per side: a 224x224 image at stride 32
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -200,12 +225,27 @@ class RegionHead(nn.Module):
         self.init_h = nn.Linear(cfg.region_dim, cfg.hidden_dim)
         self.init_c = nn.Linear(cfg.region_dim, cfg.hidden_dim)
 
-    def forward(self, fmap: torch.Tensor):
-        """fmap (B,1395,7,7) -> regions (B,49,D), regions_att (B,49,A), h0 (B,H), c0 (B,H)."""
-        regions = self.project(fmap.flatten(2).transpose(1, 2))
+    def forward(self, last: torch.Tensor, detail: torch.Tensor, int8_rows: torch.Tensor | None = None):
+        """last (B,1280,7,7), detail (B,115,7,7) -> regions (B,49,D), regions_att (B,49,A),
+        h0 (B,H), c0 (B,H).
+
+        The projection is two products, one per map, so that the int8 encoder multiplies the
+        last map as the int8 values its backbone leaves (MatMulIntegerToFloat) and the detail in
+        float. `int8_rows` (B,) bool marks rows of int8 features in training: their last-map
+        product uses the weights as the int8 graph rounds them."""
+        n, d = self.GRID * self.GRID, self.project.out_features
+        k = self.project.in_features - LAST_CHANNELS  # detail channels
+        w_last, w_detail = self.project.weight.split([LAST_CHANNELS, k], 1)
+        rows = last.permute(0, 2, 3, 1).reshape(-1, n, LAST_CHANNELS)  # stays NHWC in int8
+        regions = rows @ w_last.t()
+        if int8_rows is not None and bool(int8_rows.any()):
+            rounded = rows @ int8_rounded_rows(w_last).t()
+            regions = torch.where(int8_rows[:, None, None], rounded, regions)
+        detail = detail.permute(0, 2, 3, 1).reshape(-1, n, k)
+        regions = regions + F.linear(detail, w_detail, self.project.bias)
         if self.context is not None:
-            grid = F.relu(regions).transpose(1, 2).reshape(fmap.shape[0], -1, *fmap.shape[2:])
-            regions = regions + self.context(grid).flatten(2).transpose(1, 2)
+            grid = F.relu(regions).reshape(-1, self.GRID, self.GRID, d).permute(0, 3, 1, 2)
+            regions = regions + self.context(grid).permute(0, 2, 3, 1).reshape(-1, n, d)
         regions = regions + self.position
         mean = regions.mean(dim=1)
         return regions, self.encoder_att(regions), torch.tanh(self.init_h(mean)), self.init_c(mean)
@@ -266,8 +306,8 @@ class EncoderGraph(nn.Module):
         self.backbone, self.head = model.backbone, model.head
 
     def forward(self, image):
-        fmap, logits = self.backbone.region_features_and_logits(image)
-        return (*self.head(fmap), logits)
+        last, detail = self.backbone.region_maps(image)
+        return (*self.head(last, detail), self.backbone.classify(last))
 
 
 class DecoderStepGraph(nn.Module):

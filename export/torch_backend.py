@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.model import CaptionModel, ModelConfig
+from export.model import CaptionModel, ModelConfig, split_map
 from runtime import io_spec
 from runtime.bundle import Bundle
 from runtime.captioner import CaptionPipeline
@@ -15,21 +15,27 @@ from runtime.errors import BundleError
 
 
 class TorchStepModel:
-    def __init__(self, model: CaptionModel):
-        self.model = model.eval()
+    """`int8_weights`: the head multiplies the last map by its weights as the int8 encoder
+    rounds them (for int8 features, to see what the int8 bundle will say)."""
+
+    def __init__(self, model: CaptionModel, int8_weights: bool = False):
+        self.model, self.int8_weights = model.eval(), int8_weights
+
+    def _head(self, last: torch.Tensor, detail: torch.Tensor) -> dict[str, np.ndarray]:
+        outs = self.model.head(last, detail, torch.full((len(last),), self.int8_weights))
+        return {k: v.numpy() for k, v in zip(io_spec.ENCODER_OUTPUTS, outs)}
 
     @torch.inference_mode()
     def encode_features(self, fmap: np.ndarray) -> dict[str, np.ndarray]:
         """Region map (B,1395,7,7) -> encoder outputs by io_spec name."""
-        outs = self.model.head(torch.as_tensor(np.asarray(fmap, dtype=np.float32)))
-        return {k: v.numpy() for k, v in zip(io_spec.ENCODER_OUTPUTS, outs)}
+        return self._head(*split_map(torch.as_tensor(np.asarray(fmap, dtype=np.float32))))
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Preprocessed image (B,3,224,224) -> encoder outputs by io_spec name, the ImageNet
         logits of the objects channel included."""
-        fmap, logits = self.model.backbone.region_features_and_logits(torch.as_tensor(image))
-        return {**self.encode_features(fmap.numpy()), io_spec.OBJECTS: logits.numpy()}
+        last, detail = self.model.backbone.region_maps(torch.as_tensor(image))
+        return {**self._head(last, detail), io_spec.OBJECTS: self.model.backbone.classify(last).numpy()}
 
     @torch.inference_mode()
     def step(self, token: np.ndarray, state: State):

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from export import distributed
 from export.datasets import read_dataset
 from export.features import cache_features, load_images
-from export.model import CaptionModel, ModelConfig
+from export.model import CaptionModel, ModelConfig, split_map
 from export.torch_backend import TorchStepModel
 from runtime.decoding import DecodingOptions, decode, initial_state
 from runtime.errors import InputError
@@ -52,7 +52,8 @@ class TrainConfig:
     # hinge on perturbations the size of int8 rounding
     captions: str = "first"  # "first": train on each image's canonical caption; "all": every one
     int8_mix: float = 0.5  # share of samples trained on int8-backbone features, so that the
-    # int8 bundle says what fp32 says (quantisation-aware training of the decoder)
+    # int8 bundle says what fp32 says (quantisation-aware training of the decoder); those rows
+    # also multiply the last map by the head's weights as the int8 encoder rounds them
     consistency: float = 0.0  # > 0: every image is seen twice per batch, from its float (or
     # JPEG) features and from its int8 ones, and this weighs a symmetric KL between the two
     # word distributions, so that int8 and fp32 captions agree (needs int8_mix > 0)
@@ -124,9 +125,12 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model, self.finetune = model, finetune
 
-    def forward(self, inputs: torch.Tensor, tokens: torch.Tensor):
+    def forward(self, inputs: torch.Tensor, tokens: torch.Tensor, int8_rows: torch.Tensor | None = None):
+        """`int8_rows` (B,) bool: rows of int8-backbone features, which the head multiplies by
+        its weights as the int8 encoder rounds them."""
         fmap = self.model.backbone.region_features(inputs) if self.finetune else inputs
-        return self.model.decoder(*self.model.head(fmap), tokens)
+        head = self.model.head(*split_map(fmap), int8_rows)
+        return self.model.decoder(*head, tokens)
 
 
 def _val_score(cfg: TrainConfig, captions: list[str], val) -> float:
@@ -244,6 +248,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         for b in bar:
             idx = order[b: b + per]
             seq = _pad([tokens[i] for i in idx], vocab.pad).to(d.device)
+            int8_rows = None
             if finetune:
                 inputs = torch.from_numpy(load_images([samples[i] for i in image_of[idx]]))
             else:
@@ -251,6 +256,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 use8 = torch.from_numpy(rng.random(len(idx)) < mix) if mix and not pairs8 else None
                 if use8 is not None:
                     inputs[use8] = feats8[image_of[idx][use8.numpy()]].float()
+                    int8_rows = use8
                 if jmix:  # of the rest, a share from JPEG-compressed images
                     usej = torch.from_numpy(rng.random(len(idx)) < jmix)
                     if use8 is not None:
@@ -259,10 +265,12 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 if pairs8:  # the same images again, from the int8 backbone
                     inputs = torch.cat([inputs, feats8[image_of[idx]].float()])
                     seq = torch.cat([seq, seq])
+                    int8_rows = torch.arange(len(inputs)) >= len(idx)
                 if cfg.feature_noise:
                     inputs = inputs * (1 + cfg.feature_noise * torch.randn_like(inputs))
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):
-                logits, alphas = ddp(inputs.to(d.device), seq[:, :-1])
+                logits, alphas = ddp(inputs.to(d.device), seq[:, :-1],
+                                     None if int8_rows is None else int8_rows.to(d.device))
                 target = seq[:, 1:]
                 mask = (target != vocab.pad).float()
                 ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=vocab.pad)
@@ -292,7 +300,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 score = _val_score(cfg, got, val)
                 line += f", val {cfg.metric} {score:.3f}"
                 if mix:
-                    got8 = greedy_captions(step, val_feats8, vocab, cfg.max_len)
+                    got8 = greedy_captions(TorchStepModel(model, int8_weights=True), val_feats8,
+                                           vocab, cfg.max_len)
                     line += f", int8 agreement {np.mean([a == b for a, b in zip(got, got8)]):.3f}"
             print(line, flush=True)
             metrics = {"epoch": epoch + 1, f"val_{cfg.metric}": score, "train_loss": train_loss,

@@ -91,9 +91,10 @@ class TimedSteps:
 
 
 REPLY = "@bench "  # marks the child's protocol lines on its stdout
-# ONNX Runtime's pool threads spin for a while after each run before they sleep (~40 ms on the
-# 2-core development machine, a whole core meanwhile), so a pass that starts right after another
-# session's would share the cores with it: every pass waits this long first
+# A thread pool can spin on after its last run before it sleeps (ONNX Runtime's ~40 ms on the
+# 2-core development machine, a whole core meanwhile, where the session does not stop it: see
+# runtime.session's stop_spinning; torch's too), and a pass that started right after another
+# row's would share the cores with it: every pass waits this long first
 SETTLE_S = 0.1
 
 

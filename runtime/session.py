@@ -23,6 +23,9 @@ class SessionConfig:
     optimization: str = "all"  # graph optimisation level: disable, basic, extended, all
     io_binding: str = "auto"  # decoder state kept on the session's device between steps:
     # auto (on for GPU providers, where it saves a host round trip per token), on, off
+    stop_spinning: bool = True  # the encoder's pool threads stop spinning as soon as a run
+    # returns, instead of ~40 ms later: the decoder steps, the speech and the next frame then
+    # have the cores to themselves (README "Benchmark"), and an idle camera loop idles
 
     @property
     def gpu(self) -> bool:
@@ -76,6 +79,8 @@ def create_session(path: Path, cfg: SessionConfig = SessionConfig()) -> ort.Infe
     so.inter_op_num_threads = 1
     so.graph_optimization_level = _LEVELS[cfg.optimization]
     so.log_severity_level = 3
+    if cfg.stop_spinning:
+        so.add_session_config_entry("session.force_spinning_stop", "1")
     providers = usable_providers(cfg.providers)
     try:
         return ort.InferenceSession(str(path), so, providers=[n for n, _ in providers],

@@ -75,6 +75,37 @@ def test_int8_encoder_is_qdq_with_u8_activations_and_s8_weights(small_bundle):
     assert onnx.TensorProto.UINT8 in types and onnx.TensorProto.INT8 in types
 
 
+def test_int8_encoder_multiplies_the_last_map_by_the_weights_training_rounded(small_bundle, tmp_path):
+    """The head's product with the backbone's last map is int8 in the int8 encoder, with the
+    very int8 levels that training on int8 features rounds its weights to, and ONNX Runtime
+    runs it as one MatMulIntegerToFloat on the int8 map (no float copy of the 1280 channels)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import numpy_helper
+
+    from export.model import LAST_CHANNELS, int8_rounded_rows, round_trained_weights_fp16
+    from export.train import load_checkpoint
+
+    m = json.loads((small_bundle / "manifest.json").read_text())
+    model, _, _ = load_checkpoint(m["provenance"]["train_config"]["out"])
+    w = round_trained_weights_fp16(model).head.project.weight[:, :LAST_CHANNELS].detach()
+    scale = w.abs().amax(1) / 127
+    want = torch.round(int8_rounded_rows(w) / scale[:, None]).numpy().T  # (1280, D) levels
+    g = onnx.load(str(small_bundle / "encoder.int8.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    levels = [inits[n.input[0]] for n in g.node if n.op_type == "DequantizeLinear"
+              and inits.get(n.input[0], np.zeros(0)).shape == want.shape]
+    assert len(levels) == 1 and levels[0].dtype == np.int8
+    assert np.array_equal(levels[0], want)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(small_bundle / "encoder.int8.onnx"), so, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(so.optimized_model_filepath, load_external_data=False)
+    ops = [n.op_type for n in optimized.graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 1
+
+
 def test_validation_fails_a_graph_that_differs_from_torch(small_bundle, tmp_path):
     import shutil
 

@@ -65,7 +65,7 @@ def test_region_features_hold_each_cells_mean_colour(backbone):
 def test_region_context_reaches_exactly_the_neighbouring_cells(context):
     import torch
 
-    from export.model import ModelConfig, RegionHead
+    from export.model import ModelConfig, RegionHead, split_map
 
     torch.manual_seed(0)
     head = RegionHead(ModelConfig(vocab_size=20, context=context)).eval()
@@ -73,7 +73,7 @@ def test_region_context_reaches_exactly_the_neighbouring_cells(context):
     moved = fmap.clone()
     moved[0, :, 3, 3] += 1.0  # change the centre cell only
     with torch.no_grad():
-        diff = (head(moved)[0] - head(fmap)[0])[0].abs().sum(-1).reshape(7, 7)
+        diff = (head(*split_map(moved))[0] - head(*split_map(fmap))[0])[0].abs().sum(-1).reshape(7, 7)
     near = torch.zeros(7, 7, dtype=torch.bool)
     near[2:5, 2:5] = True
     changed = diff > 1e-6
@@ -81,17 +81,41 @@ def test_region_context_reaches_exactly_the_neighbouring_cells(context):
     assert torch.equal(changed, near) if context == 3 else int(changed.sum()) == 1
 
 
+def test_head_projects_the_joined_map_and_rounds_only_int8_rows():
+    """The head's two products (last map, detail) are the one 1395 -> D projection of the
+    joined map, and rows of int8 features multiply the last map by int8 levels of each weight
+    row (scale max|w| / 127), the others by the float weights."""
+    import torch
+
+    from export.model import LAST_CHANNELS, ModelConfig, RegionHead, int8_rounded_rows, split_map
+
+    torch.manual_seed(0)
+    head = RegionHead(ModelConfig(vocab_size=20, context=0)).eval()
+    fmap = torch.randn(3, ModelConfig.feature_dim, 7, 7)
+    with torch.no_grad():
+        regions = head(*split_map(fmap))[0]
+        joined = head.project(fmap.flatten(2).transpose(1, 2)) + head.position
+        assert torch.allclose(regions, joined, atol=1e-5)
+        rounded = head(*split_map(fmap), torch.tensor([False, True, False]))[0]
+    assert torch.equal(rounded[[0, 2]], regions[[0, 2]]) and not torch.allclose(rounded[1], regions[1])
+    w = head.project.weight[:, :LAST_CHANNELS].detach()
+    levels = int8_rounded_rows(w) / (w.abs().amax(1, keepdim=True) / 127)
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    assert float(levels.abs().max()) == pytest.approx(127)
+    assert float((int8_rounded_rows(w) - w).abs().max()) <= float(w.abs().max()) / 254 + 1e-7
+
+
 def test_step_is_exactly_one_teacher_forcing_step(backbone):
     import torch
 
-    from export.model import CaptionModel, ModelConfig
+    from export.model import CaptionModel, ModelConfig, split_map
 
     torch.manual_seed(0)
     model = CaptionModel(ModelConfig(vocab_size=20), backbone).eval()
     fmap = torch.randn(3, ModelConfig.feature_dim, 7, 7)
     tokens = torch.randint(0, 20, (3, 5))
     with torch.no_grad():
-        regions, att, h, c = model.head(fmap)
+        regions, att, h, c = model.head(*split_map(fmap))
         logits, alphas = model.decoder(regions, att, h, c, tokens)
         for t in range(5):
             step_logits, h, c, alpha = model.decoder.step(tokens[:, t], h, c, regions, att)

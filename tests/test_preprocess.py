@@ -28,3 +28,20 @@ def test_channels_are_swapped_to_rgb():
 def test_unusable_frames_raise_input_error(bad):
     with pytest.raises(InputError):
         preprocess(bad)
+
+
+@pytest.mark.parametrize("cfg", [PreprocessConfig(),
+                                 PreprocessConfig(mean=110.5, std=58.4, channel_order="BGR")])
+@pytest.mark.parametrize("shape", [(224, 224, 3), (480, 640, 3), (100, 90, 3)])
+def test_blob_is_opencvs_normalised_blob_of_the_resized_frame(cfg, shape):
+    """Every value is (pixel - mean) / std of the frame resized to 224x224, channels in the
+    configured order: exactly what cv2.dnn.blobFromImage makes of it, only faster."""
+    import cv2
+
+    frame = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    shrink = shape[0] > 224 and shape[1] > 224
+    resized = frame if shape[:2] == (224, 224) else cv2.resize(
+        frame, (224, 224), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    want = cv2.dnn.blobFromImage(resized, 1.0 / cfg.std, mean=(cfg.mean,) * 3,
+                                 swapRB=cfg.channel_order == "RGB")
+    assert np.array_equal(preprocess(frame, cfg), want)
