@@ -91,7 +91,7 @@ class TimedSteps:
 
 
 REPLY = "@bench "  # marks the child's protocol lines on its stdout
-# A thread pool can spin on after its last run before it sleeps (ONNX Runtime's ~40 ms on the
+# A thread pool can spin on after its last run before it sleeps (ONNX Runtime's 40–50 ms on the
 # 2-core development machine, a whole core meanwhile, where the session does not stop it: see
 # runtime.session's stop_spinning; torch's too), and a pass that started right after another
 # row's would share the cores with it: every pass waits this long first

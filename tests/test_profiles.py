@@ -227,3 +227,29 @@ def test_board_power_mode_is_read_from_nvpmodel(tmp_path):
     (root / "etc/nvpmodel.conf").write_text("< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=1 NAME=7W >\n")
     assert detect_board(root) == Board("NVIDIA Jetson Orin Nano Developer Kit",
                                        BOARDS["jetson-orin-nano"][1][2:], "7W (1)")
+
+
+def test_encoder_pool_stops_spinning_when_a_run_returns():
+    """Between frames the encoder's thread pool sleeps: after a run, the process uses next to
+    no CPU while it waits. ONNX Runtime's pool would otherwise spin for 40-50 ms after every
+    run, a whole core, which is why stop_spinning can be turned off only on purpose."""
+    import time
+
+    from runtime.session import create_session
+
+    path = load_bundle(MODEL).graph_paths("int8")[io_spec.ENCODER]
+    blob = np.zeros((1, 3, 224, 224), np.float32)
+
+    def cpu_ms_while_idle(cfg: SessionConfig) -> float:
+        session = create_session(path, cfg)
+        session.run(None, {"image": blob})
+        burnt = []
+        for _ in range(5):
+            session.run(None, {"image": blob})
+            t = time.process_time()
+            time.sleep(0.1)
+            burnt.append((time.process_time() - t) * 1e3)
+        return float(np.median(burnt))
+
+    assert cpu_ms_while_idle(SessionConfig(intra_op_threads=2)) < 5
+    assert cpu_ms_while_idle(SessionConfig(intra_op_threads=2, stop_spinning=False)) > 10
