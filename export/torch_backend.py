@@ -22,7 +22,8 @@ class TorchStepModel:
         self.model, self.int8_weights = model.eval(), int8_weights
 
     def _head(self, last: torch.Tensor, detail: torch.Tensor) -> dict[str, np.ndarray]:
-        outs = self.model.head(last, detail, torch.full((len(last),), self.int8_weights))
+        rows = torch.ones(len(last), dtype=torch.bool) if self.int8_weights else None
+        outs = self.model.head(last, detail, rows)
         return {k: v.numpy() for k, v in zip(io_spec.ENCODER_OUTPUTS, outs)}
 
     @torch.inference_mode()
