@@ -305,9 +305,10 @@ class EncoderGraph(nn.Module):
         super().__init__()
         self.backbone, self.head = model.backbone, model.head
 
-    def forward(self, image):
+    def forward(self, image, int8_rows=None):
+        """`int8_rows` (B,) bool: see RegionHead.forward (the exported graph takes only the image)."""
         last, detail = self.backbone.region_maps(image)
-        return (*self.head(last, detail), self.backbone.classify(last))
+        return (*self.head(last, detail, int8_rows), self.backbone.classify(last))
 
 
 class DecoderStepGraph(nn.Module):

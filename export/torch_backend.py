@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from export.model import CaptionModel, ModelConfig, split_map
+from export.model import CaptionModel, EncoderGraph, ModelConfig, split_map
 from runtime import io_spec
 from runtime.bundle import Bundle
 from runtime.captioner import CaptionPipeline
@@ -20,23 +20,24 @@ class TorchStepModel:
 
     def __init__(self, model: CaptionModel, int8_weights: bool = False):
         self.model, self.int8_weights = model.eval(), int8_weights
+        self.encoder = EncoderGraph(self.model).eval()
 
-    def _head(self, last: torch.Tensor, detail: torch.Tensor) -> dict[str, np.ndarray]:
-        rows = torch.ones(len(last), dtype=torch.bool) if self.int8_weights else None
-        outs = self.model.head(last, detail, rows)
-        return {k: v.numpy() for k, v in zip(io_spec.ENCODER_OUTPUTS, outs)}
+    def _int8_rows(self, batch: int) -> torch.Tensor | None:
+        return torch.ones(batch, dtype=torch.bool) if self.int8_weights else None
 
     @torch.inference_mode()
     def encode_features(self, fmap: np.ndarray) -> dict[str, np.ndarray]:
         """Region map (B,1395,7,7) -> encoder outputs by io_spec name."""
-        return self._head(*split_map(torch.as_tensor(np.asarray(fmap, dtype=np.float32))))
+        outs = self.model.head(*split_map(torch.as_tensor(np.asarray(fmap, dtype=np.float32))),
+                               self._int8_rows(len(fmap)))
+        return {k: v.numpy() for k, v in zip(io_spec.ENCODER_OUTPUTS, outs)}
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Preprocessed image (B,3,224,224) -> encoder outputs by io_spec name, the ImageNet
-        logits of the objects channel included."""
-        last, detail = self.model.backbone.region_maps(torch.as_tensor(image))
-        return {**self._head(last, detail), io_spec.OBJECTS: self.model.backbone.classify(last).numpy()}
+        logits of the objects channel included: what encoder.onnx computes."""
+        outs = self.encoder(torch.as_tensor(image), self._int8_rows(len(image)))
+        return {k: v.numpy() for k, v in zip((*io_spec.ENCODER_OUTPUTS, io_spec.OBJECTS), outs)}
 
     @torch.inference_mode()
     def step(self, token: np.ndarray, state: State):
