@@ -385,9 +385,12 @@ def markdown(report: dict) -> str:
     lines.append("| " + " | ".join(c for c, _ in COLUMNS) + " |")
     lines.append("|" + "---|" * len(COLUMNS))
     for r in report["results"]:
-        cells = [_get(r, k) for _, k in COLUMNS]
-        lines.append("| " + " | ".join("" if v is None else f"{v:.2f}" if isinstance(v, float)
-                                       else str(v) for v in cells) + " |")
+        cells = ["" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+                 for v in (_get(r, k) for _, k in COLUMNS)]
+        share, n = r.get("agreement_vs_fp32"), report["images"]
+        if share is not None:  # the count too: with few images one caption is several points
+            cells[[k for _, k in COLUMNS].index("agreement_vs_fp32")] = f"{share:.3f} ({round(share * n)}/{n})"
+        lines.append("| " + " | ".join(cells) + " |")
     sp = report.get("speech") or {}
     if "synth_ms" in sp:
         lines += ["", f"Speech synthesis ({sp['engine']}): p50 {sp['synth_ms']['p50']:.1f} ms, "

@@ -61,6 +61,11 @@ def test_torch_reference_is_the_same_model(report):
 def test_table_plot_and_compare(report, tmp_path):
     data, out, stdout = report
     assert "| onnxruntime | int8 |" in stdout and (out / "b.md").read_text().strip() == stdout.strip()
+    n = data["images"]
+    for r in data["results"]:  # the agreement as a share and as a count of the bench images
+        same = round(r["agreement_vs_fp32"] * n)
+        assert f"| {r['agreement_vs_fp32']:.3f} ({same}/{n}) |" in stdout
+    assert f"| 1.000 ({n}/{n}) |" in stdout
     png = cv2.imread(str(out / "b.png"))
     assert png is not None and png.shape[0] > 200 and png.shape[1] > 300
     faster = json.loads(json.dumps(data))
