@@ -50,8 +50,9 @@ class GreedyDecoder:
         self.eos = eos
 
     def update(self, tokens: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, bool, None]:
-        ended = tokens[:, -1] == self.eos if tokens.shape[1] > 1 else np.zeros(len(tokens), bool)
-        nxt = np.where(ended, self.eos, logits.argmax(axis=-1))
+        nxt = logits.argmax(axis=-1)
+        if tokens.shape[1] > 1:  # a row that has ended only extends with eos
+            nxt[tokens[:, -1] == self.eos] = self.eos
         return np.concatenate([tokens, nxt[:, None]], axis=1), bool((nxt == self.eos).all()), None
 
     def finalize(self, tokens: np.ndarray) -> np.ndarray:
