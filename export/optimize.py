@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from runtime.prune import without_outputs
+
 
 def _readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     """tensor name -> the nodes that take it as an input."""
@@ -81,7 +83,7 @@ def fold_pads(model: onnx.ModelProto) -> int:
         folded.append(pad)
     for pad in folded:
         graph.node.remove(pad)
-    _prune(graph)
+    model.ParseFromString(without_outputs(model.SerializeToString()))  # the Pads' amounts
     return len(folded)
 
 
@@ -91,22 +93,6 @@ def fold_pads_file(src: Path, dst: Path | None = None) -> int:
     folded = fold_pads(model)
     onnx.save(model, str(dst or src))
     return folded
-
-
-def _prune(graph: onnx.GraphProto) -> None:
-    """Removes nodes and initializers that no graph output depends on."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-    keep.reverse()
-    del graph.node[:]
-    graph.node.extend(keep)
-    unused = [i for i in graph.initializer if i.name not in needed]
-    for init in unused:
-        graph.initializer.remove(init)
 
 
 def store_weights_as_fp16(path: Path, min_elements: int = 4096) -> int:

@@ -1,16 +1,18 @@
-"""A graph without some of its outputs, and without the nodes only they needed, edited in the
-protobuf wire format (the runtime has no `onnx` package).
+"""A graph without some of its outputs, and without the nodes and initializers only they
+needed, edited in the protobuf wire format (the runtime has no `onnx` package).
 
 The benchmark uses it to time the encoder with and without the objects head: ONNX Runtime runs
 every node of a graph whatever outputs a call asks for, so the head's cost shows only against
-the same graph with the head cut away.
+the same graph with the head cut away. The exporter uses it to drop what a graph edit left
+unused (export.optimize.fold_pads).
 """
 
 from __future__ import annotations
 
-from runtime.onnx_check import MODEL_GRAPH, GRAPH_NODE, _fields, _varint
+from runtime.onnx_check import (ATTR_G, ATTR_GRAPHS, GRAPH_INITIALIZER, GRAPH_NODE, MODEL_GRAPH,
+                                NODE_ATTRIBUTE, TENSOR_NAME, _fields, _varint)
 
-GRAPH_OUTPUT = 12
+GRAPH_INPUT, GRAPH_OUTPUT = 11, 12
 NODE_INPUT, NODE_OUTPUT = 1, 2
 VALUE_INFO_NAME = 1
 
@@ -35,9 +37,10 @@ def _strings(buf: memoryview, number: int) -> list[str]:
     return [bytes(v).decode() for n, _, v in _fields(buf) if n == number]
 
 
-def without_outputs(model: bytes, drop: set[str]) -> bytes:
-    """The model with the graph outputs in `drop` removed and every node that no remaining
-    output depends on removed with them."""
+def without_outputs(model: bytes, drop: set[str] = frozenset()) -> bytes:
+    """The model with the graph outputs in `drop` removed and every node and initializer that no
+    remaining output depends on removed with them (with `drop` empty: only what is already
+    unused). Initializers stay where a node has a subgraph, which may read them by name."""
     out = bytearray()
     for number, value, raw in _raw(memoryview(model)):
         if number != MODEL_GRAPH:
@@ -64,12 +67,22 @@ def _graph_without(buf: memoryview, drop: set[str]) -> bytes:
                 live.add(k)
                 needed.update(i for i in inputs if i)
                 grew = True
+    inputs = {_strings(v, VALUE_INFO_NAME)[0] for n, v, _ in fields if n == GRAPH_INPUT}
+    subgraphs = any(_has_subgraph(fields[k][1]) for k in live)
+    unused = set() if subgraphs else {
+        k for k, (n, v, _) in enumerate(fields) if n == GRAPH_INITIALIZER
+        and (name := _strings(v, TENSOR_NAME)[0]) not in needed and name not in inputs}
     out = bytearray()
     for k, (n, v, r) in enumerate(fields):
-        if (n == GRAPH_NODE and k not in live) or k in dropped:
+        if (n == GRAPH_NODE and k not in live) or k in dropped or k in unused:
             continue
         out += r
     return bytes(out)
+
+
+def _has_subgraph(node: memoryview) -> bool:
+    return any(a in (ATTR_G, ATTR_GRAPHS) for n, _, v in _fields(node) if n == NODE_ATTRIBUTE
+               for a, _, _ in _fields(v))
 
 
 def _key(number: int) -> bytes:

@@ -62,6 +62,36 @@ def test_fp16_graphs_cast_the_fp32_weights_file(small_bundle):
     assert sum(w.size for w in big) > 4_000_000  # the backbone and its ImageNet head, in fp32...
     assert all(np.array_equal(w.astype(np.float16).astype(np.float32), w) for w in big)  # ...fp16-exact
     assert "Pad" not in {n.op_type for n in g.node}  # SAME padding folded into the convs
+    read = {i for n in g.node for i in n.input}
+    assert all(i.name in read for i in g.initializer)  # and the Pads' amounts gone with them
+
+
+def test_pruning_keeps_the_weights_a_subgraph_reads():
+    """runtime.prune drops dead nodes and initializers, but a branch reads outer tensors by
+    name without listing them as its node's inputs, so there it keeps every initializer."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from runtime.prune import without_outputs
+
+    def branch(name, src):
+        return helper.make_graph([helper.make_node("Identity", [src], [name])], name, [],
+                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1])])
+
+    def graph(nodes):
+        return helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                         helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+            initializer=[numpy_helper.from_array(np.ones(1, np.float32), "w")])
+
+    dead = helper.make_node("Neg", ["x"], ["unused"])
+    cond = helper.make_node("If", ["c"], ["y"], then_branch=branch("a", "w"), else_branch=branch("b", "x"))
+    kept = onnx.load_from_string(without_outputs(helper.make_model(graph([cond, dead])).SerializeToString()))
+    assert [n.op_type for n in kept.graph.node] == ["If"] and [i.name for i in kept.graph.initializer] == ["w"]
+    plain = onnx.load_from_string(without_outputs(helper.make_model(
+        graph([helper.make_node("Abs", ["x"], ["y"]), dead])).SerializeToString()))
+    assert [n.op_type for n in plain.graph.node] == ["Abs"] and not plain.graph.initializer
 
 
 def test_int8_encoder_is_qdq_with_u8_activations_and_s8_weights(small_bundle):
