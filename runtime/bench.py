@@ -367,6 +367,7 @@ COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "dec
            ("captions/s", "captions_per_s"), ("RSS MB", "rss_mb"), ("model MB", "model_mb"),
            ("= fp32", "agreement_vs_fp32"), ("BLEU-4", "bleu4"),
            ("objects head +%", "objects_overhead_pct"))
+AGREEMENT = [k for _, k in COLUMNS].index("agreement_vs_fp32")
 
 
 def _get(row: dict, dotted: str):
@@ -389,7 +390,7 @@ def markdown(report: dict) -> str:
                  for v in (_get(r, k) for _, k in COLUMNS)]
         share, n = r.get("agreement_vs_fp32"), report["images"]
         if share is not None:  # the count too: with few images one caption is several points
-            cells[[k for _, k in COLUMNS].index("agreement_vs_fp32")] = f"{share:.3f} ({round(share * n)}/{n})"
+            cells[AGREEMENT] = f"{share:.3f} ({round(share * n)}/{n})"
         lines.append("| " + " | ".join(cells) + " |")
     sp = report.get("speech") or {}
     if "synth_ms" in sp:

@@ -67,11 +67,11 @@ def _graph_without(buf: memoryview, drop: set[str]) -> bytes:
                 live.add(k)
                 needed.update(i for i in inputs if i)
                 grew = True
-    inputs = {_strings(v, VALUE_INFO_NAME)[0] for n, v, _ in fields if n == GRAPH_INPUT}
+    graph_inputs = {_strings(v, VALUE_INFO_NAME)[0] for n, v, _ in fields if n == GRAPH_INPUT}
     subgraphs = any(_has_subgraph(fields[k][1]) for k in live)
     unused = set() if subgraphs else {
         k for k, (n, v, _) in enumerate(fields) if n == GRAPH_INITIALIZER
-        and (name := _strings(v, TENSOR_NAME)[0]) not in needed and name not in inputs}
+        and (name := _strings(v, TENSOR_NAME)[0]) not in needed and name not in graph_inputs}
     out = bytearray()
     for k, (n, v, r) in enumerate(fields):
         if (n == GRAPH_NODE and k not in live) or k in dropped or k in unused:
