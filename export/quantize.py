@@ -87,8 +87,7 @@ def last_map_product(graph: onnx.GraphProto) -> list[str]:
 OBJECTS_RANGES = {"pooled": (0.0, 6.0), "logits": (-8.0, 24.0)}  # logits: step 1/8 in u8
 
 
-def _objects_ranges(path: Path) -> dict:
-    graph = onnx.load(str(path)).graph
+def _objects_ranges(graph: onnx.GraphProto) -> dict:
     producer = {o: n for n in graph.node for o in n.output}
     head = producer.get(io_spec.OBJECTS)
     if head is None:
@@ -113,7 +112,7 @@ def encoder_to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         quantize_static(str(prepared), str(dst), ImageCalibration(calibration),
                         nodes_to_exclude=keep_float,
                         # the one MatMul quantised is the last-map product: float out
-                        extra_options={"TensorQuantOverrides": _objects_ranges(prepared),
+                        extra_options={"TensorQuantOverrides": _objects_ranges(graph),
                                        "OpTypesToExcludeOutputQuantization": ["MatMul"]},
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
