@@ -49,11 +49,11 @@ class ImageCalibration(CalibrationDataReader):
 
 # Ops kept in float: the stem and block 0 (112x112, a tenth of the MACs). Quantising block 0's
 # depthwise conv alone puts ~40% RMS error on the last map; with the stem and block 0 in
-# float, the rest of the backbone in int8 is within ~13% and the encoder runs 1.5-2x as fast
-# as fp32 (README "Benchmark"). The decoder is trained on these int8 features (export.train
-# int8_mix), so it says the same with them. After the backbone, the region taps (see
-# export.model.RegionTaps) and the head are a few MFLOPs, and one shared scale would erase the
-# mean-colour channels.
+# float, the rest of the backbone in int8 is within ~13% and the encoder runs about 1.9x as
+# fast as fp32 at two threads (docs/performance.md). The decoder is trained on these int8
+# features (export.train int8_mix), so it says the same with them. After the backbone, the
+# region taps (see export.model.RegionTaps) and the head are a few MFLOPs, and one shared
+# scale would erase the mean-colour channels.
 FLOAT_SCOPES = ("/_conv_stem/", "/_blocks.0/", "/_taps/", "/head/")
 # ...but the head's context conv (export.model.RegionHead) is int8 like the backbone: its input
 # is a ReLU map of one scale, it runs faster, and its weights take 0.33 MB less than in fp16.

@@ -24,8 +24,8 @@ class SessionConfig:
     io_binding: str = "auto"  # decoder state kept on the session's device between steps:
     # auto (on for GPU providers, where it saves a host round trip per token), on, off
     stop_spinning: bool = True  # the encoder's pool threads stop spinning as soon as a run
-    # returns instead of 40-50 ms later, a core's worth of CPU after every frame (README
-    # "Benchmark"): a camera loop between frames, and the speech, leave the cores idle
+    # returns instead of 40-50 ms later, a core's worth of CPU after every frame
+    # (docs/performance.md): a camera loop between frames, and the speech, leave the cores idle
 
     @property
     def gpu(self) -> bool:

@@ -118,3 +118,23 @@ def test_rounds_pool_every_sample_of_a_row():
     assert row["caption_ms"]["p50"] == pytest.approx(4.25)
     assert row["rss_mb"] == 120.0 and row["captions"] == ["a"] and row["model_mb"] == 5.0
     assert row["steps_mean"] == 10 and "samples" not in row
+
+
+def test_readme_shows_the_committed_run():
+    """The README's table is docs/bench.json as `bench` renders it, and its bars are that run's."""
+    from conftest import ROOT
+    from runtime.bench import markdown
+
+    data = json.loads((ROOT / "docs" / "bench.json").read_text())
+    table = (ROOT / "docs" / "bench.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert table.strip() == markdown(data).strip()
+    for line in table.splitlines():
+        if line.startswith(("|", "Machine:", "Speech")):
+            assert line in readme, line
+    rows = {(r["backend"], r["precision"], r["decoding"]): r for r in data["results"]}
+    fp32, int8 = rows[("onnxruntime", "fp32", "greedy")], rows[("onnxruntime", "int8", "greedy")]
+    torch = rows[("torch", "fp32", "greedy")]
+    for slow, fast, stage in ((torch, int8, "caption_ms"), (fp32, int8, "encoder_ms")):
+        a, b = slow[stage]["p50"], fast[stage]["p50"]
+        assert f"{a:.2f} / {b:.2f} = {a / b:.2f}" in readme, stage
