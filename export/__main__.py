@@ -1,4 +1,4 @@
-"""Training-side CLI (needs torch): python -m export {scenes,train,evaluate,onnx} ..."""
+"""Training-side CLI (needs torch): python -m export {scenes,clip,train,onnx,calibrate,evaluate} ..."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dataclasses import MISSING, fields
 
+from export.calibrate import CalibrateConfig
 from export.evaluate import EvalConfig
 from export.onnx_export import ExportConfig
 from export.train import TrainConfig
@@ -68,14 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--seconds", type=float, default=2.0, help="each scene is held this long")
     v.add_argument("--fps", type=int, default=15)
 
+    ph = sub.add_parser("photos", help="write the committed real photos and the real-photo sample clip")
+    ph.add_argument("--out", type=Path, default=Path("assets/photos"))
+    ph.add_argument("--clip", type=Path, default=Path("assets/sample_photos.mp4"))
+
     t = sub.add_parser("train", help="train the decoder on cached encoder features")
     _add_dataclass_args(t, TrainConfig)
 
     o = sub.add_parser("onnx", help="export a checkpoint to a validated fp32/fp16/int8 bundle")
     _add_dataclass_args(o, ExportConfig)
 
-    e = sub.add_parser("evaluate", help="exact match and BLEU of a bundle or checkpoint")
+    e = sub.add_parser("evaluate", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr and exact match of a "
+                                        "bundle or checkpoint")
     _add_dataclass_args(e, EvalConfig)
+
+    k = sub.add_parser("calibrate", help="fit a real-photo bundle's caption confidence on validation photos")
+    _add_dataclass_args(k, CalibrateConfig)
 
     r = sub.add_parser("bench-row")  # internal: the torch row of `python -m runtime bench`
     r.add_argument("--precision", default="fp32")
@@ -94,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             from export.scenes import write_clip
 
             print(write_clip(args.out, args.scenes, args.seed, args.seconds, args.fps))
+        elif args.cmd == "photos":
+            from export.photos import write_photo_clip, write_photos
+
+            print(write_photos(args.out))
+            print(write_photo_clip(args.clip))
         elif args.cmd == "train":
             from export.train import train
 
@@ -104,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             print(export_bundle(_fill(ExportConfig, args)))
         elif args.cmd == "bench-row":
             _torch_bench_row(json.loads(args.config))
+        elif args.cmd == "calibrate":
+            from export.calibrate import calibrate
+
+            print(json.dumps(calibrate(_fill(CalibrateConfig, args)), indent=1))
         elif args.cmd == "evaluate":
             from export.evaluate import evaluate
 

@@ -17,6 +17,7 @@ exists, so a wrong images folder is one clear error, not a crash mid-training.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,15 +137,33 @@ def read_karpathy(path: Path, images: Path | None, split: str | None) -> list[Sa
 
 
 def read_flickr8k(path: Path, images: Path | None, split: str | None) -> list[Sample]:
-    """Flickr8k.token.txt (`name.jpg#k<TAB>caption`) with an optional split file of names."""
+    """Flickr8k.token.txt (`name.jpg#k<TAB>caption`) with an optional split file of names.
+
+    The original file's quirks are handled, not fatal: a key separated from its caption by a
+    space instead of a tab (line 1), caption lines of a photo that does not exist, one-word
+    captions ("A") and the trailing " ." of every caption. What was left out is reported in one
+    summary line on stderr."""
     caps: dict[str, list[str]] = defaultdict(list)
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    one_word = 0
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a readable Flickr8k token file ({e})") from None
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         key, sep, caption = line.partition("\t")
-        if not sep or "#" not in key:
+        if not sep:  # the original line 1: "name.jpg#0 A child ..."
+            key, sep, caption = line.partition(" ")
+        name, hash_, k = key.strip().rpartition("#")
+        if not sep or not hash_ or not name or not k.isdigit():
             raise InputError(f"{path}:{n}: not a Flickr8k token line (name.jpg#k<TAB>caption)")
-        caps[key.rsplit("#", 1)[0]].append(caption.strip())
+        caption = caption.strip()
+        caption = caption[:-1].rstrip() if caption.endswith(".") else caption
+        if len(caption.split()) < 2:
+            one_word += 1
+            continue
+        caps[name].append(caption)
     names = list(caps)
     if split:
         split_file = path.parent / FLICKR_SPLITS.get(split, split)
@@ -153,7 +172,16 @@ def read_flickr8k(path: Path, images: Path | None, split: str | None) -> list[Sa
         keep = [l.strip() for l in split_file.read_text().splitlines() if l.strip()]
         names = [n for n in keep if n in caps]
     root = images or path.parent
-    return _checked([Sample(root / n, tuple(caps[n])) for n in names], path)
+    found = [n for n in names if (root / n).is_file()]
+    if names and not found:
+        return _checked([Sample(root / n, tuple(caps[n])) for n in names], path)
+    no_photo = len(names) - len(found)
+    skipped = [f"{sum(len(caps[n]) for n in names if n not in set(found))} caption lines of "
+               f"{no_photo} names with no photo"] if no_photo else []
+    skipped += [f"{one_word} one-word captions"] if one_word else []
+    if skipped:
+        print(f"note: {path.name}: skipped {' and '.join(skipped)}", file=sys.stderr)
+    return _checked([Sample(root / n, tuple(caps[n])) for n in found], path)
 
 
 def read_dataset(spec: str | DatasetSpec) -> list[Sample]:

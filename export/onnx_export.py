@@ -19,7 +19,7 @@ import onnxruntime
 import torch
 from tqdm import tqdm
 
-from export import objects, optimize, quantize
+from export import kinds, objects, optimize, quantize
 from export.datasets import read_dataset
 from export.features import load_images
 from export.model import CaptionModel, DecoderStepGraph, EncoderGraph, round_trained_weights_fp16
@@ -28,6 +28,7 @@ from export.train import load_checkpoint
 from export.validate import validate
 from runtime import io_spec
 from runtime.bundle import FORMAT, MANIFEST, load_bundle, sha256
+from runtime.decoding import DANGLING
 from runtime.errors import InputError
 from runtime.onnx_check import inspect
 from runtime.preprocess import PreprocessConfig
@@ -35,6 +36,11 @@ from runtime.vocab import Vocab
 
 OPSET = 17
 OBJECTS_FILE = "objects.json"
+FLICKR8K = {
+    "dataset": "Flickr8k (Hodosh, Young and Hockenmaier, 2013, University of Illinois)",
+    "licence": "research and non-commercial use only; the photos belong to their Flickr owners, "
+               "and a model trained on them inherits that restriction",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class ExportConfig:
     name: str = "default"
     min_agreement: float = 0.97  # fp16/int8 greedy captions equal to torch's on this share
     precisions: str = "fp32,fp16,int8"  # which to write; fp32 always (the others derive from it)
+    weights: str = "fp32"  # how the fp32 graphs store their weights: fp32, or fp16 (each weight
+    # whose values are all fp16 values as fp16 bytes with a Cast at load: the same arithmetic
+    # from half the bytes, as a real-photo bundle needs to fit in git)
 
 
 def export_fp32(model: CaptionModel, out: Path) -> None:
@@ -75,13 +84,15 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     def data(path: str | None) -> dict | None:
         if not path:
             return None
+        if path.startswith("flickr8k:") or "Flickr8k.token.txt" in path:
+            return {"path": str(path), **FLICKR8K}
         folder = Path(path) if Path(path).is_dir() else Path(path).parent
         meta = folder / "scenes.json"
         return {"path": str(path), **(json.loads(meta.read_text()) if meta.exists() else {})}
 
     train = ckpt.get("train", {})
     return {
-        "recipe": "make models",
+        "recipe": "make models-shapes",
         "train_config": train,
         "train_data": data(train.get("train")),
         "val_data": data(train.get("val")),
@@ -117,10 +128,20 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
     provenance = _provenance(cfg, ckpt)
     # scene sets this project rendered carry scenes.json, whose generator the provenance records
     synthetic = (provenance["train_data"] or {}).get("generator") == "export.scenes"
+    real = {}
+    provenance["recipe"] = "make models-shapes" if synthetic else "make models-real"
+    if not synthetic:  # captions of real photos: no babbling, no dangling ends, reconciled
+        real = {"decoding": {"no_repeat": True, "dangling": list(DANGLING)},
+                "kinds": kinds.build(list(vocab.words))}
+        licences = [d["licence"] for d in (provenance["train_data"], provenance["val_data"])
+                    if d and "licence" in d]
+        if licences:
+            real["licence"] = licences[0]
     manifest = {
         "format": FORMAT,
         "name": cfg.name,
         "caption_domain": "synthetic" if synthetic else "real",
+        **real,
         "finetuned_backbone": bool(ckpt.get("finetuned_backbone", False)),
         "preprocess": asdict(pre),
         "vocab": {"words": list(vocab.words), "pad": vocab.pad, "bos": vocab.bos,
@@ -147,6 +168,11 @@ def _write(out: Path, manifest: dict) -> None:
 
 
 def export_bundle(cfg: ExportConfig) -> Path:
+    if cfg.weights not in ("fp32", "fp16"):
+        raise InputError(f"--weights {cfg.weights!r}: choose fp32 or fp16")
+    wanted = {p for p in cfg.precisions.split(",") if p}
+    if not wanted <= set(io_spec.PRECISIONS):
+        raise InputError(f"--precisions {cfg.precisions!r}: choose from {', '.join(io_spec.PRECISIONS)}")
     model, vocab, ckpt = load_checkpoint(cfg.checkpoint)
     round_trained_weights_fp16(model)  # fp32 and fp16 share these values (README "Model bundle")
     pre = PreprocessConfig()
@@ -157,9 +183,6 @@ def export_bundle(cfg: ExportConfig) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    wanted = {p for p in cfg.precisions.split(",") if p}
-    if not wanted <= set(io_spec.PRECISIONS):
-        raise InputError(f"--precisions {cfg.precisions!r}: choose from {', '.join(io_spec.PRECISIONS)}")
     steps = tqdm(total=4, desc="export", unit="stage")
     export_fp32(model, out)
     objects.build(out / OBJECTS_FILE)
@@ -168,6 +191,8 @@ def export_bundle(cfg: ExportConfig) -> Path:
                      wanted)
     for graph in io_spec.GRAPHS:  # after fp16/int8 are derived from the self-contained fp32 graphs
         fp32 = out / io_spec.graph_file("fp32", graph)
+        if cfg.weights == "fp16":
+            optimize.store_exact_fp16(fp32)
         optimize.externalize_weights(fp32, io_spec.weights_file(graph))
         if "fp16" in wanted:
             optimize.share_weights(out / io_spec.graph_file("fp16", graph), fp32)

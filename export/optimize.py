@@ -10,6 +10,11 @@ computed in fp32 all the same.
 
 externalize_weights / share_weights: the fp32 graph's weights go to one external-data file, and
 the fp16 graph reads the same bytes with a Cast to fp16, so a bundle holds each weight once.
+
+store_exact_fp16: the fp32 graph keeps each weight whose every value is an fp16 value (all the
+trained ones and the backbone's folded convolutions are: export.model.fold_batchnorm_fp16) as
+fp16 bytes with a Cast back to fp32, which ONNX Runtime folds at load. It computes bit for bit
+what it computed before from half the bytes, and the fp16 graph then reads them with no Cast.
 """
 
 from __future__ import annotations
@@ -118,6 +123,36 @@ def store_weights_as_fp16(path: Path, min_elements: int = 4096) -> int:
     return saved
 
 
+def _fp16_exact(value: np.ndarray) -> bool:
+    """Whether every value survives fp32 -> fp16 -> fp32 bit for bit (no overflow, no rounding)."""
+    with np.errstate(over="ignore"):
+        back = value.astype(np.float16).astype(np.float32)
+    return bool(np.array_equal(back.view(np.uint32), np.ascontiguousarray(value).view(np.uint32)))
+
+
+def store_exact_fp16(path: Path, min_elements: int = 256) -> int:
+    """Stores each float initializer of `min_elements` or more whose values are all fp16 values
+    as fp16 (`<name>_fp16`) with a Cast back to fp32 under its own name: a lossless halving of
+    the graph's weights. Others (folded biases, computed constants) stay fp32. Returns the
+    bytes saved."""
+    model = onnx.load(str(path))
+    saved = 0
+    for init in list(model.graph.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            continue
+        value = numpy_helper.to_array(init)
+        if not _fp16_exact(value):
+            continue
+        half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
+        model.graph.initializer.remove(init)
+        model.graph.initializer.append(half)
+        model.graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
+                                                    name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT))
+        saved += 2 * value.size
+    onnx.save(model, str(path))
+    return saved
+
+
 def externalize_weights(path: Path, weights: str, min_bytes: int = 1024) -> None:
     """Moves the graph's initializers of `min_bytes` or more into the file `weights` beside it
     (ONNX external data, one file)."""
@@ -142,21 +177,31 @@ def share_weights(fp16_path: Path, fp32_path: Path) -> int:
     graph, moved, casts = model.graph, 0, []
     for init in list(graph.initializer):
         twin = outside.get(init.name)
+        half = twin is None  # stored as fp16 by store_exact_fp16?
+        twin = outside.get(init.name + "_fp16") if half else twin
         if twin is None:
             continue
         value, ref = numpy_helper.to_array(init), onnx.TensorProto()
         ref.CopyFrom(twin)
         stored = numpy_helper.to_array(twin, base_dir=str(fp32_path.parent))  # read from the file
-        if init.data_type == onnx.TensorProto.FLOAT and np.array_equal(value.view(np.uint32),
-                                                                     stored.view(np.uint32)):
+        to = None  # the Cast the reference needs, if any
+        if half and init.data_type == onnx.TensorProto.FLOAT16 and np.array_equal(
+                value.view(np.uint16), stored.view(np.uint16)):
+            ref.name = init.name  # the very bytes it needs
+        elif half and init.data_type == onnx.TensorProto.FLOAT and np.array_equal(
+                value.view(np.uint32), stored.astype(np.float32).view(np.uint32)):
+            to = onnx.TensorProto.FLOAT  # kept in fp32 by the conversion: cast back up
+        elif not half and init.data_type == onnx.TensorProto.FLOAT and np.array_equal(
+                value.view(np.uint32), stored.view(np.uint32)):
             pass  # kept in fp32 by the conversion: the same tensor
-        elif init.data_type == onnx.TensorProto.FLOAT16 and np.array_equal(
+        elif not half and init.data_type == onnx.TensorProto.FLOAT16 and np.array_equal(
                 value.view(np.uint16), stored.astype(np.float16).view(np.uint16)):
-            ref.name = init.name + "_fp32"
-            casts.append(helper.make_node("Cast", [ref.name], [init.name], name=init.name + "_to_fp16",
-                                          to=onnx.TensorProto.FLOAT16))
+            ref.name, to = init.name + "_fp32", onnx.TensorProto.FLOAT16
         else:
             continue
+        if to is not None:
+            suffix = "_to_fp16" if to == onnx.TensorProto.FLOAT16 else "_to_fp32"
+            casts.append(helper.make_node("Cast", [ref.name], [init.name], name=init.name + suffix, to=to))
         moved += len(init.raw_data) or value.nbytes
         graph.initializer.remove(init)
         graph.initializer.append(ref)

@@ -124,6 +124,9 @@ def decoder_to_int8(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Gemm"])
+    # the word embedding stays a float table (a Gather): its values are fp16 values already
+    # (export.model.round_trained_weights_fp16), so fp16 bytes lose nothing
+    store_weights_as_fp16(dst)
 
 
 def convert(out: Path, calibration: np.ndarray | None, precisions=("fp16", "int8")) -> None:

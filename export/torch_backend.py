@@ -10,7 +10,7 @@ from export.model import CaptionModel, EncoderGraph, ModelConfig, split_map
 from runtime import io_spec
 from runtime.bundle import Bundle
 from runtime.captioner import CaptionPipeline
-from runtime.decoding import DecodingOptions, State
+from runtime.decoding import State, options_for
 from runtime.errors import BundleError
 
 
@@ -102,7 +102,7 @@ class TorchCaptioner(CaptionPipeline):
         self.model = model_from_bundle(bundle)
         self.torch_model = TorchStepModel(self.model)
         self.step_model = self.torch_model  # what decode() steps through (the bench wraps it)
-        self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len)
+        self.options = options_for(bundle)  # the same rules as the ONNX rows
 
     def encode(self, blob: np.ndarray) -> dict[str, np.ndarray]:
         return self.torch_model.encode(blob)

@@ -69,6 +69,11 @@ class TrainConfig:
     # through the backbone every batch instead of cached features; int8_mix does not apply)
     device: str = "auto"  # auto (cuda when available, with mixed precision), cpu or cuda
     context: int = 3  # a new model's region context kernel (export.model.ModelConfig.context)
+    region_dim: int = ModelConfig.region_dim  # a new model's sizes (export.model.ModelConfig)
+    attention_dim: int = ModelConfig.attention_dim
+    embed_dim: int = ModelConfig.embed_dim
+    hidden_dim: int = ModelConfig.hidden_dim
+    dropout: float = ModelConfig.dropout
     seed: int = 0
     cache_dir: str = "data/cache"  # where backbone features are memory-mapped
     init: str | None = None  # start from this checkpoint's weights and vocabulary
@@ -184,7 +189,10 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         model, vocab, _ = load_checkpoint(cfg.init)
     else:
         vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
-        model = CaptionModel(ModelConfig(vocab_size=len(vocab), context=cfg.context))
+        model = CaptionModel(ModelConfig(
+            vocab_size=len(vocab), context=cfg.context, region_dim=cfg.region_dim,
+            attention_dim=cfg.attention_dim, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
+            dropout=cfg.dropout))
     finetune = cfg.finetune_lr > 0
     backbone = model.backbone
     val = read_dataset(cfg.val) if cfg.val else []

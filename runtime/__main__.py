@@ -15,11 +15,14 @@ from pathlib import Path
 from runtime import io_spec
 from runtime.errors import InputError, SceneSpeakError
 
-DEFAULT_MODEL = "models/default"
+# the real-photo bundle of this checkout, found from the package, so that commands work from any
+# folder (models/shapes is the synthetic-scenes one)
+DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "models" / "default")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help="bundle folder (default: %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="bundle folder (default: models/default, "
+                   "the real-photo model; models/shapes: the synthetic-scenes one)")
     p.add_argument("--precision", choices=io_spec.PRECISIONS,
                    help="default: the fastest the bundle and device offer (int8 on CPU)")
     p.add_argument("--threads", type=int, default=0,
@@ -58,30 +61,37 @@ def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
 
 
 def cmd_caption(args) -> int:
-    import cv2
-
+    """Caption every image; a bad one gets its one-line error and the rest still run (exit 2
+    at the end if any failed)."""
     from runtime.objects import ObjectNamer, describe, resolve_channel
+    from runtime.preprocess import read_image
 
     cap, _ = _captioner(args)
     channel = resolve_channel(args.channel, cap.bundle, live=False, has_objects=cap.has_objects)
     namer = ObjectNamer(cap.bundle.object_names()) if channel != "caption" else None
+    failed = 0
     for path in args.images:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such image file")
-        frame = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if frame is None:
-            raise InputError(f"{path}: cannot decode image")
+        try:
+            frame = read_image(path)
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         result = cap.caption(frame)
-        d = describe(result, channel, namer)
+        if result.dropped:
+            print(f"warning: {path}: caption dropped ({result.dropped})", file=sys.stderr, flush=True)
+        d = describe(result, channel, namer, cap.bundle)
         if args.json:
-            line = {"image": path, "caption": result.text, "steps": result.steps,
+            line = {"image": path, "caption": result.text,
+                    "confidence": None if result.confidence is None else round(result.confidence, 4),
+                    "description": d.text, "steps": result.steps,
                     "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}}
             if d.objects is not None:
-                line.update(objects=d.objects.top, description=d.text)
+                line.update(objects=d.objects.top)
             print(json.dumps(line), flush=True)
         else:
             print(f"{path}\t{d.text}", flush=True)
-    return 0
+    return 2 if failed else 0
 
 
 def _echo(line: dict) -> None:
@@ -99,7 +109,7 @@ def cmd_describe(args) -> int:
 
     from runtime.eventlog import EventLog
     from runtime.loop import DescribeLoop, LoopConfig
-    from runtime.sources import SourceConfig, describe_uri, open_source
+    from runtime.sources import SourceConfig, describe_uri, open_source, sample_clip
     from runtime.speech import SpeechConfig, SpeechWorker
 
     from runtime.objects import resolve_channel
@@ -114,7 +124,8 @@ def cmd_describe(args) -> int:
                           stats_s=args.stats_interval, channel=channel)
     c = where.profile.capture
     source = open_source(args.source, SourceConfig(realtime=not args.fast, width=c.width,
-                                                   height=c.height, fps=c.fps, usb=c.usb, csi=c.csi))
+                                                   height=c.height, fps=c.fps, usb=c.usb, csi=c.csi),
+                         sample_clip(cap.bundle.manifest.get("caption_domain")))
     log = EventLog(args.log, echo=_echo)
     log.write("device", profile=where.profile.name, reason=where.reason, channel=channel, **cap.startup)
     for message in warnings:
@@ -232,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")
     b.add_argument("--beam", type=int, default=1, metavar="K",
                    help="also time beam search with K beams for every precision")
-    b.add_argument("--images", help="folder of images (default: assets/bench_scenes)")
+    b.add_argument("--images", help="folder of images (default: assets/photos, real photos)")
     b.add_argument("--json", metavar="PATH")
     b.add_argument("--markdown", metavar="PATH")
     b.add_argument("--plot", metavar="PATH", help="PNG bar chart of caption latency")

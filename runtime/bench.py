@@ -37,7 +37,7 @@ from runtime.metrics import bleu
 from runtime.session import auto_threads
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_IMAGES = ROOT / "assets" / "bench_scenes"
+BENCH_IMAGES = ROOT / "assets" / "photos"  # real photos; assets/bench_scenes: the shapes set
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class BenchConfig:
     runs: int = 3  # timed passes over the image set per round, interleaved with the other rows
     warmup: int = 5  # untimed captions first
     threads: int = 0  # ONNX Runtime intra-op threads (0: auto, see runtime.session.auto_threads)
-    images: str | None = None  # folder with captions.jsonl (default: assets/bench_scenes)
+    images: str | None = None  # folder of images, or with captions.jsonl (default: assets/photos)
     device: str = "auto"  # device profile: its providers and threads (see runtime/profiles.py)
     beam: int = 1  # K > 1 adds a beam-search row for every precision, beside the greedy ones
     rounds: int = 3  # start every row's process this many times and pool the samples

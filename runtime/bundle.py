@@ -1,7 +1,7 @@
 """Model bundles: `manifest.json` plus the ONNX graphs of each precision and the weights files
 they read, every file checked by sha256.
 
-    bundle = load_bundle("models/default")
+    bundle = load_bundle("models/default")  # the real-photo model; models/shapes: synthetic
     paths = bundle.graph_paths("int8")  # hashes checked here; a damaged file raises BundleError
 """
 
@@ -64,6 +64,10 @@ class Bundle:
     max_len: int
     files: dict[str, dict[str, GraphFile]]  # precision -> graph -> file
     objects: GraphFile | None = None  # spoken names of the encoder's ImageNet classes
+    decoding: dict = field(default_factory=dict)  # {"no_repeat": bool, "dangling": [word, ...]}
+    confidence: dict | None = None  # {"slope", "intercept", "threshold"}: see runtime/confidence.py
+    kinds: dict = field(default_factory=dict)  # {"words": {word: kind}, "objects": {name: kind},
+    # "same": {name: [words for the same thing]}} (export/kinds.py)
     _verified: set = field(default_factory=set, compare=False, repr=False)
 
     @property
@@ -173,4 +177,54 @@ def load_bundle(root: str | Path) -> Bundle:
     if not files:
         raise BundleError(f"{path}: lists no graph files")
     objects = _file(root, _get(m, "objects", dict, where), where, "objects") if "objects" in m else None
-    return Bundle(root, m, Vocab(tuple(words)), pre, max_len, files, objects)
+    return Bundle(root, m, Vocab(tuple(words)), pre, max_len, files, objects,
+                  _decoding(m, words, where), _confidence(m, where), _kinds(m, where))
+
+
+def _decoding(m: dict, words: list, where: str) -> dict:
+    """The optional "decoding" block: {"no_repeat": bool, "dangling": [vocabulary words]}."""
+    if "decoding" not in m:
+        return {}
+    d = _get(m, "decoding", dict, where)
+    no_repeat = _get(d, "no_repeat", bool, where + ":decoding") if "no_repeat" in d else False
+    dangling = _get(d, "dangling", list, where + ":decoding") if "dangling" in d else []
+    if not all(isinstance(w, str) for w in dangling):
+        raise BundleError(f"{where}: decoding.dangling must be a list of words")
+    return {"no_repeat": no_repeat, "dangling": [w for w in dangling if w in words]}
+
+
+def _confidence(m: dict, where: str) -> dict | None:
+    """The optional "confidence" block: a logistic calibration of the mean token log-probability
+    and the threshold below which a caption is hedged, each a finite number."""
+    if "confidence" not in m:
+        return None
+    c = _get(m, "confidence", dict, where)
+    out = {}
+    for key in ("slope", "intercept", "threshold"):
+        value = _get(c, key, (int, float), where + ":confidence")
+        if isinstance(value, bool) or not abs(float(value)) < 1e6:
+            raise BundleError(f"{where}: confidence.{key} must be a finite number, got {value!r}")
+        out[key] = float(value)
+    if not 0 <= out["threshold"] <= 1:
+        raise BundleError(f"{where}: confidence.threshold {out['threshold']} is outside 0..1")
+    return out
+
+
+def _kinds(m: dict, where: str) -> dict:
+    """The optional "kinds" block: which kind of thing (mammal, bird, wheeled vehicle, ...)
+    caption words and spoken object names are, so that a caption and a confident object that
+    name two things of one kind can be reconciled (runtime/compose.py)."""
+    if "kinds" not in m:
+        return {}
+    k = _get(m, "kinds", dict, where)
+    out = {}
+    for part in ("words", "objects"):
+        table = _get(k, part, dict, where + ":kinds")
+        if not all(isinstance(a, str) and isinstance(b, str) for a, b in table.items()):
+            raise BundleError(f"{where}: kinds.{part} must map words to kind names")
+        out[part] = table
+    same = _get(k, "same", dict, where + ":kinds") if "same" in k else {}
+    if not all(isinstance(v, list) and all(isinstance(w, str) for w in v) for v in same.values()):
+        raise BundleError(f"{where}: kinds.same must map object names to lists of words")
+    out["same"] = same
+    return out

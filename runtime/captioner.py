@@ -15,7 +15,8 @@ import onnxruntime as ort
 
 from runtime import io_spec
 from runtime.bundle import Bundle
-from runtime.decoding import DecodingOptions, State, decode, initial_state
+from runtime.confidence import calibrated
+from runtime.decoding import DecodingOptions, State, decode, degenerate, initial_state, options_for
 from runtime.errors import BundleError, InputError
 from runtime.preprocess import preprocess
 from runtime.session import GPU_PROVIDERS, SessionConfig, create_session
@@ -71,6 +72,9 @@ class Caption:
     alphas: np.ndarray  # (steps,49) attention per generated token
     timings_ms: dict[str, float]  # preprocess, encoder, decoder, total
     imagenet_logits: np.ndarray | None = None  # (1000,) when the encoder has the objects head
+    confidence: float | None = None  # calibrated 0..1 (runtime.confidence), where the bundle has it
+    dropped: str | None = None  # why the decoded caption was dropped (text is then empty)
+    logprob: float | None = None  # the decoder's mean token log-probability, eos included
 
 
 ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
@@ -125,8 +129,14 @@ class CaptionPipeline:
         ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
               "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
         logits = encoded.get(io_spec.OBJECTS)
-        return Caption(self.bundle.vocab.decode(tokens), tokens, result.steps, result.alphas[0], ms,
-                       None if logits is None else np.asarray(logits)[0])
+        text = self.bundle.vocab.decode(tokens)
+        logprob = None if result.logprob is None else float(result.logprob[0])
+        confidence = calibrated(logprob, self.bundle.confidence)
+        dropped = degenerate(text, self.bundle.decoding.get("dangling", ())) if self.bundle.decoding else None
+        if dropped:
+            text, confidence = "", None
+        return Caption(text, tokens, result.steps, result.alphas[0], ms,
+                       None if logits is None else np.asarray(logits)[0], confidence, dropped, logprob)
 
 
 class Captioner(CaptionPipeline):
@@ -158,7 +168,7 @@ class Captioner(CaptionPipeline):
                                               self.providers[0] in GPU_PROVIDERS)
         device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.step_model = BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
-        self.options = DecodingOptions(bundle.vocab.bos, bundle.vocab.eos, bundle.max_len, beam_size)
+        self.options = options_for(bundle, beam_size)
         self.has_objects = io_spec.OBJECTS in {o.name for o in self.encoder.get_outputs()}
         self.encoder_outputs = list(io_spec.ENCODER_OUTPUTS) + [io_spec.OBJECTS] * self.has_objects
         # TensorRT builds its engines at the first run for each shape: warm up here so that the

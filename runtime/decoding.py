@@ -41,18 +41,118 @@ class DecodingOptions:
     eos: int  # token that ends a caption
     max_len: int = 24  # most tokens generated per caption, eos included
     beam_size: int = 1  # 1: greedy; K > 1: beam search with K beams per image
+    no_repeat: bool = False  # block a word right after itself, a bigram a third time and a
+    # trigram a second time, so that a caption cannot babble ("a a a", "and a blue shirt and a
+    # blue shirt"); real-caption bundles turn it on in their manifest
+    dangling: tuple[int, ...] = ()  # words a caption may not end on ("a", "of", "with"): eos
+    # is blocked after them, and they are blocked where only eos can follow
+    never: tuple[int, ...] = ()  # tokens never generated (<unk>, which would be dropped from
+    # the text and leave a gap, "riding a <unk>" said as "riding a")
+
+
+DANGLING = ("a", "an", "the", "of", "on", "in", "with", "and", "to", "at")  # no caption ends on these
+
+
+def options_for(bundle, beam_size: int = 1) -> DecodingOptions:
+    """The decoding options a bundle asks for (its manifest's "decoding" block)."""
+    v, rules = bundle.vocab, bundle.decoding
+    never = (v.pad, v.bos, v.id("<unk>")) if rules else ()
+    return DecodingOptions(v.bos, v.eos, bundle.max_len, beam_size, bool(rules.get("no_repeat")),
+                           tuple(v.id(w) for w in rules.get("dangling", ())), never)
+
+
+def degenerate(text: str, dangling=DANGLING) -> str | None:
+    """Why a caption is unfit to say, or None: a word three times in a row, a phrase of two or
+    more words three times, or an end on a dangling word ("... riding a bike on a")."""
+    words = text.split()
+    for i in range(len(words) - 2):
+        if words[i] == words[i + 1] == words[i + 2]:
+            return f"'{words[i]}' three times in a row"
+    for n in range(2, len(words) // 3 + 1):
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        for g in dict.fromkeys(grams):  # in order, so the first phrase found is named
+            if grams.count(g) >= 3:
+                return f"'{' '.join(g)}' three times"
+    if words and words[-1] in set(dangling):
+        return f"ends on '{words[-1]}'"
+    return None
+
+
+def blocked(row: np.ndarray, opts: DecodingOptions) -> list[int]:
+    """Token ids that may not come next after `row` (bos first) under opts' rules. Plain
+    Python over the few words of a caption: about 5 us a step, where numpy's per-call cost
+    was most of the rules' time."""
+    out = list(opts.never)
+    words = row[1:].tolist()
+    if opts.no_repeat and words:
+        last = words[-1]
+        out.append(last)  # the same word twice in a row
+        follows: dict[int, int] = {}
+        for a, b in zip(words, words[1:]):
+            if a == last:
+                follows[b] = follows.get(b, 0) + 1
+        out += [b for b, n in follows.items() if n >= 2]  # a bigram a third time
+        if len(words) >= 2:  # a trigram a second time
+            a0 = words[-2]
+            out += [c for a, b, c in zip(words, words[1:], words[2:]) if a == a0 and b == last]
+    if opts.dangling:
+        if words and words[-1] in opts.dangling:
+            out.append(opts.eos)
+        if len(row) >= opts.max_len - 1:  # the next word is the last before the forced eos
+            out += opts.dangling
+    return out
+
+
+def constrain(tokens: np.ndarray, logits: np.ndarray, opts: DecodingOptions | None) -> np.ndarray:
+    """logits (R,V) with the blocked tokens of each row at -inf, and only eos at the last step
+    when `dangling` is set. Rows that have ended are left as they are."""
+    if opts is None or not (opts.no_repeat or opts.dangling or opts.never):
+        return logits
+    logits = np.array(logits, dtype=np.float32)
+    for r, row in enumerate(tokens):
+        if len(row) > 1 and row[-1] == opts.eos:
+            continue
+        if opts.dangling and len(row) >= opts.max_len:  # the length limit: end here
+            eos = logits[r, opts.eos]
+            logits[r] = -np.inf
+            logits[r, opts.eos] = eos
+            continue
+        ban = blocked(row, opts)
+        if ban:
+            logits[r, ban] = -np.inf
+    return logits
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    out = logits - logits.max(1, keepdims=True)
+    return out - np.log(np.exp(out).sum(1, keepdims=True))
 
 
 class GreedyDecoder:
+    """The most likely next token of each row (among those `opts` allows). `scores` sums the
+    chosen tokens' log-probabilities under the model's own distribution, eos included, and
+    `lengths` counts them: their ratio is what the caption's confidence is calibrated from."""
+
     beams = 1
 
-    def __init__(self, eos: int):
-        self.eos = eos
+    def __init__(self, eos: int, opts: DecodingOptions | None = None):
+        self.eos, self.opts = eos, opts
+        self.scores = self.lengths = None
 
     def update(self, tokens: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, bool, None]:
-        nxt = logits.argmax(axis=-1)
+        if self.scores is None or tokens.shape[1] == 1:
+            self.scores, self.lengths = np.zeros(len(tokens)), np.zeros(len(tokens), np.int64)
+        nxt = constrain(tokens, logits, self.opts).argmax(axis=-1)
+        live = np.ones(len(tokens), bool)
         if tokens.shape[1] > 1:  # a row that has ended only extends with eos
-            nxt[tokens[:, -1] == self.eos] = self.eos
+            live = tokens[:, -1] != self.eos
+            nxt[~live] = self.eos
+        top = logits.max(axis=1, keepdims=True)  # the chosen tokens' log-probabilities only
+        lse = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        logp = logits[np.arange(len(nxt)), nxt] - lse
+        self.scores += np.where(live, logp, 0.0)
+        self.lengths += live
         return np.concatenate([tokens, nxt[:, None]], axis=1), bool((nxt == self.eos).all()), None
 
     def finalize(self, tokens: np.ndarray) -> np.ndarray:
@@ -64,18 +164,20 @@ class BeamSearchDecoder:
     stays in the beam with its score (it only extends with eos), so search stops once the K
     best of every input have ended: nothing unfinished can overtake them, since scores only fall."""
 
-    def __init__(self, beams: int, eos: int):
-        self.beams, self.eos = beams, eos
+    def __init__(self, beams: int, eos: int, opts: DecodingOptions | None = None):
+        self.beams, self.eos, self.opts = beams, eos, opts
         self.scores: np.ndarray | None = None
+        self.lengths: np.ndarray | None = None
 
     def update(self, tokens: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
         rows, vocab = logits.shape
         k = self.beams
-        logits = logits.astype(np.float64)
-        logp = logits - logits.max(1, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        logp = log_softmax(logits)
+        if self.opts is not None and (self.opts.no_repeat or self.opts.dangling or self.opts.never):
+            logp[~np.isfinite(constrain(tokens, logits, self.opts))] = -np.inf
         if self.scores is None or tokens.shape[1] == 1:  # all beams of an input start equal:
             self.scores = np.where(np.arange(rows) % k == 0, 0.0, -np.inf)  # expand only the first
+            self.lengths = np.zeros(rows, np.int64)
         cand = self.scores[:, None] + logp
         ended = tokens[:, -1] == self.eos if tokens.shape[1] > 1 else np.zeros(rows, bool)
         cand[ended] = -np.inf
@@ -85,6 +187,7 @@ class BeamSearchDecoder:
         source = (np.arange(rows // k)[:, None] * k + best // vocab).reshape(-1)
         nxt = (best % vocab).reshape(-1)
         self.scores = np.take_along_axis(cand, best, axis=1).reshape(-1)
+        self.lengths = self.lengths[source] + ~ended[source]
         tokens = np.concatenate([tokens[source], nxt[:, None]], axis=1)
         return tokens, bool((nxt == self.eos).all()), source
 
@@ -99,6 +202,7 @@ class DecodeResult:
     alphas: np.ndarray  # (B,T,49) attention at each generated token
     steps: int  # decoder steps run
     decoder_ms: float
+    logprob: np.ndarray | None = None  # (B,) the caption's mean token log-probability, eos included
 
 
 def initial_state(encoder_out: dict[str, np.ndarray]) -> State:
@@ -116,7 +220,8 @@ def _rows(value, rows: np.ndarray):
 def decode(model: StepModel, state: State, opts: DecodingOptions,
            decoder: TokenDecoder | None = None) -> DecodeResult:
     if decoder is None:
-        decoder = BeamSearchDecoder(opts.beam_size, opts.eos) if opts.beam_size > 1 else GreedyDecoder(opts.eos)
+        decoder = (BeamSearchDecoder(opts.beam_size, opts.eos, opts) if opts.beam_size > 1
+                   else GreedyDecoder(opts.eos, opts))
     batch = len(state["h"])
     if decoder.beams > 1:  # K rows per image, side by side in one batch
         state = {k: np.repeat(v, decoder.beams, axis=0) for k, v in state.items()}
@@ -137,4 +242,7 @@ def decode(model: StepModel, state: State, opts: DecodingOptions,
             break
     best = decoder.finalize(tokens)
     elapsed = (time.perf_counter() - start) * 1e3
-    return DecodeResult(tokens[best, 1:], np.stack(alphas, axis=1)[best], len(alphas), elapsed)
+    scores, lengths = getattr(decoder, "scores", None), getattr(decoder, "lengths", None)
+    logprob = (scores[best] / np.maximum(lengths[best], 1)
+               if scores is not None and lengths is not None else None)
+    return DecodeResult(tokens[best, 1:], np.stack(alphas, axis=1)[best], len(alphas), elapsed, logprob)

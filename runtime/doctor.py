@@ -33,6 +33,12 @@ class Check:
     fix: str | None = None
 
 
+def _recipe(bundle) -> str:
+    """The command that rebuilds a bundle, as its provenance records it."""
+    recipe = (bundle.manifest.get("provenance") or {}).get("recipe")
+    return recipe if isinstance(recipe, str) and recipe.startswith("make ") else "make models-real"
+
+
 def _bundle_checks(model: str, device: str, board, available: list[str], report: dict) -> list[Check]:
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
@@ -43,7 +49,8 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
             bundle.graph_paths(precision)  # checks every hash
     except SceneSpeakError as e:
         return [Check("bundle", "error", str(e),
-                      f"restore it: git checkout -- {model} (or rebuild with `make models`)")]
+                      f"restore it: git checkout -- {model} (or rebuild with `make models-real`, "
+                      "or `make models-shapes` for models/shapes)")]
     report["bundle"] = {"path": str(bundle.root), "precisions": list(bundle.precisions),
                         "vocab": len(bundle.vocab)}
     checks = [Check("bundle", "ok", f"{model}: {', '.join(bundle.precisions)}, every sha256 matches")]
@@ -65,7 +72,7 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
     try:
         cap = Captioner(bundle, where.precision, where.session)
     except SceneSpeakError as e:
-        checks.append(Check("sessions", "error", str(e), "rebuild the bundle with `make models`"))
+        checks.append(Check("sessions", "error", str(e), f"rebuild the bundle with `{_recipe(bundle)}`"))
         return checks
     report["startup"] = cap.startup
     built = cap.startup["engines_built"]
@@ -76,7 +83,7 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
     report["bundle"]["objects"] = cap.has_objects
     if not cap.has_objects:
         checks.append(Check("objects", "warn", "the encoder has no ImageNet head: no objects channel",
-                            "export the bundle again with this version (`make models`)"))
+                            f"export the bundle again with this version (`{_recipe(bundle)}`)"))
     else:
         try:
             names = bundle.object_names()

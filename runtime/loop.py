@@ -134,9 +134,13 @@ class DescribeLoop:
             self.screen.set_caption(result)
         self.captions += 1
         now = time.monotonic()
-        described = describe(result, self.cfg.channel, self.namer)
+        if result.dropped:
+            self.log.write("warning", frame.index, message=f"caption dropped ({result.dropped})")
+        described = describe(result, self.cfg.channel, self.namer, self.cap.bundle)
         extra = {} if described.objects is None else {"objects": described.objects.top,
                                                       "description": described.text}
+        if result.confidence is not None:
+            extra["confidence"] = round(result.confidence, 4)
         self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
                        latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
                                    **{k: round(v, 2) for k, v in result.timings_ms.items()}},

@@ -8,9 +8,10 @@ spoken name (five cat breeds, 118 dog breeds) are pooled by adding their probabi
     otherwise                        "not sure"
 
 A name below `sure` is never said as a fact. Channels (`--channel`): caption, objects, both
-(caption first). `auto` follows the bundle: a bundle whose captions describe synthetic scenes
-says only the objects on live cameras, since its captions say nothing true about a real room
-(it names shapes that are not there).
+(composed into one utterance by runtime.compose). `auto` follows the bundle: a bundle trained
+on real photos uses both; one whose captions describe synthetic scenes says only the objects on
+live cameras, since its captions say nothing true about a real room (it names shapes that are
+not there).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.bundle import Bundle
+from runtime.compose import NOTHING, Description, compose  # noqa: F401 (NOTHING: re-exported)
 from runtime.errors import InputError
 
 CHANNELS = ("auto", "caption", "objects", "both")
@@ -79,42 +81,35 @@ class ObjectNamer:
 
 
 def resolve_channel(channel: str, bundle: Bundle, live: bool, has_objects: bool) -> str:
-    """The channel to use: `auto` is objects for a synthetic-scenes bundle on a live camera
-    (when its encoder has the objects head), else caption. Asking for objects from a bundle without
-    the head is an error."""
+    """The channel to use. `auto`: a bundle trained on real photos says its caption and the
+    objects together (both, composed into one utterance); a synthetic-scenes bundle says only
+    the objects on a live camera, and its caption elsewhere. Asking for objects from a bundle
+    without the head is an error."""
     if channel not in CHANNELS:
         raise InputError(f"--channel {channel!r}: choose one of {', '.join(CHANNELS)}")
     if channel == "auto":
         synthetic = str(bundle.manifest.get("caption_domain", "")).startswith("synthetic")
-        return "objects" if synthetic and live and has_objects else "caption"
+        if not synthetic:
+            return "both" if has_objects else "caption"
+        return "objects" if live and has_objects else "caption"
     if channel in ("objects", "both") and not has_objects:
         raise InputError(f"--channel {channel}: {bundle.root} has no objects head (its encoder "
                          "does not output ImageNet logits); export it again")
     return channel
 
 
-# Said when the caption is empty (the decoder ended it at once, as the synthetic-scene model
-# does on real photos) and no object is named either: silence would sound like a hang.
-NOTHING = "nothing I can describe"
-
-
-@dataclass(frozen=True)
-class Description:
-    text: str  # what is spoken
-    key: tuple  # what must change for the change policy to speak again
-    caption: str | None
-    objects: Objects | None
-
-
-def describe(result, channel: str, namer: ObjectNamer | None) -> Description:
-    """A Caption (runtime.captioner) in the chosen channel. The key holds the caption and the
-    set of objects named, so "maybe a cup or a bowl" and "maybe a bowl or a cup" are one."""
+def describe(result, channel: str, namer: ObjectNamer | None, bundle: Bundle | None = None) -> Description:
+    """A Caption (runtime.captioner) in the chosen channel, composed into one utterance
+    (runtime.compose). The key holds the caption and the set of objects named, so "maybe a cup
+    or a bowl" and "maybe a bowl or a cup" are one. With `bundle`, its confidence threshold
+    and kinds table apply."""
     caption = result.text if channel in ("caption", "both") else None
     objects = None
     if channel in ("objects", "both"):
         if namer is None or result.imagenet_logits is None:
             raise InputError(f"--channel {channel}: the encoder gave no ImageNet logits")
         objects = namer(result.imagenet_logits)
-    parts = [s for s in (caption, objects.text if objects else None) if s]
-    key = (caption, frozenset(objects.named) if objects else None, objects.sure if objects else None)
-    return Description(". ".join(parts) or NOTHING, key, caption, objects)
+    calibration = bundle.confidence if bundle is not None else None
+    return compose(caption, getattr(result, "confidence", None), objects,
+                   calibration["threshold"] if calibration else None,
+                   bundle.kinds if bundle is not None else None)

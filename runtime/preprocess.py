@@ -6,11 +6,45 @@ The same function prepares training images, so train and device see identical te
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from runtime.errors import InputError
+
+MAX_PIXELS = 50_000_000  # larger images are refused before decoding (a 20000 x 20000 PNG is 1.2 GB)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file's pixels as OpenCV decodes them, or one InputError naming the problem: a
+    folder, a FIFO or device (never opened: reading one can block forever), an image whose
+    header claims more than MAX_PIXELS (checked before decoding), or one that does not decode."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{path}: is a folder, not an image (describe plays a folder)")
+    if not p.exists():
+        raise InputError(f"{path}: no such image file")
+    if not p.is_file():
+        raise InputError(f"{path}: not a regular file (a FIFO or device), skipped")
+    try:
+        from PIL import Image  # matplotlib's dependency: reads only the header here
+
+        Image.MAX_IMAGE_PIXELS = None  # its own bomb check raises without the size; ours is below
+        with Image.open(p) as im:
+            w, h = im.size
+    except Exception:  # not a format PIL knows: OpenCV decides below
+        w = h = 0
+    if w * h > MAX_PIXELS:
+        raise InputError(f"{path}: {w}x{h} pixels is over the {MAX_PIXELS // 1_000_000}-megapixel "
+                         "limit for an image")
+    try:
+        image = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
+    if image is None or not image.size:
+        raise InputError(f"{path}: cannot decode image")
+    return image
 
 
 @dataclass(frozen=True)
@@ -67,13 +101,20 @@ def to_bgr8(frame: np.ndarray | None) -> np.ndarray:
     return frame
 
 
+def resize(frame: np.ndarray, size: int) -> np.ndarray:
+    """The whole frame to size x size: OpenCV's INTER_AREA when shrinking (an anti-aliased
+    area mean), bilinear when growing along a side. A faster shrink was tried and not kept
+    (docs/performance.md, "Preprocessing")."""
+    h, w = frame.shape[:2]
+    if (h, w) == (size, size):
+        return frame
+    shrink = h > size and w > size
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def preprocess(frame: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
     """BGR frame (H,W,3) of any size -> float32 (1,3,size,size), normalised, RGB."""
-    frame = to_bgr8(frame)
-    if frame.shape[:2] != (cfg.size, cfg.size):
-        shrink = frame.shape[0] > cfg.size and frame.shape[1] > cfg.size
-        frame = cv2.resize(frame, (cfg.size, cfg.size),
-                           interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    frame = resize(to_bgr8(frame), cfg.size)
     # one plane at a time into the NCHW blob, then (x - mean) / std in place: the very values
     # cv2.dnn.blobFromImage gives (tests/test_preprocess.py), several times faster
     planes = cv2.split(frame)

@@ -25,9 +25,17 @@ import cv2
 import numpy as np
 
 from runtime.errors import InputError
+from runtime.preprocess import read_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-SAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "sample_scenes.mp4"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SAMPLE_CLIP = ASSETS / "sample_photos.mp4"  # real photos: the default for a real-photo bundle
+SHAPES_CLIP = ASSETS / "sample_scenes.mp4"  # synthetic scenes: the default for models/shapes
+
+
+def sample_clip(caption_domain: str | None) -> Path:
+    """The bundled clip `describe` plays without a source, in the bundle's own domain."""
+    return SHAPES_CLIP if str(caption_domain or "").startswith("synthetic") else SAMPLE_CLIP
 
 
 @dataclass(frozen=True)
@@ -110,9 +118,10 @@ class FolderSource:
         if not self.streaming:
             return None
         path, self.i = self.files[self.i], self.i + 1
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        err = None if image is not None and image.size else f"{path.name}: cannot decode image"
-        return Frame(image if err is None else None, self.i - 1, time.monotonic(), err)
+        try:
+            return Frame(read_image(path), self.i - 1, time.monotonic())
+        except InputError as e:  # skipped with its reason; the slideshow goes on
+            return Frame(None, self.i - 1, time.monotonic(), str(e).replace(str(path), path.name, 1))
 
     def close(self) -> None:
         self.i = len(self.files)
@@ -246,12 +255,12 @@ class LiveSource:
         self._thread.join(timeout=5)
 
 
-def open_source(uri: str | None, cfg: SourceConfig = SourceConfig()):
-    """URI (None: the bundled sample clip) -> a source with read(), streaming, events, close()."""
+def open_source(uri: str | None, cfg: SourceConfig = SourceConfig(), sample: Path = SAMPLE_CLIP):
+    """URI (None: the bundled `sample` clip) -> a source with read(), streaming, events, close()."""
     if uri is None:
-        if not SAMPLE_CLIP.is_file():
-            raise InputError(f"{SAMPLE_CLIP}: the sample clip is missing from this checkout")
-        uri = str(SAMPLE_CLIP)
+        if not sample.is_file():
+            raise InputError(f"{sample}: the sample clip is missing from this checkout")
+        uri = str(sample)
     kind, arg = describe_uri(uri)
     if kind == "folder":
         return FolderSource(arg)

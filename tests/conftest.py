@@ -1,4 +1,4 @@
-"""Shared fixtures: the default bundle, held-out scenes rendered on the fly, CLI runner."""
+"""Shared fixtures: the shapes and default bundles, held-out scenes rendered on the fly, CLI runner."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = Path(os.environ.get("SCENESPEAK_TEST_MODEL", ROOT / "models" / "default"))
+# the synthetic-scenes bundle: the deterministic fixture of the exact-caption and loop tests
+MODEL = Path(os.environ.get("SCENESPEAK_TEST_MODEL", ROOT / "models" / "shapes"))
+REAL_MODEL = ROOT / "models" / "default"  # the shipped real-photo bundle (Flickr8k)
 TEST_SEED = 7  # never used in training (train 1, val 2, clip 11)
 
 sys.path.insert(0, str(ROOT))

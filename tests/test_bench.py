@@ -14,7 +14,9 @@ ROW_KEYS = {"backend", "precision", "provider", "encoder_ms", "decoder_step_ms",
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    args = ["runtime", "bench", "--model", str(MODEL), "--runs", "1", "--warmup", "2", "--rounds", "2",
+    # the shapes fixture on its own scenes (the default images are real photos)
+    args = ["runtime", "bench", "--model", str(MODEL), "--images", "assets/bench_scenes",
+            "--runs", "1", "--warmup", "2", "--rounds", "2",
             "--json", str(out / "b.json"), "--plot", str(out / "b.png"), "--markdown", str(out / "b.md")]
     from conftest import HAS_TORCH
     if HAS_TORCH:

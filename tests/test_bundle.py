@@ -3,10 +3,12 @@
 import json
 import shutil
 
+import numpy as np
+
 import cv2
 import pytest
 
-from conftest import MODEL, run_cli
+from conftest import MODEL, REAL_MODEL, run_cli
 from export.scenes import make_scene
 from runtime import io_spec
 from runtime.bundle import load_bundle, sha256
@@ -26,7 +28,7 @@ def test_default_bundle_is_complete_and_intact():
     for p in b.precisions:
         assert set(b.graph_paths(p)) == set(io_spec.GRAPHS)
     m = b.manifest
-    assert m["provenance"]["recipe"] == "make models"
+    assert m["provenance"]["recipe"] == "make models-shapes" and m["caption_domain"] == "synthetic"
     assert m["provenance"]["train_data"]["seed"] == 1
     assert b.vocab.words[b.vocab.eos] == "<eos>" and b.max_len >= 16
     assert m["preprocess"]["size"] == 224
@@ -35,9 +37,61 @@ def test_default_bundle_is_complete_and_intact():
     assert v["fp16"]["caption_agreement"] >= 0.97 and v["int8"]["caption_agreement"] >= 0.97
 
 
-def test_default_bundle_fits_in_git():
-    size = sum(f.stat().st_size for f in MODEL.rglob("*") if f.is_file())
+@pytest.mark.parametrize("root", [MODEL, REAL_MODEL], ids=["shapes", "default"])
+def test_each_shipped_bundle_fits_in_git(root):
+    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     assert size <= 30_000_000, f"bundle is {size / 1e6:.2f} MB"
+
+
+def test_the_default_bundle_is_the_real_photo_model_and_says_whose_data_it_learnt():
+    b = load_bundle(REAL_MODEL)
+    m = b.manifest
+    assert b.precisions == ("fp32", "fp16", "int8") and b.objects is not None
+    assert m["caption_domain"] == "real" and m["provenance"]["recipe"] == "make models-real"
+    train = m["provenance"]["train_data"]
+    assert "Flickr8k" in train["dataset"] and "#train" in train["path"]
+    assert "#dev" in m["provenance"]["val_data"]["path"]  # selection on dev, never test
+    assert "non-commercial" in m["licence"] and "non-commercial" in train["licence"]
+    assert b.decoding["no_repeat"] and {"a", "of", "with"} <= set(b.decoding["dangling"])
+    assert 0 < b.confidence["threshold"] < 1 and "#dev" in m["confidence"]["fitted_on"]["data"]
+    assert b.kinds["objects"]["cat"] == b.kinds["words"]["dog"] == "mammal"
+    for p in b.precisions:
+        assert set(b.graph_paths(p)) == set(io_spec.GRAPHS)
+
+
+def test_the_default_stores_fp32_weights_as_fp16_bytes_and_int8_is_a_quarter_of_fp32():
+    """Its fp32 graphs keep every fp16-exact weight as fp16 bytes (export --weights fp16), so
+    the bundle fits in git: fp32 loads about half of what 4-byte weights would take, and int8
+    at most 35% of those 4-byte weights (it is more than 35% of the halved fp32 files)."""
+    import onnx
+
+    b = load_bundle(REAL_MODEL)
+    params = 0
+    for graph in io_spec.GRAPHS:
+        g = onnx.load(str(b.files["fp32"][graph].path), load_external_data=False).graph
+        params += sum(int(np.prod(t.dims)) for t in g.initializer)
+    four_bytes = 4 * params
+    assert b.size_bytes("fp32") <= 0.55 * four_bytes
+    assert b.size_bytes("int8") <= 0.35 * four_bytes
+    assert b.size_bytes("fp16") <= 1.01 * b.size_bytes("fp32")  # the same weights, read once
+
+
+@pytest.mark.parametrize("block, value, message", [
+    ("decoding", {"no_repeat": "yes"}, "'no_repeat' has the wrong type"),
+    ("decoding", {"dangling": [1, 2]}, "decoding.dangling must be a list of words"),
+    ("confidence", {"slope": 1.0, "intercept": 0.0}, "missing key 'threshold'"),
+    ("confidence", {"slope": 1e300, "intercept": 0.0, "threshold": 0.5}, "confidence.slope must be a finite number"),
+    ("confidence", {"slope": 1.0, "intercept": 0.0, "threshold": 7}, "threshold 7.0 is outside 0..1"),
+    ("kinds", {"words": {"dog": 3}, "objects": {}}, "kinds.words must map words to kind names"),
+    ("kinds", {"words": {}, "objects": {}, "same": {"dog": "puppy"}}, "kinds.same must map object names"),
+])
+def test_a_bad_real_photo_block_is_refused_by_name(bundle_copy, block, value, message):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    m[block] = value
+    path.write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle_copy)
 
 
 def test_each_weight_is_stored_once_and_int8_is_at_most_35_percent_of_fp32():

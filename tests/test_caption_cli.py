@@ -85,3 +85,33 @@ def test_runtime_works_with_torch_unimportable(scenes, tmp_path):
     r = run_cli("-c", code, env=env, module=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\t")[1].strip() == canonical
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height, with one tiny IDAT: what a hostile upload or a
+    cut-off transfer looks like to a decoder."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
+                     + chunk(b"IEND", b""))
+
+
+def test_several_images_caption_the_good_ones_and_exit_2_for_the_bad(scenes, tmp_path):
+    good, good2 = scenes[0][0], scenes[1][0]
+    _png_header_only(tmp_path / "huge.png", 100000, 100000)
+    r = run_cli("runtime", "caption", good, str(tmp_path / "nope.png"), str(tmp_path),
+                str(tmp_path / "huge.png"), good2, "--model", str(MODEL))
+    assert r.returncode == 2
+    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == [good, good2]
+    errors = r.stderr.splitlines()
+    assert errors[0] == f"error: {tmp_path / 'nope.png'}: no such image file"
+    assert errors[1] == f"error: {tmp_path}: is a folder, not an image (describe plays a folder)"
+    assert errors[2] == (f"error: {tmp_path / 'huge.png'}: 100000x100000 pixels is over the "
+                         "50-megapixel limit for an image")
+    assert len(errors) == 3
+    assert "Traceback" not in r.stderr

@@ -99,21 +99,29 @@ def test_each_format_trains_exports_and_captions_through_the_runtime(corpus, fmt
     from export.train import TrainConfig, train
 
     root, scenes = corpus
-    spec, val = specs(root)[fmt]
+    spec = specs(root)[fmt][0]
     # 60 steps (16 scenes, one batch an epoch) memorise the scenes without the region context
     # convolution; with it, the loss is still 0.5 there, and this test is about the formats
-    ckpt = train(TrainConfig(train=spec, val=val, out=str(tmp_path / "model.pt"), epochs=60,
+    # no validation set: the checkpoint is then the last, memorised epoch (4 validation scenes
+    # pick an early one, whose captions depend on the CPU's rounding); the validation readers
+    # are checked in test_every_format_reads_the_same_images_and_captions
+    ckpt = train(TrainConfig(train=spec, out=str(tmp_path / "model.pt"), epochs=60,
                              batch_size=24, lr=1e-2, int8_mix=0.0, feature_noise=0.0, context=0,
-                             metric="bleu4" if val else "exact", cache_dir=str(root / "cache")))
+                             cache_dir=str(root / "cache")))
     bundle = export_bundle(ExportConfig(checkpoint=str(ckpt), out=str(tmp_path / "bundle"),
                                         precisions="fp32", n_val=8, name=fmt))
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["caption_domain"] == "real" and set(manifest["files"]) == {"fp32"}
-    # a training scene, captioned through the runtime CLI, says what was drawn
-    name, caps, _ = scenes[3]
-    r = run_cli("runtime", "caption", str(root / "images" / name), "--model", str(bundle))
+    # the training scenes, captioned through the runtime CLI, say what was drawn (most of them
+    # word for word: 60 steps leave a margin that one CPU's arithmetic can tip on a scene or two)
+    # (its domain is "real", so `auto` would add the objects channel: the caption alone here)
+    train_scenes = [(n, c) for n, c, split in scenes if split == "train"]
+    r = run_cli("runtime", "caption", *[str(root / "images" / n) for n, _ in train_scenes],
+                "--model", str(bundle), "--channel", "caption")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split("\t")[1].strip() == normalize(caps[0])
+    said = [line.split("\t")[1] for line in r.stdout.splitlines()]
+    exact = sum(a == normalize(c[0]) for a, (_, c) in zip(said, train_scenes))
+    assert len(said) == 16 and exact >= 12, list(zip(said, train_scenes))
     report = evaluate(EvalConfig(data=spec, model=str(bundle), precisions="fp32"))["fp32"]
     assert {"bleu1", "bleu4", "rouge_l", "cider", "exact_match"} <= set(report)
     assert report["bleu4"] > 0.5 and report["cider"] > 1.0  # memorised training scenes

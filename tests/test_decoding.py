@@ -113,3 +113,82 @@ def test_beam_of_one_is_greedy():
     a = decode(Tree(TRAP), _state(1), DecodingOptions(BOS, EOS, max_len=6))
     b = decode(Tree(TRAP), _state(1), DecodingOptions(BOS, EOS, max_len=6, beam_size=1))
     assert a.tokens.tolist() == b.tokens.tolist()
+
+
+class Babbler:
+    """A decoder that always prefers the tokens of a loop ("a man in a blue shirt and a blue
+    shirt and ..."): its logits rank `order` from the most to the least likely at every step,
+    after a scripted start."""
+
+    def __init__(self, script: list[list[int]], vocab: int = 12):
+        self.script, self.vocab, self.t = script, vocab, 0
+
+    def step(self, token, state):
+        ranks = self.script[min(self.t, len(self.script) - 1)]
+        logits = np.full((len(token), self.vocab), -10.0, np.float32)
+        for r, tok in enumerate(ranks):
+            logits[:, tok] = 5.0 - r
+        self.t += 1
+        return logits, state, np.full((len(token), 49), 1 / 49, np.float32)
+
+
+def _words(tokens):
+    return [int(t) for t in tokens if t != EOS]
+
+
+def test_no_repeat_blocks_a_word_thrice_and_a_phrase_a_third_time():
+    from runtime.decoding import degenerate
+
+    # plain greedy says 5 5 5 5 ...; with the block it must take the next-ranked words
+    loop = [[5, 6, 7, 8, 9, 10, 11, EOS]]
+    plain = decode(Babbler(loop), _state(1), DecodingOptions(BOS, EOS, max_len=12))
+    assert _words(plain.tokens[0]) == [5] * 12
+    out = decode(Babbler(loop), _state(1), DecodingOptions(BOS, EOS, max_len=12, no_repeat=True))
+    words = _words(out.tokens[0])
+    assert all(a != b for a, b in zip(words, words[1:]))  # never the same word twice in a row
+    text = " ".join(f"w{t}" for t in words)
+    assert degenerate(text, ()) is None, text
+    # a two-word loop, "6 7 6 7 6 7": the bigram may come twice, never a third time
+    pair = [[6, 7, 8, EOS], [7, 6, 8, EOS]]
+    out = decode(Babbler(pair), _state(1), DecodingOptions(BOS, EOS, max_len=10, no_repeat=True))
+    words = _words(out.tokens[0])
+    grams = list(zip(words, words[1:]))
+    assert max(grams.count(g) for g in grams) <= 2 and degenerate(" ".join(map(str, words)), ()) is None
+
+
+def test_a_caption_at_the_length_limit_never_ends_on_a_dangling_word():
+    A, OF = 9, 10  # "a" and "of": the model wants "... 5 a 6 a 6 of ..." forever
+    script = [[5, A], [A, 6], [6, A], [A, OF], [OF, 6], [6, A]]
+    opts = DecodingOptions(BOS, EOS, max_len=6, dangling=(A, OF))
+    out = decode(Babbler(script), _state(1), opts)
+    words = _words(out.tokens[0])
+    assert out.tokens[0][-1] == EOS and words and words[-1] not in (A, OF)
+    # and eos never follows a dangling word, even before the limit
+    ends = [[5, EOS], [A, EOS], [EOS, 6]]  # after "5 a" the model wants eos
+    out = decode(Babbler(ends), _state(1), DecodingOptions(BOS, EOS, max_len=8, dangling=(A,)))
+    assert _words(out.tokens[0])[-1] != A
+
+
+def test_greedy_and_beam_report_the_mean_token_log_probability():
+    model = Scripted([[5, 6, EOS]])
+    out = decode(model, _state(1), DecodingOptions(BOS, EOS, max_len=10))
+    # logits 5 for the scripted token and 0 for the other 7: log p = 5 - log(e^5 + 7)
+    assert np.isclose(out.logprob[0], 5 - np.log(np.exp(5) + 7))
+    beam = decode(Tree(TRAP), _state(1), DecodingOptions(BOS, EOS, max_len=6, beam_size=3))
+    assert np.isclose(beam.logprob[0], np.log(0.4 * 0.95 * 1.0) / 3, atol=1e-3)
+
+
+def test_degenerate_names_why():
+    from runtime.decoding import degenerate
+
+    assert degenerate("a a a a") == "'a' three times in a row"
+    assert degenerate("a man in a blue shirt and a blue shirt and a blue shirt") == "'a blue' three times"
+    assert degenerate("a dog is riding a bike on a") == "ends on 'a'"
+    assert degenerate("a black dog runs through the snow") is None
+
+
+def test_never_tokens_are_never_generated():
+    UNK = 3  # the model's favourite word is <unk>, which the text would silently drop
+    out = decode(Babbler([[UNK, 5, EOS], [UNK, EOS]]), _state(1),
+                 DecodingOptions(BOS, EOS, max_len=6, never=(UNK,)))
+    assert UNK not in out.tokens[0].tolist() and out.tokens[0].tolist()[:2] == [5, EOS]

@@ -62,3 +62,32 @@ def test_speech_wav_holds_every_utterance(run):
     n = sum(e["event"] == "spoken" for e in events)
     assert seconds > 0.4 * n  # espeak-ng says even "SceneSpeak ready" in well over 0.4 s
     assert np.abs(pcm).max() > 3000  # a voice, not silence
+
+
+def test_a_folder_skips_a_fifo_and_an_image_bomb_and_describes_the_rest(tmp_path):
+    """A FIFO named like an image would block a reader forever, and a header that claims
+    100000x100000 pixels would make OpenCV raise: both are `skipped` with their reason, and
+    the stills around them are described."""
+    import os
+
+    import cv2
+
+    from export.scenes import make_scene
+    from test_caption_cli import _png_header_only
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, name in ((0, "a.png"), (1, "d.png")):
+        cv2.imwrite(str(folder / name), make_scene(7, i)[0])
+    os.mkfifo(folder / "b.png")
+    _png_header_only(folder / "c.png", 100000, 100000)
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(folder), "--no-speak", "--log", str(log),
+                "--model", str(MODEL), timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    events = [json.loads(l) for l in log.read_text().splitlines()]
+    skipped = {e["frame"]: e["reason"] for e in events if e["event"] == "skipped"}
+    assert skipped == {1: "b.png: not a regular file (a FIFO or device), skipped",
+                       2: "c.png: 100000x100000 pixels is over the 50-megapixel limit for an image"}
+    assert sorted(e["frame"] for e in events if e["event"] == "caption") == [0, 3]
+    assert events[-1]["event"] == "end"

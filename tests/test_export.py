@@ -26,6 +26,45 @@ def small_bundle(tmp_path_factory):
     return out
 
 
+def test_fp16_weight_storage_computes_the_same_from_half_the_bytes(small_bundle, tmp_path):
+    """--weights fp16: the fp32 graphs read their fp16-exact weights as fp16 bytes (a Cast at
+    load) and the fp16 graphs read those bytes as they are; fp32 outputs are bit for bit the
+    fp32-stored bundle's."""
+    import onnx
+
+    from export.onnx_export import ExportConfig, export_bundle
+    from runtime.bundle import load_bundle
+    from runtime.captioner import Captioner
+    from runtime.preprocess import preprocess
+
+    m = json.loads((small_bundle / "manifest.json").read_text())
+    ckpt = m["provenance"]["train_config"]["out"]
+    half = export_bundle(ExportConfig(checkpoint=ckpt, out=str(tmp_path / "half"), n_calib=16,
+                                      n_val=16, name="small", min_agreement=0.8, weights="fp16"))
+    a, b = load_bundle(small_bundle), load_bundle(half)
+    for graph in ("encoder", "decoder_step"):
+        full_bytes = a.files["fp32"][graph].data.path.stat().st_size
+        half_bytes = b.files["fp32"][graph].data.path.stat().st_size
+        assert half_bytes < 0.55 * full_bytes, (graph, half_bytes, full_bytes)
+        g = onnx.load(str(b.files["fp16"][graph].path), load_external_data=False).graph
+        shared = [i for i in g.initializer if i.data_location == onnx.TensorProto.EXTERNAL]
+        assert shared and all(i.data_type == onnx.TensorProto.FLOAT16 for i in shared
+                              if not i.name.endswith("_fp32"))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(3)]
+    for precision in ("fp32", "fp16"):
+        ca, cb = Captioner(a, precision), Captioner(b, precision)
+        for f in frames:
+            blob = preprocess(f, a.preprocess)
+            ea, eb = ca.encode(blob), cb.encode(blob)
+            for k in ea:
+                if precision == "fp32":
+                    assert np.array_equal(ea[k], eb[k]), k
+                else:
+                    assert np.allclose(ea[k], eb[k], rtol=1e-2, atol=1e-2), k
+            assert ca.caption(f).text == cb.caption(f).text
+
+
 def test_export_writes_every_precision_validated_against_torch(small_bundle):
     m = json.loads((small_bundle / "manifest.json").read_text())
     assert set(m["files"]) == {"fp32", "fp16", "int8"}

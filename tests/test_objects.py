@@ -157,7 +157,10 @@ def test_channel_defaults_follow_the_bundle():
     assert resolve_channel("auto", bundle, live=True, has_objects=False) == "caption"
     real = type(bundle)(bundle.root, {**bundle.manifest, "caption_domain": "real"}, bundle.vocab,
                         bundle.preprocess, bundle.max_len, bundle.files, bundle.objects)
-    assert resolve_channel("auto", real, live=True, has_objects=True) == "caption"
+    # a real-photo bundle says its caption and the objects together, on every source
+    assert resolve_channel("auto", real, live=True, has_objects=True) == "both"
+    assert resolve_channel("auto", real, live=False, has_objects=True) == "both"
+    assert resolve_channel("auto", real, live=False, has_objects=False) == "caption"
     with pytest.raises(InputError, match="no objects head"):
         resolve_channel("objects", bundle, live=False, has_objects=False)
 
