@@ -163,6 +163,9 @@ def cmd_bench(args) -> int:
                             rounds=args.rounds)
     report = bench.run(cfg)
     report["config"] = asdict(cfg)
+    root = Path(DEFAULT_MODEL).parent.parent  # a bundle of this checkout is named from its root
+    if Path(cfg.model).resolve().is_relative_to(root):
+        report["config"]["model"] = str(Path(cfg.model).resolve().relative_to(root))
     table = bench.markdown(report)
     print(table)
     if args.json:
