@@ -23,6 +23,7 @@ import numpy as np
 from export.datasets import read_dataset
 from export.evaluate import _bundle_captions, per_caption_cider
 from runtime.bundle import MANIFEST, load_bundle
+from runtime.confidence import calibrated
 from runtime.errors import InputError
 
 
@@ -64,16 +65,16 @@ def choose_threshold(conf: np.ndarray, right: np.ndarray, min_right: float) -> f
 
 def calibrate(cfg: CalibrateConfig) -> dict:
     bundle = load_bundle(cfg.model)
-    if bundle.manifest.get("caption_domain") == "synthetic":
+    if bundle.synthetic:
         raise InputError(f"{cfg.model}: a synthetic-scenes bundle is calibrated by exact match, "
                          "not here (its captions are not hedged)")
     samples = read_dataset(cfg.data)
     samples = samples[: cfg.n] if cfg.n else samples
-    results = _bundle_captions(cfg.model, cfg.precision, samples)
+    results = _bundle_captions(bundle, cfg.precision, samples)
     logprob = np.array([-50.0 if r.dropped else r.logprob for r in results], dtype=np.float64)
     right = (per_caption_cider([r.text for r in results], samples) >= cfg.right).astype(np.float64)
     slope, intercept = fit_logistic(logprob, right)
-    conf = 1 / (1 + np.exp(-np.clip(slope * logprob + intercept, -50, 50)))
+    conf = np.array([calibrated(lp, {"slope": slope, "intercept": intercept}) for lp in logprob])
     threshold = choose_threshold(conf, right, cfg.min_right)
     above = conf >= threshold
     block = {"slope": slope, "intercept": intercept, "threshold": round(threshold, 4),

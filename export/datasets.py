@@ -175,9 +175,9 @@ def read_flickr8k(path: Path, images: Path | None, split: str | None) -> list[Sa
     found = [n for n in names if (root / n).is_file()]
     if names and not found:
         return _checked([Sample(root / n, tuple(caps[n])) for n in names], path)
-    no_photo = len(names) - len(found)
-    skipped = [f"{sum(len(caps[n]) for n in names if n not in set(found))} caption lines of "
-               f"{no_photo} names with no photo"] if no_photo else []
+    missing = set(names) - set(found)
+    skipped = [f"{sum(len(caps[n]) for n in missing)} caption lines of {len(missing)} names "
+               "with no photo"] if missing else []
     skipped += [f"{one_word} one-word captions"] if one_word else []
     if skipped:
         print(f"note: {path.name}: skipped {' and '.join(skipped)}", file=sys.stderr)

@@ -24,8 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from export.datasets import Sample, read_dataset
-from export.features import load_image
 from runtime.errors import InputError
+from runtime.preprocess import read_image
+from runtime import metrics
 from runtime.metrics import caption_scores
 from runtime.vocab import normalize
 
@@ -48,23 +49,21 @@ def score(captions: list[str], samples: list[Sample], meteor: bool = True) -> di
     return {"exact_match": float(exact), **scores}
 
 
-def _bundle_captions(model: str, precision: str, samples: list[Sample], beam: int = 1) -> list:
+def _bundle_captions(bundle, precision: str, samples: list[Sample], beam: int = 1) -> list:
     """The runtime's Caption (text, confidence, ImageNet logits) of every sample."""
-    from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
 
-    cap = Captioner(load_bundle(model), precision, beam_size=beam)
+    cap = Captioner(bundle, precision, beam_size=beam)
     what = precision + (f" beam {beam}" if beam > 1 else "")
-    return [cap.caption(load_image(s.image)) for s in tqdm(samples, desc=f"captioning {what}", unit="img")]
+    return [cap.caption(read_image(s.image)) for s in tqdm(samples, desc=f"captioning {what}", unit="img")]
 
 
 def per_caption_cider(captions: list[str], samples: list[Sample]) -> np.ndarray:
-    """CIDEr-D of each caption against its own references (the corpus gives the IDF)."""
-    from pycocoevalcap.cider.cider import Cider
-
-    refs = {i: [normalize(c) for c in s.captions] for i, s in enumerate(samples)}
-    hyps = {i: [normalize(c)] for i, c in enumerate(captions)}
-    return np.asarray(Cider().compute_score(refs, hyps)[1], dtype=np.float64)
+    """CIDEr-D of each caption against its sample's references."""
+    scores = metrics.per_caption_cider(captions, [list(s.captions) for s in samples])
+    if scores is None:
+        raise InputError("evaluation needs pycocoevalcap (pip install -r requirements/train.txt)")
+    return np.asarray(scores, dtype=np.float64)
 
 
 def confidence_split(results: list, samples: list[Sample], calibration: dict) -> dict:
@@ -101,7 +100,7 @@ def _checkpoint_captions(path: str, samples: list[Sample]) -> list[str]:
     out = []
     for s in tqdm(samples, desc="captioning torch", unit="img"):
         with torch.no_grad():
-            fmap = model.backbone.region_features(torch.from_numpy(preprocess(load_image(s.image))))
+            fmap = model.backbone.region_features(torch.from_numpy(preprocess(read_image(s.image))))
         out += greedy_captions(step, fmap.numpy(), vocab, ckpt["train"]["max_len"])
     return out
 
@@ -130,7 +129,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         for beam in _beams(cfg.beam):
             for p in cfg.precisions.split(","):
                 name = p + (f"_beam{beam}" if beam > 1 else "")
-                results = _bundle_captions(cfg.model, p, samples, beam)
+                results = _bundle_captions(bundle, p, samples, beam)
                 runs[name] = [r.text for r in results]
                 extra[name] = {"dropped_degenerate": sum(bool(r.dropped) for r in results)}
                 if bundle.confidence and beam == 1:

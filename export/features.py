@@ -17,8 +17,7 @@ from tqdm import tqdm
 
 from export.datasets import Sample
 from export.model import EfficientNetLite0, ModelConfig
-from runtime.errors import InputError
-from runtime.preprocess import PreprocessConfig, preprocess
+from runtime.preprocess import PreprocessConfig, preprocess, read_image
 
 FEATURE_CHANNELS = ModelConfig.feature_dim
 CACHE_VERSION = "lite0-regions-v3"  # v3: BatchNorm folded, weights rounded to fp16
@@ -60,13 +59,6 @@ def backbone_session(net: EfficientNetLite0, path: Path) -> ort.InferenceSession
     return session
 
 
-def load_image(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"{path}: cannot read image")
-    return img
-
-
 def compressed(img: np.ndarray, key: str) -> np.ndarray:
     """The image as a camera stream would deliver it: JPEG with 4:2:0 chroma at a quality in
     35..85 fixed by `key` (so a cache of it is reproducible). Video codecs and MJPEG webcams
@@ -79,7 +71,7 @@ def compressed(img: np.ndarray, key: str) -> np.ndarray:
 def load_images(samples: list[Sample], pre: PreprocessConfig = PreprocessConfig(),
                 jpeg: bool = False) -> np.ndarray:
     """Preprocessed (N,3,224,224) float32 images (JPEG-compressed with `jpeg`)."""
-    images = [load_image(s.image) for s in samples]
+    images = [read_image(s.image) for s in samples]
     if jpeg:
         images = [compressed(im, str(s.image.name)) for im, s in zip(images, samples)]
     return np.concatenate([preprocess(im, pre) for im in images])

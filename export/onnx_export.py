@@ -80,6 +80,12 @@ def export_fp32(model: CaptionModel, out: Path) -> None:
     model.eval()
 
 
+def _rendered(data: dict | None) -> bool:
+    """Whether a data set is synthetic scenes this project rendered: those carry scenes.json,
+    whose generator the provenance records."""
+    return (data or {}).get("generator") == "export.scenes"
+
+
 def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     def data(path: str | None) -> dict | None:
         if not path:
@@ -91,10 +97,11 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
         return {"path": str(path), **(json.loads(meta.read_text()) if meta.exists() else {})}
 
     train = ckpt.get("train", {})
+    train_data = data(train.get("train"))
     return {
-        "recipe": "make models-shapes",
+        "recipe": "make models-shapes" if _rendered(train_data) else "make models-real",
         "train_config": train,
-        "train_data": data(train.get("train")),
+        "train_data": train_data,
         "val_data": data(train.get("val")),
         "calibration_data": data(cfg.calib or train.get("calib") or train.get("train")),
         "training_metrics": ckpt.get("metrics", {}),
@@ -126,10 +133,8 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
     files = {p: {g: _file_entry(out, io_spec.graph_file(p, g)) for g in io_spec.GRAPHS}
              for p in io_spec.PRECISIONS if (out / io_spec.graph_file(p, io_spec.ENCODER)).exists()}
     provenance = _provenance(cfg, ckpt)
-    # scene sets this project rendered carry scenes.json, whose generator the provenance records
-    synthetic = (provenance["train_data"] or {}).get("generator") == "export.scenes"
+    synthetic = _rendered(provenance["train_data"])
     real = {}
-    provenance["recipe"] = "make models-shapes" if synthetic else "make models-real"
     if not synthetic:  # captions of real photos: no babbling, no dangling ends, reconciled
         real = {"decoding": {"no_repeat": True, "dangling": list(DANGLING)},
                 "kinds": kinds.build(list(vocab.words))}

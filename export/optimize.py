@@ -112,15 +112,20 @@ def store_weights_as_fp16(path: Path, min_elements: int = 4096) -> int:
         if (init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements
                 or not readers or any(r.op_type in ("QuantizeLinear", "DequantizeLinear") for r in readers)):
             continue
-        value = numpy_helper.to_array(init)
-        half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
-        model.graph.initializer.remove(init)
-        model.graph.initializer.append(half)
-        model.graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
-                                                    name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT))
-        saved += 2 * int(np.prod(init.dims))
+        saved += _keep_as_fp16(model.graph, init, numpy_helper.to_array(init))
     onnx.save(model, str(path))
     return saved
+
+
+def _keep_as_fp16(graph: onnx.GraphProto, init: onnx.TensorProto, value: np.ndarray) -> int:
+    """Replaces the float initializer by its fp16 bytes (`<name>_fp16`) and a Cast back to fp32
+    under its own name, which ONNX Runtime folds at load. Returns the bytes saved."""
+    half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
+    graph.initializer.remove(init)
+    graph.initializer.append(half)
+    graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
+                                          name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT))
+    return 2 * value.size
 
 
 def _fp16_exact(value: np.ndarray) -> bool:
@@ -141,14 +146,8 @@ def store_exact_fp16(path: Path, min_elements: int = 256) -> int:
         if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
             continue
         value = numpy_helper.to_array(init)
-        if not _fp16_exact(value):
-            continue
-        half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
-        model.graph.initializer.remove(init)
-        model.graph.initializer.append(half)
-        model.graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
-                                                    name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT))
-        saved += 2 * value.size
+        if _fp16_exact(value):
+            saved += _keep_as_fp16(model.graph, init, value)
     onnx.save(model, str(path))
     return saved
 

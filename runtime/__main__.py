@@ -125,7 +125,7 @@ def cmd_describe(args) -> int:
     c = where.profile.capture
     source = open_source(args.source, SourceConfig(realtime=not args.fast, width=c.width,
                                                    height=c.height, fps=c.fps, usb=c.usb, csi=c.csi),
-                         sample_clip(cap.bundle.manifest.get("caption_domain")))
+                         sample_clip(cap.bundle.synthetic))
     log = EventLog(args.log, echo=_echo)
     log.write("device", profile=where.profile.name, reason=where.reason, channel=channel, **cap.startup)
     for message in warnings:

@@ -71,6 +71,12 @@ class Bundle:
     _verified: set = field(default_factory=set, compare=False, repr=False)
 
     @property
+    def synthetic(self) -> bool:
+        """Whether its captions describe this project's synthetic scenes (models/shapes), not
+        real photos: the manifest's caption_domain."""
+        return str(self.manifest.get("caption_domain", "")).startswith("synthetic")
+
+    @property
     def precisions(self) -> tuple[str, ...]:
         return tuple(p for p in io_spec.PRECISIONS if p in self.files)
 

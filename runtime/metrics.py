@@ -34,6 +34,15 @@ def bleu(captions: list[str], references: list[list[str]]) -> list[float] | None
         return None
 
 
+def per_caption_cider(captions: list[str], references: list[list[str]]) -> list[float] | None:
+    """CIDEr-D of each caption against its own references (the corpus gives the IDF), or None."""
+    try:
+        from pycocoevalcap.cider.cider import Cider
+    except ImportError:
+        return None
+    return [float(s) for s in Cider().compute_score(*_inputs(captions, references))[1]]
+
+
 def caption_scores(captions: list[str], references: list[list[str]], meteor: bool = True) -> dict | None:
     """{"bleu1".."bleu4", "rouge_l", "cider", and "meteor" where Java is present}, or None."""
     try:

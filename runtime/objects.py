@@ -88,8 +88,7 @@ def resolve_channel(channel: str, bundle: Bundle, live: bool, has_objects: bool)
     if channel not in CHANNELS:
         raise InputError(f"--channel {channel!r}: choose one of {', '.join(CHANNELS)}")
     if channel == "auto":
-        synthetic = str(bundle.manifest.get("caption_domain", "")).startswith("synthetic")
-        if not synthetic:
+        if not bundle.synthetic:
             return "both" if has_objects else "caption"
         return "objects" if live and has_objects else "caption"
     if channel in ("objects", "both") and not has_objects:

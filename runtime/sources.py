@@ -33,9 +33,9 @@ SAMPLE_CLIP = ASSETS / "sample_photos.mp4"  # real photos: the default for a rea
 SHAPES_CLIP = ASSETS / "sample_scenes.mp4"  # synthetic scenes: the default for models/shapes
 
 
-def sample_clip(caption_domain: str | None) -> Path:
+def sample_clip(synthetic: bool) -> Path:
     """The bundled clip `describe` plays without a source, in the bundle's own domain."""
-    return SHAPES_CLIP if str(caption_domain or "").startswith("synthetic") else SAMPLE_CLIP
+    return SHAPES_CLIP if synthetic else SAMPLE_CLIP
 
 
 @dataclass(frozen=True)

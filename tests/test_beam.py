@@ -7,7 +7,7 @@ import pytest
 from conftest import MODEL, run_cli
 from export.datasets import read_jsonl
 from export.evaluate import score
-from export.features import load_image
+from runtime.preprocess import read_image
 from runtime.bundle import load_bundle
 from runtime.captioner import Captioner
 
@@ -15,7 +15,7 @@ from runtime.captioner import Captioner
 @pytest.fixture(scope="module")
 def held_out(test_scenes):
     samples = read_jsonl(test_scenes)
-    return samples, [load_image(s.image) for s in samples]
+    return samples, [read_image(s.image) for s in samples]
 
 
 def test_beam_3_scores_at_least_as_well_as_greedy(held_out):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 from export.datasets import read_dataset
 from runtime.errors import InputError
 
