@@ -7,29 +7,34 @@ import json
 import sys
 from pathlib import Path
 
-from dataclasses import MISSING, fields
-
 from export.calibrate import CalibrateConfig
 from export.evaluate import EvalConfig
 from export.onnx_export import ExportConfig
 from export.train import TrainConfig
 from runtime.errors import SceneSpeakError
+from runtime.options import add_fields, build
 
 
-def _add_dataclass_args(p: argparse.ArgumentParser, cls) -> None:
-    """One --flag per dataclass field; fields without a default are required."""
-    for f in fields(cls):
-        kind = {"int": int, "float": float}.get(str(f.type), str)
-        flag = "--" + f.name.replace("_", "-")
-        if f.default is MISSING:
-            p.add_argument(flag, dest=f.name, type=kind, required=True)
-        else:
-            p.add_argument(flag, dest=f.name, type=kind, default=f.default,
-                           help=f"default: {f.default}")
+DATASET_SPEC = """dataset specs (--train, --val, --data, --calib):
+  [FORMAT:]PATH[@IMAGES][#SPLIT], FORMAT one of coco, karpathy, flickr8k, jsonl (guessed from
+  the file when left out); IMAGES: the images folder; SPLIT: train|dev|test, or a file of names.
+
+    data/scenes-train                                      JSONL (what `export scenes` writes)
+    coco:annotations/captions_train2017.json@images/train2017
+    karpathy:dataset_flickr8k.json@Flicker8k_Dataset#test  Karpathy split (train = train+restval)
+    flickr8k:Flickr8k.token.txt@Flicker8k_Dataset#train    Flickr8k's own files and lists
+
+  JSONL is one {"image": "relative/path.png", "captions": [str, ...]} per line, paths relative
+  to the file's folder. Relative IMAGES and split files are taken from the annotation file's
+  folder."""
 
 
-def _fill(cls, args: argparse.Namespace):
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+def _config_parser(sub, name: str, cls, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose options are cls's fields, their help from the fields' comments."""
+    p = sub.add_parser(name, help=help, description=help, epilog=DATASET_SPEC,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_fields(p, cls)
+    return p
 
 
 def _torch_bench_row(cfg: dict) -> None:
@@ -53,45 +58,47 @@ def _torch_bench_row(cfg: dict) -> None:
     bench.serve_row(row, captioner, frames, cfg["warmup"], lambda: {"model_mb": size})
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", required=True,
+                           metavar="{scenes,clip,photos,train,onnx,calibrate,evaluate}")
 
     s = sub.add_parser("scenes", help="render a synthetic scene set")
-    s.add_argument("--out", required=True, type=Path)
-    s.add_argument("--n", required=True, type=int)
-    s.add_argument("--seed", required=True, type=int)
+    s.add_argument("--out", required=True, type=Path, help="folder for the PNGs and captions.jsonl")
+    s.add_argument("--n", required=True, type=int, help="how many scenes")
+    s.add_argument("--seed", required=True, type=int,
+                   help="scene seed (1 trains, 2 validates, 7 tests, 11 is the sample clip)")
 
     v = sub.add_parser("clip", help="render a video of synthetic scenes (the sample clip)")
-    v.add_argument("--out", required=True, type=Path)
-    v.add_argument("--scenes", type=int, default=8)
-    v.add_argument("--seed", type=int, default=11)
-    v.add_argument("--seconds", type=float, default=2.0, help="each scene is held this long")
-    v.add_argument("--fps", type=int, default=15)
+    v.add_argument("--out", required=True, type=Path, help="the .mp4 to write (and its .jsonl)")
+    v.add_argument("--scenes", type=int, default=8, help="how many scenes (default: 8)")
+    v.add_argument("--seed", type=int, default=11, help="scene seed (default: 11)")
+    v.add_argument("--seconds", type=float, default=2.0,
+                   help="each scene is held this long (default: 2.0)")
+    v.add_argument("--fps", type=int, default=15, help="frames per second (default: 15)")
 
     ph = sub.add_parser("photos", help="write the committed real photos and the real-photo sample clip")
-    ph.add_argument("--out", type=Path, default=Path("assets/photos"))
-    ph.add_argument("--clip", type=Path, default=Path("assets/sample_photos.mp4"))
+    ph.add_argument("--out", type=Path, default=Path("assets/photos"),
+                    help="folder for the photos (default: assets/photos)")
+    ph.add_argument("--clip", type=Path, default=Path("assets/sample_photos.mp4"),
+                    help="the sample clip to write (default: assets/sample_photos.mp4)")
 
-    t = sub.add_parser("train", help="train the decoder on cached encoder features")
-    _add_dataclass_args(t, TrainConfig)
+    _config_parser(sub, "train", TrainConfig, "train the decoder on cached encoder features")
+    _config_parser(sub, "onnx", ExportConfig, "export a checkpoint to a validated fp32/fp16/int8 bundle")
+    _config_parser(sub, "evaluate", EvalConfig, "BLEU-1..4, METEOR, ROUGE-L, CIDEr and exact match "
+                   "of a bundle or checkpoint")
+    _config_parser(sub, "calibrate", CalibrateConfig, "fit a real-photo bundle's caption confidence "
+                   "on validation photos")
 
-    o = sub.add_parser("onnx", help="export a checkpoint to a validated fp32/fp16/int8 bundle")
-    _add_dataclass_args(o, ExportConfig)
-
-    e = sub.add_parser("evaluate", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr and exact match of a "
-                                        "bundle or checkpoint")
-    _add_dataclass_args(e, EvalConfig)
-
-    k = sub.add_parser("calibrate", help="fit a real-photo bundle's caption confidence on validation photos")
-    _add_dataclass_args(k, CalibrateConfig)
-
-    r = sub.add_parser("bench-row")  # internal: the torch row of `python -m runtime bench`
+    r = sub.add_parser("bench-row")  # internal (unlisted): the torch row of `python -m runtime bench`
     r.add_argument("--precision", default="fp32")
     r.add_argument("--beam", type=int, default=1)  # the torch row is greedy
     r.add_argument("--config", required=True)
+    return p
 
-    args = p.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.cmd == "scenes":
             from export.scenes import write_scenes
@@ -111,21 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "train":
             from export.train import train
 
-            train(_fill(TrainConfig, args))
+            train(build(TrainConfig, args))
         elif args.cmd == "onnx":
             from export.onnx_export import export_bundle
 
-            print(export_bundle(_fill(ExportConfig, args)))
+            print(export_bundle(build(ExportConfig, args)))
         elif args.cmd == "bench-row":
             _torch_bench_row(json.loads(args.config))
         elif args.cmd == "calibrate":
             from export.calibrate import calibrate
 
-            print(json.dumps(calibrate(_fill(CalibrateConfig, args)), indent=1))
+            print(json.dumps(calibrate(build(CalibrateConfig, args)), indent=1))
         elif args.cmd == "evaluate":
             from export.evaluate import evaluate
 
-            print(json.dumps(evaluate(_fill(EvalConfig, args)), indent=1))
+            print(json.dumps(evaluate(build(EvalConfig, args)), indent=1))
     except SceneSpeakError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

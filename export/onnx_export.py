@@ -51,7 +51,7 @@ class ExportConfig:
     val: str | None = None  # dataset whose images validate every graph (default: calib)
     n_calib: int = 0  # calibration images (0: as in training, where the decoder learnt int8)
     n_val: int = 200  # validation images (at 64, one image is 1.6% of the 97% agreement bar)
-    name: str = "default"
+    name: str = "default"  # the bundle's name in its manifest
     min_agreement: float = 0.97  # fp16/int8 greedy captions equal to torch's on this share
     precisions: str = "fp32,fp16,int8"  # which to write; fp32 always (the others derive from it)
     weights: str = "fp32"  # how the fp32 graphs store their weights: fp32, or fp16 (each weight

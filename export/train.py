@@ -43,7 +43,7 @@ class TrainConfig:
     train: str  # dataset spec to train on (export/datasets.py: JSONL, coco:, karpathy:, flickr8k:)
     val: str | None = None  # held-out dataset spec: picks the best epoch and stops early
     out: str = "runs/default/model.pt"  # best checkpoint; <out>.last.pt holds the newest, to resume
-    epochs: int = 30
+    epochs: int = 30  # passes over the training set
     batch_size: int = 128  # in total: each of N DDP processes takes batch_size / N
     lr: float = 3e-3  # Adam, one cycle: warm-up, then cosine decay to zero over the run
     alpha_c: float = 0.1  # weight of the doubly stochastic attention regulariser; SAT's 1.0
@@ -60,7 +60,7 @@ class TrainConfig:
     jpeg_mix: float = 0.0  # share of the other samples trained on features of JPEG-compressed
     # images (quality 35..85), so that video and MJPEG frames are described like clean ones
     calib: str | None = None  # dataset whose first n_calib images calibrate int8 (default: train)
-    n_calib: int = 128
+    n_calib: int = 128  # images that calibrate the int8 backbone the features come from
     max_len: int = 24  # longest caption decoded, eos included
     min_freq: int = 1  # words seen fewer times become <unk> (COCO: 5)
     metric: str = "exact"  # validation score that picks the best epoch: exact, bleu4 or cider
@@ -70,11 +70,11 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda when available, with mixed precision), cpu or cuda
     context: int = 3  # a new model's region context kernel (export.model.ModelConfig.context)
     region_dim: int = ModelConfig.region_dim  # a new model's sizes (export.model.ModelConfig)
-    attention_dim: int = ModelConfig.attention_dim
-    embed_dim: int = ModelConfig.embed_dim
-    hidden_dim: int = ModelConfig.hidden_dim
-    dropout: float = ModelConfig.dropout
-    seed: int = 0
+    attention_dim: int = ModelConfig.attention_dim  # additive attention's width
+    embed_dim: int = ModelConfig.embed_dim  # word embedding width
+    hidden_dim: int = ModelConfig.hidden_dim  # LSTM state width
+    dropout: float = ModelConfig.dropout  # dropout before the word layer
+    seed: int = 0  # random seed of initialisation, shuffling and noise
     cache_dir: str = "data/cache"  # where backbone features are memory-mapped
     init: str | None = None  # start from this checkpoint's weights and vocabulary
     resume: str | None = None  # continue this run from its <out>.last.pt (optimizer, epoch, best)

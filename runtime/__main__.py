@@ -7,31 +7,63 @@
 
 from __future__ import annotations
 
-import argparse
-import json
+import signal
 import sys
-from pathlib import Path
+import threading
 
-from runtime import io_spec
-from runtime.errors import InputError, SceneSpeakError
+# describe's stop request. Its handlers are installed before anything else is imported, so a
+# Ctrl-C, SIGTERM or SIGHUP during start-up (seconds on a Jetson) also ends the run cleanly:
+# the loop starts, sees the request, and closes with its `end` line.
+STOP = threading.Event()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_on_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: STOP.set())
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["describe"]:
+    _stop_on_signals()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from runtime import io_spec  # noqa: E402
+from runtime.errors import InputError, SceneSpeakError  # noqa: E402
+from runtime.options import OptionError, add_fields, build, flag_of  # noqa: E402
 
 # the real-photo bundle of this checkout, found from the package, so that commands work from any
 # folder (models/shapes is the synthetic-scenes one)
 DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "models" / "default")
 
+ALIASES = {"intra_op_threads": "threads", "beam_size": "beam"}  # config field -> its flag's dest
+
+
+def _profile_names() -> list[str]:
+    return sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "device" / "profiles")
+                  .glob("*.toml"))
+
+
+_DEVICE_HELP = (f"device profile from device/profiles (default: auto, detect the board; choices: "
+                f"auto, {', '.join(_profile_names())})")
+
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help="bundle folder (default: models/default, "
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="DIR", help="bundle folder (default: models/default, "
                    "the real-photo model; models/shapes: the synthetic-scenes one)")
     p.add_argument("--precision", choices=io_spec.PRECISIONS,
-                   help="default: the fastest the bundle and device offer (int8 on CPU)")
+                   help="default: the fastest the bundle and device offer (int8 on CPU; choices: "
+                        f"{', '.join(io_spec.PRECISIONS)})")
     p.add_argument("--threads", type=int, default=0,
-                   help="ONNX Runtime intra-op threads of the encoder (0: the device profile's, "
-                        "else every core); the decoder step always uses one")
-    p.add_argument("--device", default="auto", metavar="NAME",
-                   help="device profile from device/profiles (default: detect the board)")
+                   help="ONNX Runtime intra-op threads of the encoder (default: 0, the device "
+                        "profile's, else every core; up to 64); the decoder step always uses one")
+    p.add_argument("--device", default="auto", metavar="NAME", help=_DEVICE_HELP)
     p.add_argument("--beam", type=int, default=1, metavar="K",
-                   help="beam search with K beams, batched through the step graph (default 1: greedy)")
+                   help="beam search with K beams, batched through the step graph (default: 1, "
+                        "greedy; up to 16)")
 
 
 def _warn(message: str) -> None:
@@ -57,7 +89,8 @@ def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
 
     p.add_argument("--channel", default="auto", choices=CHANNELS,
                    help="caption: the bundle's sentence; objects: real-world object names from the "
-                        f"encoder's ImageNet head; both: caption, then objects. {default_help}")
+                        f"encoder's ImageNet head; both: caption, then objects. {default_help} "
+                        f"(choices: {', '.join(CHANNELS)})")
 
 
 def cmd_caption(args) -> int:
@@ -100,48 +133,42 @@ def _echo(line: dict) -> None:
     if ev == "spoken":
         print(f"[{line['t']:7.2f}s] {line['caption']}", flush=True)
     elif ev in ("warning", "source_lost", "source_restored", "skipped"):
-        detail = line.get("message") or line.get("reason") or line.get("source", "")
+        detail = line.get("message") or line.get("reason") or ""
+        if ev == "source_lost":
+            detail = f"{line.get('source', '')}: {line.get('reason', 'lost')}; retrying"
         print(f"[{line['t']:7.2f}s] {ev}: {detail}", file=sys.stderr, flush=True)
 
 
 def cmd_describe(args) -> int:
-    import signal
-
     from runtime.eventlog import EventLog
     from runtime.loop import DescribeLoop, LoopConfig
+    from runtime.objects import resolve_channel
     from runtime.sources import SourceConfig, describe_uri, open_source, sample_clip
     from runtime.speech import SpeechConfig, SpeechWorker
 
-    from runtime.objects import resolve_channel
-
+    speech_cfg, loop_cfg = build(SpeechConfig, args), build(LoopConfig, args)  # ranges first
     kind = describe_uri(args.source)[0] if args.source is not None else "file"
     warnings: list[str] = []
     cap, where = _captioner(args, warnings.append)
     channel = resolve_channel(args.channel, cap.bundle, live=kind in ("camera", "stream", "csi"),
                               has_objects=cap.has_objects)
-    loop_cfg = LoopConfig(mode=args.mode, max_frames=args.max_frames, interval_s=args.interval,
-                          stable_frames=1 if kind == "folder" else args.stable_frames,
-                          stats_s=args.stats_interval, channel=channel)
+    slideshow = kind == "folder"
+    loop_cfg = replace(loop_cfg, channel=channel, stable_frames=1 if slideshow else loop_cfg.stable_frames,
+                       each_still=slideshow and not args.fast)
     c = where.profile.capture
     source = open_source(args.source, SourceConfig(realtime=not args.fast, width=c.width,
                                                    height=c.height, fps=c.fps, usb=c.usb, csi=c.csi),
                          sample_clip(cap.bundle.synthetic))
     log = EventLog(args.log, echo=_echo)
-    log.write("device", profile=where.profile.name, reason=where.reason, channel=channel, **cap.startup)
-    for message in warnings:
-        log.write("warning", message=message)
-    speech = SpeechWorker(SpeechConfig(voice=args.voice, rate=args.rate, volume=args.volume,
-                                       record=args.speech_wav, play=not args.no_speak),
-                          on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
+    preamble = [("device", dict(profile=where.profile.name, reason=where.reason, channel=channel,
+                                **cap.startup))] + [("warning", {"message": m}) for m in warnings]
+    speech = SpeechWorker(speech_cfg, on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
     screen = None
     if args.show:
         from runtime.screen import Screen
 
         screen = Screen(lambda msg: log.write("warning", message=msg))
-    loop = DescribeLoop(cap, source, speech, log, loop_cfg, screen)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: loop.stop.set())
-    return loop.run()
+    return DescribeLoop(cap, source, speech, log, loop_cfg, screen, stop=STOP, preamble=preamble).run()
 
 
 def cmd_bench(args) -> int:
@@ -152,15 +179,9 @@ def cmd_bench(args) -> int:
     if args.compare:
         print(bench.compare(*args.compare))
         return 0
-    precisions = tuple(p for p in args.precisions.split(",") if p)
-    bad = [p for p in precisions if p not in io_spec.PRECISIONS]
-    if bad or args.runs < 1 or args.rounds < 1 or not 1 <= args.beam <= 16:
-        raise InputError(f"--precisions {args.precisions!r} / --runs {args.runs} / --rounds {args.rounds} / "
-                         f"--beam {args.beam}: use fp32,fp16,int8, N >= 1, R >= 1 and K in 1..16")
-    cfg = bench.BenchConfig(model=args.model, precisions=precisions, torch=args.torch,
-                            runs=args.runs, warmup=args.warmup, threads=args.threads,
-                            images=args.images, device=args.device, beam=args.beam,
-                            rounds=args.rounds)
+    precisions = args.precisions if isinstance(args.precisions, tuple) else \
+        tuple(p for p in args.precisions.split(",") if p)
+    cfg = build(bench.BenchConfig, args, precisions=precisions)
     report = bench.run(cfg)
     report["config"] = asdict(cfg)
     root = Path(DEFAULT_MODEL).parent.parent  # a bundle of this checkout is named from its root
@@ -197,15 +218,51 @@ def cmd_bench_row(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _add_describe_args(d: argparse.ArgumentParser) -> None:
+    from runtime.loop import MODES, LoopConfig
+    from runtime.speech import SpeechConfig
+
+    add_fields(d, LoopConfig, "mode", choices={"mode": MODES})
+    add_fields(d, LoopConfig, "interval_s", "stable_frames", flags={"interval_s": "--interval"})
+    add_fields(d, SpeechConfig, "play", "record", "voice", "rate", "volume", invert=("play",),
+               flags={"play": "--no-speak", "record": "--speech-wav"}, metavars={"record": "PATH"})
+    d.add_argument("--log", metavar="PATH", help="append one JSON object per line to this file, "
+                   "flushed per event; each run opens with its start event")
+    add_fields(d, LoopConfig, "max_frames", "stats_s", flags={"stats_s": "--stats-interval"})
+    d.add_argument("--fast", action="store_true", help="read files and folders as fast as possible: "
+                   "every frame, and a folder's next image without waiting for speech")
+    d.add_argument("--show", action="store_true",
+                   help="window with the frame, caption and attention (needs a GUI OpenCV)")
+
+
+def _add_bench_args(b: argparse.ArgumentParser) -> None:
+    from runtime.bench import BenchConfig
+
+    add_fields(b, BenchConfig, "model", "precisions", "torch", "runs", "rounds", "warmup",
+               "threads", "beam", "images", metavars={"model": "DIR", "images": "DIR", "beam": "K"})
+    b.add_argument("--device", default="auto", metavar="NAME", help=_DEVICE_HELP)
+    b.set_defaults(model=DEFAULT_MODEL)
+    b.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    b.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
+    b.add_argument("--plot", metavar="PATH", help="PNG bar chart of caption latency")
+    b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                   help="print B/A ratios of two reports instead of measuring")
+
+
+COMMANDS = ("caption", "describe", "bench", "doctor")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     p = argparse.ArgumentParser(prog="python -m runtime", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     c = sub.add_parser("caption", help="caption image files")
-    c.add_argument("images", nargs="+", metavar="IMAGE")
+    c.add_argument("images", nargs="+", metavar="IMAGE", help="image files (a bad one is named, "
+                   "the rest are captioned, and the exit status is 2)")
     _add_model_args(c)
     c.add_argument("--json", action="store_true", help="one JSON object per image, with timings")
-    _add_channel_arg(c, "auto (default): caption")
+    _add_channel_arg(c, "auto (default): caption and objects for a real-photo bundle, the "
+                        "caption for a synthetic one")
     c.set_defaults(func=cmd_caption)
 
     d = sub.add_parser("describe", help="speak descriptions of a camera, stream, video or folder")
@@ -213,59 +270,39 @@ def main(argv: list[str] | None = None) -> int:
                    help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
                         "(default: the bundled sample clip)")
     _add_model_args(d)
-    _add_channel_arg(d, "auto (default): objects on a live camera or stream when the bundle's "
-                        "captions are synthetic, else caption")
-    d.add_argument("--mode", default="change", choices=("change", "interval", "manual", "continuous"))
-    d.add_argument("--interval", type=float, default=5.0, help="seconds between interval descriptions")
-    d.add_argument("--stable-frames", type=int, default=2,
-                   help="change mode: captioned frames that must agree before speaking")
-    d.add_argument("--no-speak", action="store_true", help="do not play speech (still logged/recorded)")
-    d.add_argument("--speech-wav", metavar="PATH", help="also write everything spoken to this WAV")
-    d.add_argument("--voice", help="TTS voice id or part of it, e.g. en-us")
-    d.add_argument("--rate", type=int, default=175, help="speech rate, words per minute")
-    d.add_argument("--volume", type=float, default=1.0)
-    d.add_argument("--log", metavar="PATH", help="JSON-lines event log, flushed per event")
-    d.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: no limit)")
-    d.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
-                   help="log a stats event (frames/s, resident MB) every S seconds (0: never)")
-    d.add_argument("--fast", action="store_true", help="read files as fast as possible, every frame")
-    d.add_argument("--show", action="store_true",
-                   help="window with the frame, caption and attention (needs a GUI OpenCV)")
+    _add_channel_arg(d, "auto (default): caption and objects for a real-photo bundle; for a "
+                        "synthetic one, objects on a live camera or stream, else the caption")
+    _add_describe_args(d)
     d.set_defaults(func=cmd_describe)
 
     b = sub.add_parser("bench", help="latency of every precision side by side")
-    b.add_argument("--model", default=DEFAULT_MODEL)
-    b.add_argument("--precisions", default="fp32,fp16,int8")
-    b.add_argument("--torch", action="store_true", help="add PyTorch eager fp32 (training extras)")
-    b.add_argument("--runs", type=int, default=3,
-                   help="timed passes over the image set per round, interleaved with the other rows")
-    b.add_argument("--rounds", type=int, default=3, metavar="R",
-                   help="start every row's process R times and pool the samples (default 3)")
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--threads", type=int, default=0)
-    b.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")
-    b.add_argument("--beam", type=int, default=1, metavar="K",
-                   help="also time beam search with K beams for every precision")
-    b.add_argument("--images", help="folder of images (default: assets/photos, real photos)")
-    b.add_argument("--json", metavar="PATH")
-    b.add_argument("--markdown", metavar="PATH")
-    b.add_argument("--plot", metavar="PATH", help="PNG bar chart of caption latency")
-    b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), help="print B/A ratios")
+    _add_bench_args(b)
     b.set_defaults(func=cmd_bench)
     o = sub.add_parser("doctor", help="check the board, providers, cameras, voice and bundle")
-    o.add_argument("--model", default=DEFAULT_MODEL)
-    o.add_argument("--device", default="auto", metavar="NAME", help="device profile (default: detect)")
+    o.add_argument("--model", default=DEFAULT_MODEL, metavar="DIR", help="bundle folder (default: models/default)")
+    o.add_argument("--device", default="auto", metavar="NAME", help=_DEVICE_HELP)
     o.add_argument("--json", action="store_true", help="the report as one JSON object")
     o.set_defaults(func=cmd_doctor)
-    r = sub.add_parser("bench-row")  # internal: one benchmark row in a child process
+    r = sub.add_parser("bench-row")  # internal: one benchmark row in a child process (unlisted)
     r.add_argument("--precision", required=True)
     r.add_argument("--beam", type=int, default=1)
     r.add_argument("--config", required=True)
     r.set_defaults(func=cmd_bench_row)
+    return p, {**sub.choices}
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["describe"]:
+        _stop_on_signals()
+    p, commands = build_parser()
     args = p.parse_args(argv)
     try:
         return args.func(args)
+    except OptionError as e:
+        flag = flag_of(commands[args.cmd], ALIASES.get(e.field, e.field))
+        print(f"error: {e.named(flag) if flag else e}", file=sys.stderr)
+        return 2
     except SceneSpeakError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -33,8 +33,10 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.errors import InputError
+from runtime.io_spec import PRECISIONS
 from runtime.metrics import bleu
-from runtime.session import auto_threads
+from runtime.options import check, number
+from runtime.session import MAX_THREADS, auto_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_IMAGES = ROOT / "assets" / "photos"  # real photos; assets/bench_scenes: the shapes set
@@ -43,15 +45,26 @@ BENCH_IMAGES = ROOT / "assets" / "photos"  # real photos; assets/bench_scenes: t
 @dataclass(frozen=True)
 class BenchConfig:
     model: str = "models/default"  # bundle folder
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")  # ONNX Runtime rows
-    torch: bool = False  # add PyTorch eager fp32 (needs the training extras)
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")  # ONNX Runtime rows, a comma list
+    torch: bool = False  # add PyTorch eager fp32 as the reference (needs the training extras)
     runs: int = 3  # timed passes over the image set per round, interleaved with the other rows
     warmup: int = 5  # untimed captions first
-    threads: int = 0  # ONNX Runtime intra-op threads (0: auto, see runtime.session.auto_threads)
-    images: str | None = None  # folder of images, or with captions.jsonl (default: assets/photos)
-    device: str = "auto"  # device profile: its providers and threads (see runtime/profiles.py)
-    beam: int = 1  # K > 1 adds a beam-search row for every precision, beside the greedy ones
+    threads: int = 0  # ONNX Runtime intra-op threads of the encoder (0: the device profile's,
+    # else every core); the decoder step always uses one
+    images: str | None = None  # folder of images, or with captions.jsonl (default: assets/photos,
+    # real photos)
+    device: str = "auto"  # device profile from device/profiles (auto: detect the board)
+    beam: int = 1  # K > 1 adds a beam-search row with K beams for every precision, beside the
+    # greedy ones
     rounds: int = 3  # start every row's process this many times and pool the samples
+
+    def __post_init__(self):
+        check(self, "precisions", bool(self.precisions) and set(self.precisions) <= set(PRECISIONS),
+              f"use a comma list of {', '.join(PRECISIONS)}")
+        for name, low, high in (("runs", 1, 10000), ("warmup", 0, 10000), ("rounds", 1, 100),
+                                ("beam", 1, 16), ("threads", 0, MAX_THREADS)):
+            value = getattr(self, name)
+            check(self, name, number(value, int) and low <= value <= high, f"use {low}..{high}")
 
 
 def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]:
@@ -216,7 +229,8 @@ def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int) -> dict:
                 session.run(None, {"image": blob})
                 if r > 0:
                     times[key].append((time.perf_counter() - t) * 1e3)
-    return {**_objects_stats(times), "objects_samples": times}
+    return {**_objects_stats(times), "objects_samples": times,
+            "encoder_no_objects_outputs": [o.name for o in headless.get_outputs()]}
 
 
 def _decoding(beam: int) -> str:

@@ -39,8 +39,14 @@ def _get(d: dict, key: str, kind: type | tuple, where: str):
         raise BundleError(f"{where}: missing key {key!r}")
     value = d[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BundleError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+        want = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise BundleError(f"{where}: {key!r} has the wrong type ({type(value).__name__}; "
+                          f"expected {want})")
     return value
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object",
+               list: "a list", bool: "true or false"}
 
 
 @dataclass(frozen=True)
@@ -157,14 +163,23 @@ def load_bundle(root: str | Path) -> Bundle:
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise BundleError(f"{path}: not valid JSON ({str(e)[:120] or type(e).__name__})") from None
     where = str(path)
-    if _get(m, "format", str, where) != FORMAT:
-        raise BundleError(f"{path}: format {m['format']!r} is not {FORMAT!r}")
+    if "format" in m and m["format"] != FORMAT:  # whatever its type: say what is expected
+        raise BundleError(f"{path}: format {m['format']!r} is not {FORMAT!r} (not a SceneSpeak "
+                          "bundle, or one this version cannot read)")
+    _get(m, "format", str, where)
     v = _get(m, "vocab", dict, where)
     words = _get(v, "words", list, where + ":vocab")
     if not 4 < len(words) <= MAX_VOCAB or not all(isinstance(w, str) for w in words):
         raise BundleError(f"{path}: vocab.words must be 5..{MAX_VOCAB} strings")
     if tuple(words[: len(SPECIALS)]) != SPECIALS:
         raise BundleError(f"{path}: vocab.words must start with {list(SPECIALS)}")
+    twice = sorted({w for w in words if words.count(w) > 1}) if len(set(words)) < len(words) else []
+    if twice:
+        raise BundleError(f"{path}: vocab.words lists {', '.join(map(repr, twice[:5]))} more than once")
+    for i, special in enumerate(("pad", "bos", "eos", "unk")):  # the ids the runtime assumes
+        if special in v and _get(v, special, int, where + ":vocab") != i:
+            raise BundleError(f"{path}: vocab.{special} is {v[special]}; it must be {i}, the "
+                              f"place of {SPECIALS[i]} in vocab.words")
     max_len = _get(m, "max_len", int, where)
     if not 1 <= max_len <= MAX_LEN:
         raise BundleError(f"{path}: max_len {max_len} is outside 1..{MAX_LEN}")

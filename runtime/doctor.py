@@ -39,6 +39,19 @@ def _recipe(bundle) -> str:
     return recipe if isinstance(recipe, str) and recipe.startswith("make ") else "make models-real"
 
 
+def _restore_hint(model: str) -> str:
+    """How to get a damaged bundle back: from git where it is one of this checkout's, else
+    from whoever made it."""
+    root = Path(__file__).resolve().parent.parent
+    path = Path(model).resolve()
+    if path.is_relative_to(root / "models") and (root / ".git").exists():
+        rel = path.relative_to(root)
+        return (f"restore it: git -C {root} checkout -- {rel} (or rebuild it: `make models-real` "
+                "for models/default, `make models-shapes` for models/shapes)")
+    return (f"{model} is not a bundle of this checkout: copy it again from where it came from, "
+            "or export it again with `python -m export onnx`")
+
+
 def _bundle_checks(model: str, device: str, board, available: list[str], report: dict) -> list[Check]:
     from runtime.bundle import load_bundle
     from runtime.captioner import Captioner
@@ -48,9 +61,7 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
         for precision in bundle.precisions:
             bundle.graph_paths(precision)  # checks every hash
     except SceneSpeakError as e:
-        return [Check("bundle", "error", str(e),
-                      f"restore it: git checkout -- {model} (or rebuild with `make models-real`, "
-                      "or `make models-shapes` for models/shapes)")]
+        return [Check("bundle", "error", str(e), _restore_hint(model))]
     report["bundle"] = {"path": str(bundle.root), "precisions": list(bundle.precisions),
                         "vocab": len(bundle.vocab)}
     checks = [Check("bundle", "ok", f"{model}: {', '.join(bundle.precisions)}, every sha256 matches")]
@@ -88,7 +99,7 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
         try:
             names = bundle.object_names()
         except SceneSpeakError as e:
-            checks.append(Check("objects", "error", str(e), f"restore it: git checkout -- {model}"))
+            checks.append(Check("objects", "error", str(e), _restore_hint(model)))
         else:
             checks.append(Check("objects", "ok", f"ImageNet head with {len(set(names))} spoken names"))
     return checks

@@ -1,17 +1,20 @@
 """JSON-lines event log: `{"t", "frame", "event", ...}`, flushed as each line is written.
 
-Thread-safe, since capture, speech and the loop all log. If the disk is full or the file is
-unwritable it warns once and the lines go on to stderr as JSON (journald keeps them when it
-runs as a service): the loop never stops for its log, and no line is lost.
+The file is appended to, so a service restarted into the same log keeps the failed run's
+lines; each run opens with its `start` event, on a line of its own even after a line that a
+full disk cut off. Thread-safe, since capture, speech and the loop all log. If the disk is
+full or the file is unwritable it warns once and the lines go on to stderr as JSON (journald
+keeps them when it runs as a service): the loop never stops for its log, and no line is lost.
+A console echo that fails (`describe ... | head -2`) is dropped, and the log goes on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 
 class EventLog:
@@ -23,8 +26,9 @@ class EventLog:
         self.echo = echo  # callable(line dict) for the console, or None
         if path:
             try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(path, "w", buffering=1)
+                self._file = open(path, "a", buffering=1)
+                if self._file.tell() and not _ends_with_newline(path):
+                    self._file.write("\n")  # after a line cut off by a full disk
             except OSError as e:
                 self._fail(f"{path}: cannot write the log ({e.strerror or e}); log lines go to stderr")
 
@@ -32,7 +36,7 @@ class EventLog:
         """Warn once; from now on lines go to stderr."""
         if not self._broken:
             self._broken = True
-            print(f"warning: {msg}", file=sys.stderr, flush=True)
+            _print(f"warning: {msg}", sys.stderr)
         self._close_file()
 
     def _close_file(self) -> None:
@@ -55,11 +59,43 @@ class EventLog:
                     self._fail(f"log write failed ({e.strerror or e}); log lines go to stderr "
                                "from here on, and the loop goes on")
             if self._broken:
-                print(text, file=sys.stderr, flush=True)
+                _print(text, sys.stderr)
             if self.echo:
-                self.echo(line)
+                try:
+                    self.echo(line)
+                except OSError as e:  # the console went away (a closed pipe): the log goes on
+                    self.echo = None
+                    _silence(sys.stdout)
+                    _print(f"warning: console output stopped ({e.strerror or e}); the log goes on",
+                           sys.stderr)
         return line
 
     def close(self) -> None:
         with self._lock:
             self._close_file()
+
+
+def _ends_with_newline(path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _print(text: str, stream) -> None:
+    """print() that a closed or full stream cannot stop."""
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        _silence(stream)
+
+
+def _silence(stream) -> None:
+    """Point a broken stream's descriptor at /dev/null, so that neither later prints nor the
+    interpreter's flush at exit raise on it."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass

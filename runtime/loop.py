@@ -28,6 +28,7 @@ from runtime.captioner import Captioner
 from runtime.errors import InputError
 from runtime.eventlog import EventLog
 from runtime.objects import Description, ObjectNamer, describe
+from runtime.options import check, number
 from runtime.preprocess import to_bgr8
 from runtime.service import notify
 from runtime.sources import Frame
@@ -38,17 +39,39 @@ MODES = ("change", "interval", "manual", "continuous")
 
 @dataclass(frozen=True)
 class LoopConfig:
-    mode: str = "change"
+    mode: str = "change"  # when to speak: change (a new scene, once it is stable), interval
+    # (every --interval seconds), manual (Enter or space; r repeats, q quits) or continuous
+
     # a scene has changed when this share of a 32x32 gray thumbnail's pixels moved by at least
     # `change_delta` levels: a small shape is 1.5-3% of it, sensor noise moves pixels by < 5
-    change_delta: int = 16
-    change_fraction: float = 0.005
-    stable_frames: int = 2  # same caption on this many captioned frames before it is spoken
-    interval_s: float = 5.0  # interval mode period
+    change_delta: int = 16  # grey levels a thumbnail pixel must move by
+    change_fraction: float = 0.005  # share of the thumbnail's pixels that must move
+    stable_frames: int = 2  # change mode: captioned frames that must agree before speaking
+    interval_s: float = 5.0  # interval mode: seconds between descriptions
     max_frames: int = 0  # stop after this many frames (0: until the source ends)
     read_timeout_s: float = 1.0  # wait for a live frame before checking for keys and stop
-    stats_s: float = 60.0  # a `stats` event (frames/s, resident memory) this often; 0: never
+    stats_s: float = 60.0  # log a stats event (frames/s, resident MB) every this many seconds
+    # (0: never)
     channel: str = "caption"  # caption | objects | both (resolved; see runtime.objects)
+    each_still: bool = False  # a slideshow (a folder): every frame is a new scene, said in
+    # full before the next is read
+
+    def __post_init__(self):
+        check(self, "mode", self.mode in MODES, f"choose one of {', '.join(MODES)}")
+        check(self, "stable_frames", number(self.stable_frames, int) and 1 <= self.stable_frames <= 100,
+              "use 1..100 frames")
+        check(self, "interval_s", number(self.interval_s) and 0.1 <= self.interval_s <= 86400,
+              "use 0.1..86400 seconds")
+        check(self, "max_frames", number(self.max_frames, int) and self.max_frames >= 0,
+              "use 0 (no limit) or more frames")
+        check(self, "stats_s", number(self.stats_s) and (self.stats_s == 0 or 1 <= self.stats_s <= 86400),
+              "use 0 (never) or 1..86400 seconds")
+        check(self, "change_delta", number(self.change_delta, int) and 1 <= self.change_delta <= 255,
+              "use 1..255 grey levels")
+        check(self, "change_fraction", number(self.change_fraction) and 0 < self.change_fraction <= 1,
+              "use a share in (0, 1]")
+        check(self, "read_timeout_s", number(self.read_timeout_s) and 0 < self.read_timeout_s <= 60,
+              "use (0, 60] seconds")
 
 
 def resident_mb() -> float | None:
@@ -96,12 +119,12 @@ class KeyReader:
 
 class DescribeLoop:
     def __init__(self, captioner: Captioner, source, speech: SpeechWorker, log: EventLog,
-                 cfg: LoopConfig, screen=None):
-        if cfg.mode not in MODES:
-            raise InputError(f"--mode {cfg.mode!r}: choose one of {', '.join(MODES)}")
+                 cfg: LoopConfig, screen=None, stop: threading.Event | None = None,
+                 preamble: list[tuple[str, dict]] = ()):
         self.cap, self.source, self.speech, self.log, self.cfg = captioner, source, speech, log, cfg
         self.screen = screen  # runtime.screen.Screen for --show, or None
-        self.stop = threading.Event()
+        self.stop = stop if stop is not None else threading.Event()  # set: end the run
+        self.preamble = list(preamble)  # (event, fields) logged right after `start`
         self.last_spoken: str | None = None
         self.last_key: tuple | None = None  # what was last spoken, as the change policy sees it
         self.namer = (ObjectNamer(captioner.bundle.object_names())
@@ -168,7 +191,11 @@ class DescribeLoop:
         except InputError as e:
             self.log.write("skipped", frame.index, reason=str(e))
             return
-        if mode == "change":
+        if self.cfg.each_still and mode != "manual":  # a slideshow: every still is said
+            d = self._caption(frame)
+            if d is not None:
+                self._speak(d.text, frame, key=d.key)
+        elif mode == "change":
             if not self._changed(frame):
                 return  # static scene: the encoder is skipped
             d = self._caption(frame)
@@ -219,6 +246,8 @@ class DescribeLoop:
         keys = KeyReader() if self.cfg.mode == "manual" else None
         self.log.write("start", mode=self.cfg.mode, precision=self.cap.precision,
                        providers=self.cap.providers)
+        for name, fields in self.preamble:
+            self.log.write(name, **fields)
         self._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""), kind="notice")
         if notify("READY=1\nSTATUS=describing"):
             self.log.write("service_ready")
@@ -227,11 +256,14 @@ class DescribeLoop:
                 for name, fields in _drain(self.source.events):
                     self.log.write(name, self.frames, **fields)
                     if name == "source_lost":
-                        self._speak("camera lost", kind="notice")
+                        self._speak("cannot open the camera; still trying" if fields.get("starting")
+                                    else "camera lost", kind="notice")
                     elif name == "source_restored":
                         self._speak("camera back", kind="notice")
                         # the wearer may have moved meanwhile: describe the scene afresh
-                        self.reference = self.pending = self.last_spoken = None
+                        self.reference = self.pending = self.last_spoken = self.last_key = None
+                if self.cfg.each_still and not self.speech.wait_idle(self.cfg.read_timeout_s):
+                    continue  # the next still waits until this one has been said
                 frame = self.source.read(self.cfg.read_timeout_s)
                 if frame is not None:
                     self.frames += 1

@@ -53,7 +53,8 @@ class Screen:
             cv2.waitKey(1)
         except cv2.error:
             self.enabled = False
-            self.warn("--show needs an OpenCV with a GUI (pip install opencv-python); "
+            self.warn("--show needs an OpenCV with a GUI, which the headless wheel SceneSpeak "
+                      "installs has not (on a desktop, the system's OpenCV: see docs/runtime.md); "
                       "running without a window")
 
     def close(self) -> None:

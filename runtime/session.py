@@ -10,9 +10,11 @@ from pathlib import Path
 import onnxruntime as ort
 
 from runtime.errors import BundleError
+from runtime.options import check, number
 
 CPU = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+MAX_THREADS = 64  # an AGX Orin has 12 cores; more threads than cores only slow ONNX Runtime
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,12 @@ class SessionConfig:
     stop_spinning: bool = True  # the encoder's pool threads stop spinning as soon as a run
     # returns instead of 40-50 ms later, a core's worth of CPU after every frame
     # (docs/performance.md): a camera loop between frames, and the speech, leave the cores idle
+
+    def __post_init__(self):
+        check(self, "intra_op_threads", number(self.intra_op_threads, int) and
+              0 <= self.intra_op_threads <= MAX_THREADS, f"use 0 (auto) to {MAX_THREADS} threads")
+        check(self, "optimization", self.optimization in _LEVELS, f"choose one of {', '.join(_LEVELS)}")
+        check(self, "io_binding", self.io_binding in ("auto", "on", "off"), "choose auto, on or off")
 
     @property
     def gpu(self) -> bool:

@@ -13,7 +13,6 @@ frame and reconnect with backoff when lost, reporting it through `events`.
 
 from __future__ import annotations
 
-import os
 import queue
 import sys
 import threading
@@ -49,6 +48,7 @@ class SourceConfig:
     # {height} {fps}); "" = the generic nvarguscamerasrc pipeline
     reconnect_s: tuple[float, float] = (0.25, 4.0)  # backoff between reconnects: first, most
     open_timeout_s: float = 5.0  # how long a live source may take to deliver its first frame
+    stable_s: float = 1.0  # a lost source is back once it has sent frames this long unbroken
 
 
 @dataclass
@@ -174,8 +174,11 @@ class VideoFileSource:
 class LiveSource:
     """Camera or stream, captured in a thread that keeps only the newest frame.
 
-    When frames stop (unplugged camera, stream server gone) it reports ('source_lost', reason),
-    reopens with exponential backoff and reports ('source_restored', attempts) once back."""
+    A source that cannot be opened, or stops sending frames (unplugged camera, stream server
+    gone), is reported once as ('source_lost', fields) and reopened with exponential backoff.
+    It is back, ('source_restored', fields), once it has sent frames for `stable_s` without a
+    break; until then its frames are held back and the backoff keeps growing, so a source that
+    flaps (a URL serving one still image) is one outage, not one per reconnect."""
 
     live = True
 
@@ -189,8 +192,9 @@ class LiveSource:
         self._stop = threading.Event()
         self._index = 0
         cap = self._open()
-        if cap is None:
-            raise InputError(f"{self.name}: cannot open source")
+        if cap is None:  # said and logged by the loop, and retried as for a lost camera
+            self.events.put(("source_lost", {"source": self.name, "reason": "cannot open source",
+                                             "starting": True}))
         self._thread = threading.Thread(target=self._run, args=(cap,), name="capture", daemon=True)
         self._thread.start()
 
@@ -198,7 +202,10 @@ class LiveSource:
         # bounded waits, so a dead stream is noticed and retried instead of blocking forever
         timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000)]
-        cap = cv2.VideoCapture(self.target, self.backend, timeouts)
+        try:
+            cap = cv2.VideoCapture(self.target, self.backend, timeouts)
+        except cv2.error:
+            return None
         if not cap.isOpened():
             cap.release()
             return None
@@ -210,23 +217,32 @@ class LiveSource:
         return cap
 
     def _run(self, cap) -> None:
-        lost_since, attempts = None, 0
-        delay = self.cfg.reconnect_s[0]
+        lost_since = None if cap is not None else time.monotonic()  # the outage under way
+        up_since = None  # first frame of the current connection
+        attempts, delay = 0, self.cfg.reconnect_s[0]
         while not self._stop.is_set():
-            ok, image = cap.read() if cap is not None else (False, None)
+            try:
+                ok, image = cap.read() if cap is not None else (False, None)
+            except cv2.error:
+                ok, image = False, None
             if ok and image is not None:
+                now = time.monotonic()
+                up_since = now if up_since is None else up_since
                 if lost_since is not None:
+                    if now - up_since < self.cfg.stable_s:
+                        continue  # not back until it stays up
                     self.events.put(("source_restored", {"attempts": attempts,
-                                                         "down_s": round(time.monotonic() - lost_since, 3)}))
+                                                         "down_s": round(up_since - lost_since, 3)}))
                     lost_since, attempts, delay = None, 0, self.cfg.reconnect_s[0]
                 with self._cond:
-                    self._latest = Frame(image, self._index, time.monotonic())
+                    self._latest = Frame(image, self._index, now)
                     self._index += 1
                     self._cond.notify_all()
                 continue
             if lost_since is None:
                 lost_since = time.monotonic()
-                self.events.put(("source_lost", {"source": self.name}))
+                self.events.put(("source_lost", {"source": self.name, "reason": "no frames"}))
+            up_since = None
             if cap is not None:
                 cap.release()
                 cap = None
@@ -273,8 +289,6 @@ def open_source(uri: str | None, cfg: SourceConfig = SourceConfig(), sample: Pat
         return LiveSource(csi_pipeline(arg, cfg), cfg,
                           cv2.CAP_GSTREAMER, name=uri)
     if kind == "camera":
-        if isinstance(arg, str) and not os.path.exists(arg):
-            raise InputError(f"{arg}: no such camera device")
         backend = cv2.CAP_V4L2 if cfg.usb == "v4l2" and sys.platform == "linux" else cv2.CAP_ANY
         return LiveSource(arg, cfg, backend, name=uri)
     return LiveSource(arg, cfg, cv2.CAP_FFMPEG, name=uri)

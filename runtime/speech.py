@@ -22,17 +22,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from runtime.options import check, number
+
 RATE = 22050  # espeak-ng's output rate, mono 16-bit
 
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    voice: str | None = None  # pyttsx3 voice id or name fragment, e.g. "en-us"; None: engine default
-    rate: int = 175  # words per minute
-    volume: float = 1.0  # 0..1
-    record: str | None = None  # WAV file that receives everything spoken
-    play: bool = True  # play through the sound device when one exists
+    voice: str | None = None  # TTS voice id or part of it, e.g. en-us (default: the engine's)
+    rate: int = 175  # speech rate, words per minute (espeak-ng speaks 80..450)
+    volume: float = 1.0  # loudness, more than 0 up to 1 (--no-speak is silence)
+    record: str | None = None  # also write everything spoken to this WAV file
+    play: bool = True  # play speech through the sound device where one exists; --no-speak
+    # turns it off (speech is still logged and recorded)
     gap_s: float = 0.25  # silence between utterances in the recording
+
+    def __post_init__(self):
+        check(self, "rate", number(self.rate, int) and 80 <= self.rate <= 450,
+              "use 80..450 words per minute")
+        check(self, "volume", number(self.volume) and 0 < self.volume <= 1,
+              "use more than 0 up to 1 (--no-speak for silence)")
+        check(self, "gap_s", number(self.gap_s) and 0 <= self.gap_s <= 10, "use 0..10 seconds")
 
 
 @dataclass
@@ -79,7 +89,12 @@ class Pyttsx3Engine:
 
 
 class SpeechWorker:
-    """One utterance at a time; `on_event(name, **fields)` hears 'spoken' and 'warning'."""
+    """One utterance at a time; `on_event(name, **fields)` hears 'spoken' and 'warning'.
+
+    Each output fails on its own: a recording that cannot be written (a full disk) or a player
+    that cannot run is warned about once and dropped, and speech and the log go on. An
+    utterance that fails in any other way is dropped with a warning, and a worker thread that
+    dies anyway is restarted at the next utterance, with a warning in the log."""
 
     def __init__(self, cfg: SpeechConfig, on_event: Callable[..., None],
                  engine_factory: Callable[[SpeechConfig], object] = Pyttsx3Engine):
@@ -87,16 +102,26 @@ class SpeechWorker:
         self._cond = threading.Condition()
         self._pending: list[Utterance] = []  # notices in order, then at most one caption
         self._stop = False
+        self._busy = False  # an utterance is being rendered or played
         self._player: subprocess.Popen | None = None
         self._playing: Utterance | None = None
         self._aplay = shutil.which("aplay") if cfg.play and audio_device_present() else None
         self._wav = None
-        self._ready = threading.Event()
+        self._warned: set[str] = set()
         self.engine = None
         self.voice = None
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="speech", daemon=True)
         self._thread.start()
         self._ready.wait(10)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.on_event("warning", message=message)
 
     def say(self, text: str, kind: str = "caption", frame: int = -1, interrupt: bool = False,
             t_capture: float | None = None) -> None:
@@ -108,28 +133,36 @@ class SpeechWorker:
             if interrupt and self._player and self._playing and self._playing.kind == "caption":
                 self._player.terminate()
             self._cond.notify()
+            dead = not self._thread.is_alive() and not self._stop
+        if dead:
+            self.on_event("warning", message="the speech worker stopped unexpectedly; restarted")
+            with self._cond:
+                self._busy = False
+                self._player = self._playing = None
+            self._start_thread()
 
     def _open_record(self) -> None:
-        if self.cfg.record:
-            Path(self.cfg.record).parent.mkdir(parents=True, exist_ok=True)
-            self._wav = wave.open(self.cfg.record, "wb")
-            self._wav.setnchannels(1)
-            self._wav.setsampwidth(2)
-            self._wav.setframerate(RATE)
+        if self.cfg.record and self._wav is None and "record" not in self._warned:
+            w = wave.open(self.cfg.record, "wb")
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            self._wav = w
 
     def _run(self) -> None:
-        try:
-            self.engine = self.engine_factory(self.cfg)
-            self.voice = getattr(self.engine, "voice", None)
-        except Exception as e:  # no pyttsx3, no espeak-ng, bad voice: speech is off, loop goes on
-            self.on_event("warning", message=f"speech unavailable: {e}")
+        if self.engine is None:
+            try:
+                self.engine = self.engine_factory(self.cfg)
+                self.voice = getattr(self.engine, "voice", None)
+            except Exception as e:  # no pyttsx3, no espeak-ng, bad voice: speech is off, loop goes on
+                self._warn_once("engine", f"speech unavailable: {e}")
         if self._aplay is None and self.cfg.play and self.engine is not None:
-            self.on_event("warning", message="no sound device: speech is written to the log"
-                          + (" and the WAV file" if self.cfg.record else "") + " only")
+            self._warn_once("device", "no sound device: speech is written to the log"
+                            + (" and the WAV file" if self.cfg.record else "") + " only")
         try:
             self._open_record()
         except OSError as e:
-            self.on_event("warning", message=f"{self.cfg.record}: cannot record speech ({e})")
+            self._warn_once("record", f"{self.cfg.record}: cannot record speech ({e.strerror or e})")
         self._ready.set()
         while True:
             with self._cond:
@@ -138,18 +171,24 @@ class SpeechWorker:
                 if not self._pending:
                     break
                 u = self._pending.pop(0)
-            self._speak(u)
-        if self._wav is not None:
-            self._wav.close()
+                self._busy = True
+            try:
+                self._speak(u)
+            except Exception as e:  # what no output handles: this utterance only is lost
+                self.on_event("warning", message=f"speech failed ({type(e).__name__}: {e}); "
+                              f"'{u.text}' was dropped")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        self._close_record()
 
-    def _speak(self, u: Utterance) -> None:
-        pcm = None
+    def _render(self, u: Utterance) -> bytes | None:
         for attempt in range(2):  # an engine that dies mid-utterance is restarted, and the
             if self.engine is None:  # utterance tried once more on the fresh one
-                return
+                return None
             try:
-                pcm = self.engine.render(u.text)
-                break
+                return self.engine.render(u.text)
             except Exception as e:
                 self.on_event("warning", message=f"speech engine failed ({e}); restarting it")
                 try:
@@ -157,6 +196,10 @@ class SpeechWorker:
                 except Exception as e2:
                     self.on_event("warning", message=f"speech unavailable: {e2}")
                     self.engine = None
+        return None
+
+    def _speak(self, u: Utterance) -> None:
+        pcm = self._render(u)
         if pcm is None:
             return
         start = time.monotonic()
@@ -164,26 +207,62 @@ class SpeechWorker:
         if u.t_capture is not None:
             latency["capture_to_speech"] = round((start - u.t_capture) * 1e3, 2)
         self.on_event("spoken", caption=u.text, kind=u.kind, source_frame=u.frame, latency_ms=latency)
-        if self._wav is not None:
+        self._record(pcm)
+        if self._aplay:
+            self._play(u, pcm)
+
+    def _record(self, pcm: bytes) -> None:
+        if self._wav is None:
+            return
+        try:
             if self._wav.getnframes():
                 self._wav.writeframes(b"\0\0" * int(self.cfg.gap_s * RATE))
             self._wav.writeframes(pcm)
-        if self._aplay:
+        except OSError as e:  # a full disk: the recording stops, speech goes on
+            self._warn_once("record", f"{self.cfg.record}: cannot record speech ({e.strerror or e}); "
+                            "the recording stops here, speech goes on")
+            self._close_record()
+
+    def _close_record(self) -> None:
+        w, self._wav = self._wav, None
+        if w is not None:
+            try:  # close() forgets its file even when the header cannot be written, so the
+                w.close()  # object's __del__ has nothing left to fail on at exit
+            except OSError:
+                pass
+
+    def _play(self, u: Utterance, pcm: bytes) -> None:
+        try:
             with self._cond:
                 self._playing = u
                 self._player = subprocess.Popen(
                     [self._aplay, "-q", "-t", "raw", "-f", "S16_LE", "-c", "1", "-r", str(RATE)],
                     stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            try:
-                self._player.communicate(pcm)
-            except (BrokenPipeError, OSError):
-                pass
+            self._player.communicate(pcm)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # cut off by a newer caption
+        except OSError as e:
+            self._warn_once("play", f"cannot play speech ({e.strerror or e}); it is logged "
+                            + ("and recorded " if self.cfg.record else "") + "only")
+            self._aplay = None
+        finally:
             with self._cond:
                 self._player = self._playing = None
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._pending and self._playing is None
+            return not self._pending and not self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything asked for has been said (or `timeout` seconds); True if so."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._pending or self._busy) and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return not self._pending and not self._busy
 
     def close(self, timeout: float = 10.0) -> None:
         """Speak what is still waiting, then stop."""

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from runtime.decoding import DecodingOptions, GreedyDecoder, decode
+from runtime.decoding import BeamSearchDecoder, DecodingOptions, GreedyDecoder, decode
 
 BOS, EOS, V = 1, 2, 8
 
@@ -110,9 +110,12 @@ def test_beams_of_several_images_stay_apart():
 
 
 def test_beam_of_one_is_greedy():
-    a = decode(Tree(TRAP), _state(1), DecodingOptions(BOS, EOS, max_len=6))
-    b = decode(Tree(TRAP), _state(1), DecodingOptions(BOS, EOS, max_len=6, beam_size=1))
-    assert a.tokens.tolist() == b.tokens.tolist()
+    """The beam decoder itself, driven with one beam, finds what greedy finds (the trap's
+    greedy path), step for step."""
+    opts = DecodingOptions(BOS, EOS, max_len=6)
+    a = decode(Tree(TRAP), _state(1), opts)
+    b = decode(Tree(TRAP), _state(1), opts, BeamSearchDecoder(1, EOS, opts))
+    assert a.tokens.tolist() == b.tokens.tolist() and a.steps == b.steps
 
 
 class Babbler:

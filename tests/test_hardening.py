@@ -154,16 +154,23 @@ def _set(path: str, value):
 
 @pytest.mark.parametrize("path, value, message", [
     ("format", KeyError, "missing key 'format'"),
-    ("max_len", "24", "'max_len' has the wrong type (str)"),
-    ("max_len", True, "'max_len' has the wrong type (bool)"),
+    ("format", 999, "format 999 is not 'scenespeak-bundle/1' (not a SceneSpeak bundle, or one "
+                    "this version cannot read)"),
+    ("max_len", "24", "'max_len' has the wrong type (str; expected an integer)"),
+    ("max_len", True, "'max_len' has the wrong type (bool; expected an integer)"),
     ("max_len", 10 ** 9, "max_len 1000000000 is outside 1..1000"),
-    ("vocab.words", {"a": 1}, "'words' has the wrong type (dict)"),
+    ("vocab.words", {"a": 1}, "'words' has the wrong type (dict; expected a list)"),
+    ("vocab.eos", 999, "vocab.eos is 999; it must be 2, the place of <eos> in vocab.words"),
+    ("vocab.bos", -1, "vocab.bos is -1; it must be 1, the place of <bos> in vocab.words"),
+    ("vocab.unk", "3", "'unk' has the wrong type (str; expected an integer)"),
+    ("vocab.words", ["<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "a"],
+     "vocab.words lists 'a' more than once"),
     ("vocab.words", ["<pad>", "<bos>", "<eos>", "<unk>", 7], "vocab.words must be 5..1000000 strings"),
     ("preprocess.size", 100000, "bad preprocess block (size 100000 must be a multiple of 32 in 32..1024)"),
     ("preprocess.std", 0, "bad preprocess block (std 0 must be positive)"),
     ("preprocess.crop", "centre", "bad preprocess block (unknown keys ['crop'])"),
     ("files.fp32.encoder.sha256", "abc", "files.fp32.encoder.sha256 is not a sha256 hex digest"),
-    ("files.fp32.encoder.path", 5, "'path' has the wrong type (int)"),
+    ("files.fp32.encoder.path", 5, "'path' has the wrong type (int; expected a string)"),
     ("files.fp64", {}, "unknown precision 'fp64'"),
     ("files", {}, "lists no graph files"),
     ("objects.path", "../../../etc/passwd", "objects points outside the bundle (../../../etc/passwd)"),
@@ -276,7 +283,7 @@ def test_unwritable_log_warns_once_and_lines_go_to_stderr(tmp_path, log):
     r = run_cli("runtime", "describe", str(frames), "--no-speak", "--log", log, "--model", str(MODEL))
     assert r.returncode == 0, r.stderr
     warnings = [l for l in r.stderr.splitlines() if l.startswith("warning:")]
-    assert len(warnings) == 1 and log in warnings[0] or "log write failed" in warnings[0], warnings
+    assert len(warnings) == 1 and (log in warnings[0] or "log write failed" in warnings[0]), warnings
     events = [json.loads(l)["event"] for l in r.stderr.splitlines() if l.startswith("{")]
     assert events.count("caption") == 3 and events[-1] == "end"
 

@@ -145,6 +145,11 @@ def test_stream_loss_is_announced_and_the_loop_goes_on(tmp_path):
     assert "caption" in names[:lost] and any(e["event"] == "caption" for e in events[back:])
     spoken = [e["caption"] for e in events if e["event"] == "spoken"]
     assert spoken.count("camera lost") == 1 and "camera back" in spoken
+    # the camera came back on the same scene: it is described afresh, not taken as said
+    said = [e["caption"] for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+    before = [e["caption"] for e in events[:lost] if e["event"] == "spoken" and e["kind"] == "caption"]
+    after = [e["caption"] for e in events[back:] if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert before and after and after[0] == before[-1], said
     assert names[-1] == "end"
     assert "Traceback" not in err
 
@@ -217,4 +222,6 @@ def test_show_without_a_gui_warns_once_and_goes_on(tmp_path):
     warnings = [e["message"] for e in events if e["event"] == "warning" and "--show" in e["message"]]
     if cv2.getBuildInformation().find("GTK") < 0 and "QT" not in cv2.getBuildInformation():
         assert len(warnings) == 1
+        # never the GUI wheel: it would fight the headless one SceneSpeak installs
+        assert "pip install opencv-python" not in warnings[0] and "docs/runtime.md" in warnings[0]
     assert events[-1]["event"] == "end" and events[-1]["frames"] == 30

@@ -22,7 +22,7 @@ MAX_GROWTH_MB = 20.0
 @pytest.mark.slow
 def test_twenty_thousand_frames_without_memory_growth(tmp_path):
     clip = write_clip(tmp_path / "soak.mp4", scenes=67, seed=23, seconds=20.0, fps=15)
-    log = tmp_path / "soak.jsonl"
+    log = tmp_path / "log.jsonl"  # not soak.jsonl: that is the clip's own caption list
     r = run_cli("runtime", "describe", str(clip), "--fast", "--mode", "continuous", "--no-speak", "--speech-wav",
                 str(tmp_path / "soak.wav"), "--log", str(log), "--model", str(MODEL),
                 "--stats-interval", "5", timeout=1800)
