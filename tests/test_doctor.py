@@ -52,7 +52,7 @@ def test_doctor_on_this_machine_reports_profile_and_voice():
     if shutil.which("espeak-ng"):  # the voice this machine has is the one reported
         assert tts.startswith("[ok  ]") and "espeak" in tts, tts
     else:
-        assert tts.startswith("[WARN]") and "fix: sudo apt-get install espeak-ng" in r.stdout, tts
+        assert tts.startswith("[FAIL]") and "fix: sudo apt-get install espeak-ng" in r.stdout, tts
     for line in r.stdout.splitlines():  # every problem comes with its fix on the next line
         if line.startswith(("[WARN]", "[FAIL]")):
             nxt = r.stdout.splitlines()[r.stdout.splitlines().index(line) + 1]
