@@ -1,6 +1,7 @@
 """`python -m runtime caption` on held-out rendered scenes, through the default bundle."""
 
 import json
+import sys
 
 import cv2
 import pytest
@@ -115,3 +116,20 @@ def test_several_images_caption_the_good_ones_and_exit_2_for_the_bad(scenes, tmp
                          "50-megapixel limit for an image")
     assert len(errors) == 3
     assert "Traceback" not in r.stderr
+
+
+def test_commands_work_outside_the_repository_root(tmp_path):
+    """The default bundle is found from the package, not from the current folder."""
+    import os
+    import subprocess
+
+    from conftest import REAL_MODEL, ROOT
+
+    photo = ROOT / "assets" / "photos" / "chelsea.jpg"
+    r = subprocess.run([sys.executable, "-m", "runtime", "caption", str(photo), "--json"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    line = json.loads(r.stdout)
+    assert "cat" in line["description"].split()  # the real-photo bundle, not an error
+    assert not (tmp_path / "models").exists() and REAL_MODEL.is_dir()
