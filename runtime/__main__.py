@@ -87,21 +87,34 @@ def _captioner(args, warn=_warn):
 def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
     from runtime.objects import CHANNELS
 
-    p.add_argument("--channel", default="auto", choices=CHANNELS,
+    p.add_argument("--channel", default="auto", metavar="C",
                    help="caption: the bundle's sentence; objects: real-world object names from the "
-                        f"encoder's ImageNet head; both: caption, then objects. {default_help} "
-                        f"(choices: {', '.join(CHANNELS)})")
+                        "encoder's ImageNet head; text: signs and labels read aloud; a comma list "
+                        f"of them, both (caption,objects) or all. {default_help} "
+                        f"(choices: {', '.join(CHANNELS)}, text, all, or a comma list)")
+
+
+def _text_reader(channel: str, where, threads: int = 0):
+    """The text channel's reader where `channel` has text, on the device profile's providers."""
+    from runtime.objects import parts
+    from runtime.text import TextConfig, TextReader
+
+    if "text" not in parts(channel):
+        return None
+    return TextReader(TextConfig(threads=threads), tuple(n for n, _ in where.session.providers))
 
 
 def cmd_caption(args) -> int:
     """Caption every image; a bad one gets its one-line error and the rest still run (exit 2
     at the end if any failed)."""
-    from runtime.objects import ObjectNamer, describe, resolve_channel
-    from runtime.preprocess import read_image
+    from runtime.objects import ObjectNamer, describe, parts, resolve_channel
+    from runtime.preprocess import read_image, to_bgr8
+    from runtime.text import spoken
 
-    cap, _ = _captioner(args)
+    cap, where = _captioner(args)
     channel = resolve_channel(args.channel, cap.bundle, live=False, has_objects=cap.has_objects)
-    namer = ObjectNamer(cap.bundle.object_names()) if channel != "caption" else None
+    namer = ObjectNamer(cap.bundle.object_names()) if "objects" in parts(channel) else None
+    reader = _text_reader(channel, where)
     failed = 0
     for path in args.images:
         try:
@@ -113,7 +126,9 @@ def cmd_caption(args) -> int:
         result = cap.caption(frame)
         if result.dropped:
             print(f"warning: {path}: caption dropped ({result.dropped})", file=sys.stderr, flush=True)
-        d = describe(result, channel, namer, cap.bundle)
+        lines = reader.read(to_bgr8(frame)) if reader is not None else None
+        d = describe(result, channel, namer, cap.bundle, spoken(lines or [], reader.cfg.max_lines)
+                     if reader is not None else None, cap.locator, args.where)
         if args.json:
             line = {"image": path, "caption": result.text,
                     "confidence": None if result.confidence is None else round(result.confidence, 4),
@@ -121,6 +136,8 @@ def cmd_caption(args) -> int:
                     "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}}
             if d.objects is not None:
                 line.update(objects=d.objects.top)
+            if lines is not None:
+                line.update(text=[l.as_json() for l in lines])
             print(json.dumps(line), flush=True)
         else:
             print(f"{path}\t{d.text}", flush=True)
@@ -152,6 +169,8 @@ def cmd_describe(args) -> int:
     cap, where = _captioner(args, warnings.append)
     channel = resolve_channel(args.channel, cap.bundle, live=kind in ("camera", "stream", "csi"),
                               has_objects=cap.has_objects)
+    if loop_cfg.find:  # what can be found: the objects and the text
+        channel = "objects,text" if cap.has_objects else "text"
     slideshow = kind == "folder"
     loop_cfg = replace(loop_cfg, channel=channel, stable_frames=1 if slideshow else loop_cfg.stable_frames,
                        each_still=slideshow and not args.fast)
@@ -162,13 +181,15 @@ def cmd_describe(args) -> int:
     log = EventLog(args.log, echo=_echo)
     preamble = [("device", dict(profile=where.profile.name, reason=where.reason, channel=channel,
                                 **cap.startup))] + [("warning", {"message": m}) for m in warnings]
+    reader = _text_reader(loop_cfg.channel, where)
     speech = SpeechWorker(speech_cfg, on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
     screen = None
     if args.show:
         from runtime.screen import Screen
 
         screen = Screen(lambda msg: log.write("warning", message=msg))
-    return DescribeLoop(cap, source, speech, log, loop_cfg, screen, stop=STOP, preamble=preamble).run()
+    return DescribeLoop(cap, source, speech, log, loop_cfg, screen, stop=STOP, preamble=preamble,
+                        text=reader).run()
 
 
 def cmd_bench(args) -> int:
@@ -223,6 +244,8 @@ def _add_describe_args(d: argparse.ArgumentParser) -> None:
     from runtime.speech import SpeechConfig
 
     add_fields(d, LoopConfig, "mode", choices={"mode": MODES})
+    add_fields(d, LoopConfig, "find", "where", "verbosity", metavars={"find": "NAME"},
+               choices={"where": ("words", "clock"), "verbosity": ("brief", "full")})
     add_fields(d, LoopConfig, "interval_s", "stable_frames", flags={"interval_s": "--interval"})
     add_fields(d, SpeechConfig, "play", "record", "voice", "rate", "volume", invert=("play",),
                flags={"play": "--no-speak", "record": "--speech-wav"}, metavars={"record": "PATH"})
@@ -261,8 +284,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    "the rest are captioned, and the exit status is 2)")
     _add_model_args(c)
     c.add_argument("--json", action="store_true", help="one JSON object per image, with timings")
-    _add_channel_arg(c, "auto (default): caption and objects for a real-photo bundle, the "
-                        "caption for a synthetic one")
+    c.add_argument("--where", default="words", choices=("words", "clock"),
+                   help="how places are said: words (\"a cat on your left\") or clock (\"a cat at 10 "
+                        "o'clock\") (default: words; choices: words, clock)")
+    _add_channel_arg(c, "auto (default): caption, objects and text for a real-photo bundle, "
+                        "the caption for a synthetic one")
     c.set_defaults(func=cmd_caption)
 
     d = sub.add_parser("describe", help="speak descriptions of a camera, stream, video or folder")
@@ -270,8 +296,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
                         "(default: the bundled sample clip)")
     _add_model_args(d)
-    _add_channel_arg(d, "auto (default): caption and objects for a real-photo bundle; for a "
-                        "synthetic one, objects on a live camera or stream, else the caption")
+    _add_channel_arg(d, "auto (default): caption, objects and text for a real-photo bundle; "
+                        "for a synthetic one, objects on a live camera or stream, else the caption")
     _add_describe_args(d)
     d.set_defaults(func=cmd_describe)
 

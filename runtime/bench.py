@@ -156,9 +156,10 @@ def _stage_stats(samples: dict[str, list[float]]) -> dict:
 
 
 def _objects_stats(times: dict[str, list[float]]) -> dict:
-    with_head, without = _pct(times["with"]), _pct(times["without"])
-    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without,
-            "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2)}
+    with_head, without, plain = _pct(times["with"]), _pct(times["without"]), _pct(times["plain"])
+    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without, "encoder_plain_ms": plain,
+            "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2),
+            "where_overhead_pct": round((with_head["p50"] / plain["p50"] - 1) * 100, 2)}
 
 
 def pool(rounds: list[dict]) -> dict:
@@ -169,7 +170,7 @@ def pool(rounds: list[dict]) -> dict:
     row.update(_stage_stats(samples), rss_mb=max(r["rss_mb"] for r in rounds))
     if "objects_samples" in row:
         row.update(_objects_stats({k: [x for r in rounds for x in r["objects_samples"][k]]
-                                   for k in ("with", "without")}))
+                                   for k in ("with", "without", "plain")}))
     row.pop("objects_samples", None)
     row.pop("samples")
     return row
@@ -199,9 +200,11 @@ def serve_onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> None:
 
 
 def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int) -> dict:
-    """The objects channel's price: the encoder with its ImageNet head against the same graph
-    with the head cut away (runtime.prune), on the same images, a pass of each in turn with a
-    pause between (see SETTLE_S: the two sessions' thread pools must not overlap)."""
+    """The objects channel's price: the encoder as the runtime runs it (its ImageNet head, and
+    the map that places the named objects, runtime.where) against the same graph with the head
+    cut away (runtime.prune) and against the graph as shipped (the head, not the map), on the
+    same images, a pass of each in turn with a pause between (see SETTLE_S: the sessions'
+    thread pools must not overlap)."""
     import shutil
 
     from runtime import io_spec
@@ -218,11 +221,12 @@ def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int) -> dict:
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(graph.data.path, copy)
         headless = create_session(cut, session_cfg)
+        plain = create_session(graph.path, session_cfg)
     blobs = [preprocess(f, cap.bundle.preprocess) for f in frames]
-    times: dict[str, list[float]] = {"with": [], "without": []}
-    sessions = [("with", cap.encoder), ("without", headless)]
+    times: dict[str, list[float]] = {"with": [], "without": [], "plain": []}
+    sessions = [("with", cap.encoder), ("without", headless), ("plain", plain)]
     for r in range(runs + 1):  # the first pass warms the headless session up
-        for key, session in sessions if r % 2 == 0 else sessions[::-1]:
+        for key, session in sessions[r % 3:] + sessions[:r % 3]:
             time.sleep(SETTLE_S)
             for blob in blobs:
                 t = time.perf_counter()
@@ -369,7 +373,46 @@ def run(cfg: BenchConfig) -> dict:
         r["bleu4"] = round(scores[3], 4) if scores else None
     speech = speech_timing(base if base is not None else captions[0])
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
-            "rounds": rounds, "speech": speech, "results": results}
+            "rounds": rounds, "speech": speech, "text": text_timing(load_frames(cfg.images), cfg.runs),
+            "results": results}
+
+
+def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
+    """The frame with a green sign board pasted in its upper middle."""
+    out = frame.copy()
+    h, w = out.shape[:2]
+    scale = max(0.5, w / 640)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(2 * scale)))
+    x0, y0 = max(0, (w - tw) // 2 - 10), max(0, h // 4)
+    cv2.rectangle(out, (x0, y0), (min(w - 1, x0 + tw + 20), y0 + th + 24), (0, 110, 0), -1)
+    cv2.putText(out, text, (x0 + 10, y0 + th + 12), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+    return out
+
+
+def text_timing(frames: list[np.ndarray], runs: int) -> dict | None:
+    """The text channel's price per frame (runtime.text), on the bench images as they are and
+    with a sign pasted into each: it runs once per new scene, beside the captioner."""
+    try:
+        from runtime.text import TextReader
+    except ImportError:
+        return None
+    try:
+        reader = TextReader()
+    except Exception as e:  # no rapidocr here: the benchmark still runs
+        return {"error": str(e)}
+    times: dict[str, list[float]] = {"without": [], "with": []}
+    signed = [with_sign(f) for f in frames]
+    read = 0
+    for r in range(max(1, runs)):
+        for key, images in (("without", frames), ("with", signed)):
+            for image in images:
+                t = time.perf_counter()
+                lines = reader.read(image)
+                times[key].append((time.perf_counter() - t) * 1e3)
+                read += key == "with" and r == 0 and any(l.text == "EMERGENCY EXIT" for l in lines)
+    return {"engine": "rapidocr PP-OCRv6 (ONNX Runtime)", "no_text_ms": _pct(times["without"]),
+            "sign_ms": _pct(times["with"]), "signs_read": f"{read}/{len(frames)}"}
 
 
 COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "decoding"),
@@ -380,7 +423,7 @@ COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "dec
            ("caption p95", "caption_ms.p95"), ("caption p99", "caption_ms.p99"),
            ("captions/s", "captions_per_s"), ("RSS MB", "rss_mb"), ("model MB", "model_mb"),
            ("= fp32", "agreement_vs_fp32"), ("BLEU-4", "bleu4"),
-           ("objects head +%", "objects_overhead_pct"))
+           ("objects head +%", "objects_overhead_pct"), ("where +%", "where_overhead_pct"))
 AGREEMENT = [k for _, k in COLUMNS].index("agreement_vs_fp32")
 
 
@@ -410,6 +453,11 @@ def markdown(report: dict) -> str:
     if "synth_ms" in sp:
         lines += ["", f"Speech synthesis ({sp['engine']}): p50 {sp['synth_ms']['p50']:.1f} ms, "
                       f"p95 {sp['synth_ms']['p95']:.1f} ms per caption."]
+    tx = report.get("text") or {}
+    if "sign_ms" in tx:
+        lines += ["", f"Text channel ({tx['engine']}), once per new scene: p50 "
+                      f"{tx['no_text_ms']['p50']:.1f} ms a frame without text, "
+                      f"{tx['sign_ms']['p50']:.1f} ms with a sign (read on {tx['signs_read']})."]
     return "\n".join(lines)
 
 

@@ -75,6 +75,8 @@ class Caption:
     confidence: float | None = None  # calibrated 0..1 (runtime.confidence), where the bundle has it
     dropped: str | None = None  # why the decoded caption was dropped (text is then empty)
     logprob: float | None = None  # the decoder's mean token log-probability, eos included
+    feature_map: np.ndarray | None = None  # (1280,7,7) the map the ImageNet head pools, where
+    # the encoder gives it (runtime.where places the named objects with it)
 
 
 ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
@@ -129,6 +131,7 @@ class CaptionPipeline:
         ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
               "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
         logits = encoded.get(io_spec.OBJECTS)
+        fmap = encoded.get(getattr(self, "map_output", None))
         text = self.bundle.vocab.decode(tokens)
         logprob = None if result.logprob is None else float(result.logprob[0])
         confidence = calibrated(logprob, self.bundle.confidence)
@@ -136,7 +139,8 @@ class CaptionPipeline:
         if dropped:
             text, confidence = "", None
         return Caption(text, tokens, result.steps, result.alphas[0], ms,
-                       None if logits is None else np.asarray(logits)[0], confidence, dropped, logprob)
+                       None if logits is None else np.asarray(logits)[0], confidence, dropped, logprob,
+                       None if fmap is None else np.asarray(fmap)[0])
 
 
 class Captioner(CaptionPipeline):
@@ -154,7 +158,7 @@ class Captioner(CaptionPipeline):
         if cache:
             cache.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        self.encoder = create_session(paths[io_spec.ENCODER], session)
+        self.encoder, self.locator, self.map_output = self._encoder(paths[io_spec.ENCODER], session)
         # one thread for the decoder step: its ops are a few small matrices, and a second pool
         # spinning beside the encoder's would take the cores from it (see auto_threads)
         self.decoder = create_session(paths[io_spec.DECODER], replace(session, intra_op_threads=1))
@@ -170,7 +174,8 @@ class Captioner(CaptionPipeline):
         self.step_model = BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
         self.options = options_for(bundle, beam_size)
         self.has_objects = io_spec.OBJECTS in {o.name for o in self.encoder.get_outputs()}
-        self.encoder_outputs = list(io_spec.ENCODER_OUTPUTS) + [io_spec.OBJECTS] * self.has_objects
+        self.encoder_outputs = (list(io_spec.ENCODER_OUTPUTS) + [io_spec.OBJECTS] * self.has_objects
+                                + [self.map_output] * (self.map_output is not None))
         # TensorRT builds its engines at the first run for each shape: warm up here so that the
         # first caption is not the slow one, and report how long it took
         self.caption(np.zeros((bundle.preprocess.size, bundle.preprocess.size, 3), np.uint8))
@@ -179,6 +184,26 @@ class Captioner(CaptionPipeline):
                         "ready_s": round(time.perf_counter() - t0, 3),
                         "engine_cache": str(cache) if cache else None,
                         "engines_built": len(built)}
+
+    def _encoder(self, path: Path, session: SessionConfig):
+        """The encoder session, with the map its ImageNet head pools as one more output and a
+        Locator for it (runtime.where), where the graph has the head; else (session, None, None)."""
+        from runtime.where import Locator, head_tensors, only, with_outputs
+
+        model = path.read_bytes()
+        found = head_tensors(model)
+        if found is None:
+            return create_session(path, session), None, None
+        fmap, weight = found
+        probe = create_session(path, replace(session, intra_op_threads=1), only(model, weight))
+        size = self.bundle.preprocess.size
+        w = probe.run(None, {"image": np.zeros((1, 3, size, size), np.float32)})[0]
+        try:
+            names = self.bundle.object_names()
+        except BundleError:
+            names = None
+        locator = Locator(w, names) if names is not None and len(names) == len(w) else None
+        return create_session(path, session, with_outputs(model, [fmap])), locator, fmap
 
     @property
     def providers(self) -> list[str]:

@@ -35,6 +35,8 @@ class Description:
     confidence: float | None = None  # the caption's calibrated confidence, where the bundle has one
     hedged: bool = False  # the caption was under the bundle's threshold and said as "maybe ..."
     replaced: tuple[tuple[str, str], ...] = ()  # (caption word, object name) reconciled
+    read: str | None = None  # what the text channel read, as spoken ("Sign: EXIT")
+    lines: tuple = ()  # the text lines themselves (runtime.text.TextLine), where read
 
 
 def _article(words: list[str], i: int, name: str) -> None:
@@ -73,8 +75,9 @@ def mentions(caption: str, name: str) -> bool:
 
 
 def compose(caption: str | None, confidence: float | None, objects, threshold: float | None,
-            kinds: dict | None = None) -> Description:
-    """One utterance from the channels that ran (None: that channel is off)."""
+            kinds: dict | None = None, read: str | None = None) -> Description:
+    """One utterance from the channels that ran (None: that channel is off); `read` is what
+    the text channel read, already in its spoken form ("Sign: EXIT"), said last."""
     replaced: tuple = ()
     conflict = False  # the head was sure of a thing the caption calls otherwise
     sure = objects is not None and objects.sure and objects.named
@@ -100,7 +103,9 @@ def compose(caption: str | None, confidence: float | None, objects, threshold: f
             parts.append(objects.text)
         elif objects is not None and not caption:
             parts.append(objects.text)
+    if read:
+        parts.append(read)
     key = (caption, frozenset(objects.named) if objects is not None else None,
            objects.sure if objects is not None else None, hedged)
-    text = ". ".join(p for p in parts if p) or NOTHING
-    return Description(text, key, caption, objects, confidence, hedged, replaced)
+    said = ". ".join(p for p in parts if p) or NOTHING
+    return Description(said, key, caption, objects, confidence, hedged, replaced, read or None)

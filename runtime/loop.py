@@ -1,4 +1,6 @@
-"""The describe loop: frames in, spoken descriptions out, under a speech policy.
+"""The describe loop: frames in, spoken descriptions out, under a speech policy
+(runtime/policies.py); this module is the wiring between source, captioner, text reader,
+policy, composer and voice.
 
     change      caption only when the scene changes: a cheap thumbnail-difference gate skips the
                 encoder on static scenes; a caption is spoken once it is stable over
@@ -18,23 +20,24 @@ import select
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import cv2
-import numpy as np
 
 from runtime.captioner import Captioner
 from runtime.errors import InputError
 from runtime.eventlog import EventLog
-from runtime.objects import Description, ObjectNamer, describe
+from runtime.compose import NOTHING
+from runtime.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
 from runtime.options import check, number
+from runtime.policies import Manual, Say, Slideshow, make_policy, thumbnail  # noqa: F401 (re-exported)
 from runtime.preprocess import to_bgr8
 from runtime.service import notify
 from runtime.sources import Frame
 from runtime.speech import SpeechWorker
+from runtime.text import TextWorker, spoken
 
 MODES = ("change", "interval", "manual", "continuous")
+BURST_S = 0.5  # captions further apart than this begin a new scene for the text channel
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,14 @@ class LoopConfig:
     channel: str = "caption"  # caption | objects | both (resolved; see runtime.objects)
     each_still: bool = False  # a slideshow (a folder): every frame is a new scene, said in
     # full before the next is read
+    find: str = ""  # stay quiet until this object's spoken name or word of text is seen, then
+    # say where it is, again each time it moves (runtime.policies.Find)
+    where: str = "words"  # how places are said: words ("a cat on your left") or clock ("a cat
+    # at 10 o'clock")
+    verbosity: str = "brief"  # brief: the most useful first, a page's first lines; full: more
+    # names and every line of text
+    text_wait_s: float = 1.5  # a description waits this long at most for the text read off
+    # its scene
 
     def __post_init__(self):
         check(self, "mode", self.mode in MODES, f"choose one of {', '.join(MODES)}")
@@ -72,6 +83,11 @@ class LoopConfig:
               "use a share in (0, 1]")
         check(self, "read_timeout_s", number(self.read_timeout_s) and 0 < self.read_timeout_s <= 60,
               "use (0, 60] seconds")
+        check(self, "where", self.where in ("words", "clock"), "choose words or clock")
+        check(self, "verbosity", self.verbosity in ("brief", "full"), "choose brief or full")
+        check(self, "find", isinstance(self.find, str) and len(self.find) <= 100 and
+              (not self.find or self.find.strip().replace(" ", "").replace("'", "").isalnum()),
+              "use an object's name or a word, e.g. cup")
 
 
 def resident_mb() -> float | None:
@@ -81,12 +97,6 @@ def resident_mb() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20, 1)
-
-
-def thumbnail(image: np.ndarray) -> np.ndarray:
-    """8-bit BGR frame -> 32x32 gray, for the change gate."""
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
 class KeyReader:
@@ -120,32 +130,37 @@ class KeyReader:
 class DescribeLoop:
     def __init__(self, captioner: Captioner, source, speech: SpeechWorker, log: EventLog,
                  cfg: LoopConfig, screen=None, stop: threading.Event | None = None,
-                 preamble: list[tuple[str, dict]] = ()):
+                 preamble: list[tuple[str, dict]] = (), text=None):
+        """`text`: a runtime.text.TextReader where the text channel is on."""
         self.cap, self.source, self.speech, self.log, self.cfg = captioner, source, speech, log, cfg
         self.screen = screen  # runtime.screen.Screen for --show, or None
         self.stop = stop if stop is not None else threading.Event()  # set: end the run
         self.preamble = list(preamble)  # (event, fields) logged right after `start`
+        self.policy = make_policy(cfg)
         self.last_spoken: str | None = None
-        self.last_key: tuple | None = None  # what was last spoken, as the change policy sees it
-        self.namer = (ObjectNamer(captioner.bundle.object_names())
-                      if cfg.channel in ("objects", "both") else None)
-        self.reference: np.ndarray | None = None  # thumbnail of the last captioned frame
-        self.pending: tuple[tuple, int] | None = None  # (description key, times seen) not yet stable
-        self.next_interval = 0.0
+        full = cfg.verbosity == "full"
+        self.namer = (ObjectNamer(captioner.bundle.object_names(), ObjectsConfig(most=3 if full else 2,
+                                                                                place_hedged=full))
+                      if "objects" in parts(cfg.channel) or cfg.find else None)
+        self.text = (TextWorker(text, lambda m: self.log.write("warning", message=m))
+                     if text is not None and ("text" in parts(cfg.channel) or cfg.find) else None)
+        self.max_lines = 20 if full else (text.cfg.max_lines if text is not None else 3)
+        self.held: tuple | None = None  # (Say, frame, description, first frame of its scene, deadline)
+        self.scene: tuple[float, int] = (-1e9, 0)  # (last caption's time, first frame) of a burst
         self.frames = 0
         self.captions = 0
         self.latest: Frame | None = None  # manual mode: the frame Enter describes
         self._stats_at = (time.monotonic(), 0)  # (time, frames) of the last stats event
 
     def _speak(self, text: str, frame: Frame | None = None, kind: str = "caption",
-               interrupt: bool = False, key: tuple | None = None) -> None:
+               interrupt: bool = False) -> None:
         """frame: the frame a caption describes (for its latency); None for notices."""
         if frame is None:
             self.speech.say(text, kind, -1, interrupt)
         else:
             self.speech.say(text, kind, frame.index, interrupt, frame.t_capture)
         if kind == "caption":
-            self.last_spoken, self.last_key = text, key
+            self.last_spoken = text
 
     def _caption(self, frame) -> Description | None:
         try:
@@ -159,30 +174,55 @@ class DescribeLoop:
         now = time.monotonic()
         if result.dropped:
             self.log.write("warning", frame.index, message=f"caption dropped ({result.dropped})")
-        described = describe(result, self.cfg.channel, self.namer, self.cap.bundle)
-        extra = {} if described.objects is None else {"objects": described.objects.top,
-                                                      "description": described.text}
+        d = describe(result, self.cfg.channel, self.namer, self.cap.bundle,
+                     locator=getattr(self.cap, "locator", None), style=self.cfg.where)
+        extra = {} if d.objects is None else {"objects": d.objects.top, "description": d.text}
         if result.confidence is not None:
             extra["confidence"] = round(result.confidence, 4)
         self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
                        latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
                                    **{k: round(v, 2) for k, v in result.timings_ms.items()}},
                        **extra)
-        return described
+        if self.text is not None:  # read the scene's text beside it, from the first frame of a
+            # change on (captions come in bursts when a scene changes, and none when it is static)
+            if now - self.scene[0] > BURST_S:
+                self.scene = (now, frame.index)
+                self.text.submit(frame.image, frame.index)
+            else:
+                self.text.submit(frame.image, frame.index, if_idle=True)
+            self.scene = (now, self.scene[1])
+        return d
 
-    def _changed(self, frame) -> bool:
-        thumb = thumbnail(frame.image)
-        if self.reference is None or self.pending is not None:
-            self.reference = thumb
-            return True
-        moved = float((np.abs(thumb - self.reference) >= self.cfg.change_delta).mean())
-        if moved >= self.cfg.change_fraction:
-            self.reference = thumb
-            return True
-        return False
+    def _say(self, say: Say, frame, d: Description) -> None:
+        """Speak now, or, with the text channel, once the text of this scene is read."""
+        if self.text is None:
+            self._speak(say.text, frame, interrupt=say.interrupt)
+            return
+        self.held = (say, frame, d, self.scene[1], time.monotonic() + self.cfg.text_wait_s)
+        self._release()
+
+    def _release(self) -> None:
+        """Say the held description with the text read off its scene, once there is some (or
+        its wait is over); the Find policy looks for its word in that text."""
+        if self.held is None:
+            return
+        say, frame, d, since, deadline = self.held
+        got = self.text.result_since(since)
+        if got is None and time.monotonic() < deadline:
+            return
+        self.held = None
+        lines, ms = got if got is not None else ([], None)
+        self.log.write("text", frame.index, lines=[l.as_json() for l in lines], ms=ms and round(ms, 1))
+        if self.cfg.find:
+            found = self.policy.decide(replace(d, lines=tuple(lines)), time.monotonic())
+            if found is not None:
+                self._speak(found.text, frame, interrupt=True)
+            return
+        read = spoken(lines, self.max_lines) if "text" in parts(self.cfg.channel) else ""
+        text = say.text if not read else read if say.text in ("", NOTHING) else f"{say.text}. {read}"
+        self._speak(text or NOTHING, frame, interrupt=say.interrupt)
 
     def on_frame(self, frame) -> None:
-        mode = self.cfg.mode
         if frame.image is None:
             self.log.write("skipped", frame.index, reason=frame.error or "empty frame")
             return
@@ -191,32 +231,17 @@ class DescribeLoop:
         except InputError as e:
             self.log.write("skipped", frame.index, reason=str(e))
             return
-        if self.cfg.each_still and mode != "manual":  # a slideshow: every still is said
-            d = self._caption(frame)
-            if d is not None:
-                self._speak(d.text, frame, key=d.key)
-        elif mode == "change":
-            if not self._changed(frame):
-                return  # static scene: the encoder is skipped
-            d = self._caption(frame)
-            if d is None:
-                return
-            seen = self.pending[1] + 1 if self.pending and self.pending[0] == d.key else 1
-            self.pending = (d.key, seen)
-            if seen >= self.cfg.stable_frames:
-                self.pending = None
-                if d.key != self.last_key:
-                    self._speak(d.text, frame, interrupt=True, key=d.key)
-        elif mode == "interval":
-            if time.monotonic() >= self.next_interval:
-                self.next_interval = time.monotonic() + self.cfg.interval_s
-                d = self._caption(frame)
-                if d is not None:
-                    self._speak(d.text, frame, key=d.key)
-        elif mode == "continuous":
-            d = self._caption(frame)
-            if d is not None:
-                self._speak(d.text, frame, key=d.key)
+        if not self.policy.wants(frame.image, time.monotonic()):
+            return  # e.g. a static scene: the encoder is skipped
+        d = self._caption(frame)
+        if d is None:
+            return
+        if self.cfg.find and self.text is not None:  # Find waits for the text as well
+            self._say(Say(d.text, d.key), frame, d)
+            return
+        say = self.policy.decide(d, time.monotonic())
+        if say is not None:
+            self._say(say, frame, d)
 
     def on_key(self, key: str, frame) -> None:
         if key in ("\n", "\r", " "):
@@ -225,7 +250,18 @@ class DescribeLoop:
             if d is None:
                 self._speak("no picture yet", None, interrupt=True)
             else:
-                self._speak(d.text, frame, interrupt=True, key=d.key)
+                self._say(Manual().decide(d, 0.0), frame, d)
+        elif key == "t" and self.text is not None:  # all the text, at once
+            self.log.write("key", -1, key="text")
+            if frame is None or frame.image is None:
+                self._speak("no picture yet", None, interrupt=True)
+                return
+            self.text.submit(frame.image, frame.index)
+            deadline, got = time.monotonic() + 2 * self.cfg.text_wait_s, None
+            while got is None and time.monotonic() < deadline and not self.stop.is_set():
+                time.sleep(0.02)
+                got = self.text.result_since(frame.index)
+            self._speak(spoken(got[0] if got else [], 1000) or "no text", frame, interrupt=True)
         elif key == "r":
             self.log.write("key", -1, key="repeat")
             self._speak(self.last_spoken or "nothing described yet", kind="notice")
@@ -242,6 +278,43 @@ class DescribeLoop:
         self.log.write("stats", self.frames, fps=round((self.frames - frames) / max(now - t, 1e-9), 1),
                        captions=self.captions, rss_mb=resident_mb())
 
+    def _source_events(self) -> None:
+        for name, fields in _drain(self.source.events):
+            self.log.write(name, self.frames, **fields)
+            if name == "source_lost":
+                self._speak("cannot open the camera; still trying" if fields.get("starting")
+                            else "camera lost", kind="notice")
+            elif name == "source_restored":
+                self._speak("camera back", kind="notice")
+                self.policy.reset()  # the wearer may have moved meanwhile: describe afresh
+                self.scene = (-1e9, 0)
+
+    def _step(self, keys) -> None:
+        """One turn of the loop: source events, a frame, keys, the held description, stats."""
+        self._source_events()
+        self._release()
+        if isinstance(self.policy, Slideshow) and (
+                self.held is not None or not self.speech.wait_idle(self.cfg.read_timeout_s)):
+            time.sleep(0.01)
+            return  # the next still waits until this one has been said
+        frame = self.source.read(self.cfg.read_timeout_s if self.held is None else 0.02)
+        if frame is None and self.held is not None:
+            time.sleep(0.01)  # a file that has ended: wait for the text of its last scene
+        if frame is not None:
+            self.frames += 1
+            if keys is None:
+                self.on_frame(frame)
+            else:
+                self.latest = frame
+            if self.screen is not None and frame.image is not None:
+                self.screen.update(frame.image)
+        if keys is not None:
+            key = keys.poll()
+            if key:
+                self.on_key(key, self.latest)
+        self._release()
+        self._stats()
+
     def run(self) -> int:
         keys = KeyReader() if self.cfg.mode == "manual" else None
         self.log.write("start", mode=self.cfg.mode, precision=self.cap.precision,
@@ -252,33 +325,9 @@ class DescribeLoop:
         if notify("READY=1\nSTATUS=describing"):
             self.log.write("service_ready")
         try:
-            while not self.stop.is_set() and self.source.streaming:
-                for name, fields in _drain(self.source.events):
-                    self.log.write(name, self.frames, **fields)
-                    if name == "source_lost":
-                        self._speak("cannot open the camera; still trying" if fields.get("starting")
-                                    else "camera lost", kind="notice")
-                    elif name == "source_restored":
-                        self._speak("camera back", kind="notice")
-                        # the wearer may have moved meanwhile: describe the scene afresh
-                        self.reference = self.pending = self.last_spoken = self.last_key = None
-                if self.cfg.each_still and not self.speech.wait_idle(self.cfg.read_timeout_s):
-                    continue  # the next still waits until this one has been said
-                frame = self.source.read(self.cfg.read_timeout_s)
-                if frame is not None:
-                    self.frames += 1
-                    if keys is None:
-                        self.on_frame(frame)
-                    else:
-                        self.latest = frame
-                    if self.screen is not None and frame.image is not None:
-                        self.screen.update(frame.image)
-                if keys is not None:
-                    key = keys.poll()
-                    if key:
-                        self.on_key(key, self.latest)
-                self._stats()
-                if self.cfg.max_frames and self.frames >= self.cfg.max_frames:
+            while not self.stop.is_set() and (self.source.streaming or self.held is not None):
+                self._step(keys)
+                if self.cfg.max_frames and self.frames >= self.cfg.max_frames and self.held is None:
                     break
         finally:
             notify("STOPPING=1")
@@ -287,6 +336,8 @@ class DescribeLoop:
             if self.screen is not None:
                 self.screen.close()
             self.source.close()
+            if self.text is not None:
+                self.text.close()
             self._stats(force=True)
             self._speak("SceneSpeak stopped", kind="notice")
             self.speech.close()

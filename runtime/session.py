@@ -81,7 +81,10 @@ def _options(options: dict) -> dict[str, str]:
     return {k: ("1" if v else "0") if isinstance(v, bool) else str(v) for k, v in options.items()}
 
 
-def create_session(path: Path, cfg: SessionConfig = SessionConfig()) -> ort.InferenceSession:
+def create_session(path: Path, cfg: SessionConfig = SessionConfig(),
+                   model: bytes | None = None) -> ort.InferenceSession:
+    """A session of the graph at `path`, or of `model` (that graph's bytes, edited), whose
+    external weights are then read from beside `path`."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = cfg.intra_op_threads or auto_threads()
     so.inter_op_num_threads = 1
@@ -90,8 +93,12 @@ def create_session(path: Path, cfg: SessionConfig = SessionConfig()) -> ort.Infe
     if cfg.stop_spinning:
         so.add_session_config_entry("session.force_spinning_stop", "1")
     providers = usable_providers(cfg.providers)
+    if model is not None:
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                    str(Path(path).parent))
     try:
-        return ort.InferenceSession(str(path), so, providers=[n for n, _ in providers],
+        return ort.InferenceSession(model if model is not None else str(path), so,
+                                    providers=[n for n, _ in providers],
                                     provider_options=[_options(o) for _, o in providers])
     except Exception as e:  # ORT raises its own untyped errors for bad models
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

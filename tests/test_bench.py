@@ -54,6 +54,17 @@ def test_objects_head_cost_is_timed_against_the_encoder_without_it(report):
         assert r["encoder_no_objects_outputs"] == list(io_spec.ENCODER_OUTPUTS)
         # the row's overhead is the one its two timings give, as the table prints it
         assert f"| {r['objects_overhead_pct']:.2f} |" in table
+        # and the price of placing the objects: the map output against the graph as shipped
+        assert 0 < r["encoder_plain_ms"]["p50"] and f"| {r['where_overhead_pct']:.2f} |" in table
+
+
+def test_text_channel_cost_is_timed_with_and_without_a_sign(report):
+    data, _, table = report
+    text = data["text"]
+    assert 0 < text["no_text_ms"]["p50"] and 0 < text["sign_ms"]["p50"]
+    read, n = map(int, text["signs_read"].split("/"))
+    assert n == data["images"] and read >= n - 1  # the pasted sign is read on (almost) every image
+    assert "Text channel (rapidocr PP-OCRv6 (ONNX Runtime)), once per new scene" in table
     assert "objects head +%" in table
 
 

@@ -38,9 +38,10 @@ def int8(photos):
 
 
 def test_the_cat_photo_is_spoken_as_a_cat(int8):
-    assert int8["chelsea"]["description"] == "I see a cat"
+    # the cat fills the photo: it is ahead (runtime.where; its left/right in test_where.py)
+    assert int8["chelsea"]["description"] == "I see a cat ahead"
     top = int8["chelsea"]["objects"][0]
-    assert top["name"] == "cat" and top["score"] > 0.7
+    assert top["name"] == "cat" and top["score"] > 0.7 and top["where"] == "ahead"
 
 
 def test_the_coffee_photo_names_coffee_or_a_cup(int8):
@@ -59,10 +60,12 @@ def test_unsure_photos_get_hedged_words_never_a_fact(int8):
 
 def test_json_lists_names_with_scores(int8):
     objects = int8["camera"]["objects"]
-    assert [set(o) for o in objects] == [{"name", "score"}] * 3
+    assert [set(o) for o in objects] == [{"name", "score", "where"}] * 3
+    assert all(o["where"] in ("left", "ahead", "right") for o in objects)
     scores = [o["score"] for o in objects]
     assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
-    assert int8["camera"]["description"] == "I see a tripod"  # the cameraman's tripod
+    said = int8["camera"]["description"]  # the cameraman's tripod, where it is
+    assert said == f"I see a tripod {'ahead' if objects[0]['where'] == 'ahead' else 'on your ' + objects[0]['where']}"
 
 
 def test_int8_and_fp32_give_the_same_top_classes(photos):
@@ -113,7 +116,7 @@ def test_an_empty_caption_is_said_as_nothing_i_can_describe(photos):
 def test_a_real_photo_gets_its_object_named_after_the_caption(photos):
     # the synthetic-scene decoder can only speak of shapes; the objects channel names the cat
     caption, both = _said(photos["chelsea"], "caption"), _said(photos["chelsea"], "both")
-    assert both.endswith("I see a cat") and both.startswith(caption)
+    assert both.endswith("I see a cat ahead") and both.startswith(caption)
 
 
 def test_caption_channel_keeps_the_json_as_it_was(photos):
@@ -139,8 +142,8 @@ def test_describe_speaks_when_the_set_of_objects_changes(photos, tmp_path):
     spoken = [e["caption"] for e in events if e["event"] == "spoken" and e.get("kind") == "caption"]
     # once per change of what is seen, never repeated; resized and MPEG-4 compressed, the coffee
     # is less certain than in the PNG, so it may be hedged, but it is named
-    assert len(spoken) == 3 and spoken[0] == spoken[2] == "I see a cat", spoken
-    assert spoken[1] in ("I see a coffee", "maybe a coffee") or spoken[1].startswith("maybe a coffee or"), spoken
+    assert len(spoken) == 3 and spoken[0] == spoken[2] == "I see a cat ahead", spoken
+    assert spoken[1] in ("I see a coffee ahead", "maybe a coffee") or spoken[1].startswith("maybe a coffee or"), spoken
     captions = [e for e in events if e["event"] == "caption"]
     assert all(e["objects"][0]["name"] in ("cat", "coffee") for e in captions)
 
@@ -158,9 +161,16 @@ def test_channel_defaults_follow_the_bundle():
     real = type(bundle)(bundle.root, {**bundle.manifest, "caption_domain": "real"}, bundle.vocab,
                         bundle.preprocess, bundle.max_len, bundle.files, bundle.objects)
     # a real-photo bundle says its caption and the objects together, on every source
-    assert resolve_channel("auto", real, live=True, has_objects=True) == "both"
-    assert resolve_channel("auto", real, live=False, has_objects=True) == "both"
-    assert resolve_channel("auto", real, live=False, has_objects=False) == "caption"
+    # and reads any text it finds
+    assert resolve_channel("auto", real, live=True, has_objects=True) == "caption,objects,text"
+    assert resolve_channel("auto", real, live=False, has_objects=True) == "caption,objects,text"
+    assert resolve_channel("auto", real, live=False, has_objects=False) == "caption,text"
+    # comma lists, both and all, in one canonical order
+    assert resolve_channel("text,caption", bundle, live=False, has_objects=True) == "caption,text"
+    assert resolve_channel("both", bundle, live=False, has_objects=True) == "caption,objects"
+    assert resolve_channel("all", bundle, live=False, has_objects=True) == "caption,objects,text"
+    with pytest.raises(InputError, match="use auto, all, both, or a comma list of caption, objects, text"):
+        resolve_channel("caption,smell", bundle, live=False, has_objects=True)
     with pytest.raises(InputError, match="no objects head"):
         resolve_channel("objects", bundle, live=False, has_objects=False)
 

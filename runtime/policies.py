@@ -1,0 +1,198 @@
+"""Speech policies: when a frame is described, and what of it is said. Small interfaces, like
+the token decoders of runtime/decoding.py; the describe loop (runtime/loop.py) is only wiring.
+
+    policy = make_policy(cfg)            # Change, Interval, Continuous, Manual, Find, Slideshow
+    if policy.wants(frame, now):         # caption this frame?
+        say = policy.decide(description, now)   # Say, or None: stay quiet
+    policy.reset()                        # a camera came back: describe its scene afresh
+
+A policy sees Descriptions (runtime.compose) and thumbnails, never a model, so each is tested
+on its own (tests/test_policies.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    key: tuple  # what was said, as the policy compares descriptions
+    interrupt: bool = False  # cut off speech about an older scene
+
+
+class Policy(Protocol):
+    def wants(self, image: np.ndarray, now: float) -> bool:
+        """Whether to describe this frame (8-bit BGR)."""
+
+    def decide(self, d, now: float) -> Say | None:
+        """What to say of a description of a frame this policy wanted, or None."""
+
+    def reset(self) -> None:
+        """Forget what was seen and said: the next scene is new."""
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """8-bit BGR frame -> 32x32 gray, for the change gate."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+
+class ChangeGate:
+    """A scene has changed when `fraction` of a 32x32 gray thumbnail's pixels moved by at least
+    `delta` levels since the last frame that passed: a static scene skips the encoder."""
+
+    def __init__(self, delta: int = 16, fraction: float = 0.005):
+        self.delta, self.fraction = delta, fraction
+        self.reference: np.ndarray | None = None
+
+    def passes(self, image: np.ndarray, always: bool = False) -> bool:
+        thumb = thumbnail(image)
+        if self.reference is None or always:
+            self.reference = thumb
+            return True
+        if float((np.abs(thumb - self.reference) >= self.delta).mean()) >= self.fraction:
+            self.reference = thumb
+            return True
+        return False
+
+    def reset(self) -> None:
+        self.reference = None
+
+
+class Change:
+    """Describe when the scene changes; say a description once it came out the same on
+    `stable_frames` described frames, and never the same twice in a row."""
+
+    def __init__(self, stable_frames: int = 2, gate: ChangeGate | None = None):
+        self.stable_frames, self.gate = stable_frames, gate or ChangeGate()
+        self.pending: tuple[tuple, int] | None = None  # (key, times seen) not yet stable
+        self.last_key: tuple | None = None
+
+    def wants(self, image, now):
+        return self.gate.passes(image, always=self.pending is not None)
+
+    def decide(self, d, now):
+        seen = self.pending[1] + 1 if self.pending and self.pending[0] == d.key else 1
+        self.pending = (d.key, seen)
+        if seen < self.stable_frames:
+            return None
+        self.pending = None
+        if d.key == self.last_key:
+            return None
+        self.last_key = d.key
+        return Say(d.text, d.key, interrupt=True)
+
+    def reset(self):
+        self.gate.reset()
+        self.pending = self.last_key = None
+
+
+class Interval:
+    """Describe and say every `interval_s` seconds."""
+
+    def __init__(self, interval_s: float = 5.0):
+        self.interval_s, self.next = interval_s, 0.0
+
+    def wants(self, image, now):
+        if now < self.next:
+            return False
+        self.next = now + self.interval_s
+        return True
+
+    def decide(self, d, now):
+        return Say(d.text, d.key)
+
+    def reset(self):
+        self.next = 0.0
+
+
+class Continuous:
+    """Describe every frame; the speech worker keeps only the newest waiting description."""
+
+    def wants(self, image, now):
+        return True
+
+    def decide(self, d, now):
+        return Say(d.text, d.key)
+
+    def reset(self):
+        pass
+
+
+class Slideshow(Continuous):
+    """A folder: every still is a new scene, said in full (the loop waits for speech before it
+    reads the next)."""
+
+
+class Manual:
+    """Describe only when asked (a key): frames are never described on their own."""
+
+    def wants(self, image, now):
+        return False
+
+    def decide(self, d, now):
+        return Say(d.text, d.key, interrupt=True)
+
+    def reset(self):
+        pass
+
+
+CLOCK = {"left": 10, "ahead": 12, "right": 2}
+
+
+def place(where: str, style: str = "words") -> str:
+    """'on your left' / 'ahead' / 'on your right', or '10 o'clock' with style 'clock'."""
+    if style == "clock":
+        return f"at {CLOCK[where]} o'clock"
+    return "ahead" if where == "ahead" else f"on your {where}"
+
+
+class Find:
+    """Quiet until `name` (an object's spoken name or a word of text) is seen; then where it
+    is, and again each time it moves to another place; silent while it stays put."""
+
+    def __init__(self, name: str, style: str = "words", gate: ChangeGate | None = None):
+        self.name, self.style = name.strip().lower(), style
+        self.gate = gate or ChangeGate()
+        self.last: str | None = None  # where it was last said to be
+
+    def wants(self, image, now):
+        return self.gate.passes(image)
+
+    def seen_at(self, d) -> str | None:
+        """Where the description places `name`: among its objects, then in its text."""
+        for name, where in (d.objects.places if getattr(d, "objects", None) is not None else ()):
+            if name.lower() == self.name:
+                return where
+        for line in getattr(d, "lines", ()) or ():
+            if self.name in line.text.lower().split():
+                return line.where
+        return None
+
+    def decide(self, d, now):
+        where = self.seen_at(d)
+        if where is None or where == self.last:
+            return None
+        self.last = where
+        return Say(f"{self.name} {place(where, self.style)}", ("find", self.name, where), interrupt=True)
+
+    def reset(self):
+        self.gate.reset()
+        self.last = None
+
+
+def make_policy(cfg) -> Policy:
+    """The policy a LoopConfig asks for."""
+    gate = ChangeGate(cfg.change_delta, cfg.change_fraction)
+    if cfg.find:
+        return Find(cfg.find, cfg.where, gate)
+    if cfg.each_still and cfg.mode != "manual":
+        return Slideshow()
+    return {"change": lambda: Change(cfg.stable_frames, gate), "interval": lambda: Interval(cfg.interval_s),
+            "continuous": Continuous, "manual": Manual}[cfg.mode]()

@@ -1,0 +1,69 @@
+"""`describe` with the real-photo bundle and every channel on: find mode on a clip, and the
+capture-to-speech latency of a clip of real photos with signs in them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REAL_MODEL, ROOT, run_cli
+from signs import make_sign
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+def _clip(path, frames: list[np.ndarray], seconds: float, fps: int = 10):
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        for _ in range(int(seconds * fps)):
+            out.write(f)
+    out.release()
+    return path
+
+
+def _events(path):
+    return [json.loads(l) for l in path.read_text().splitlines()]
+
+
+def test_find_is_silent_until_the_cat_appears_then_says_where_once(tmp_path):
+    rocket = cv2.resize(cv2.imread(str(ROOT / "assets" / "photos" / "rocket.jpg")), (1280, 720))
+    wide = np.full((720, 1280, 3), 128, np.uint8)
+    wide[150:570, 0:420] = cv2.resize(cv2.imread(str(ROOT / "assets" / "photos" / "chelsea.jpg")), (420, 420))
+    clip = _clip(tmp_path / "find.mp4", [rocket, wide], seconds=3)
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(clip), "--find", "cat", "--no-speak", "--log", str(log),
+                "--model", str(REAL_MODEL), timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = _events(log)
+    said = [(e["frame"], e["caption"]) for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert [t for _, t in said] == ["cat on your left"], said  # once, then silence while it stays
+    assert said[0][0] >= 30  # not before it appeared (the rocket's 3 s are frames 0..29)
+
+
+def test_every_channel_in_change_mode_speaks_within_400_ms_of_capture(tmp_path):
+    """Eight real photos, six with a sign pasted in, 2 s each at 15 fps, played in real time."""
+    frames = [make_sign(i).image if i % 4 != 3 else
+              cv2.resize(cv2.imread(str(p)), (640, 480))
+              for i, p in enumerate(sorted((ROOT / "assets" / "photos").glob("*.jpg")) * 2)][:8]
+    clip = _clip(tmp_path / "signs.mp4", frames, seconds=2.0, fps=15)
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(clip), "--channel", "all", "--no-speak", "--log", str(log),
+                "--model", str(REAL_MODEL), timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = _events(log)
+    spoken = [e for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+    latency = sorted(e["latency_ms"]["capture_to_speech"] for e in spoken)
+    p95 = float(np.percentile(latency, 95))
+    signs = [make_sign(i).text for i in range(8) if i % 4 != 3]
+    read = sum(any(f"Sign: {t}" in e["caption"] for e in spoken) for t in signs)
+    print(f"\n--channel all: {len(spoken)} descriptions, capture-to-speech p50 "
+          f"{np.percentile(latency, 50):.0f} ms, p95 {p95:.0f} ms; {read}/{len(signs)} signs read")
+    assert len(spoken) >= 8 and read >= 5
+    assert p95 <= 400, latency
+    texts = [e for e in events if e["event"] == "text"]
+    assert texts and all(isinstance(e["lines"], list) for e in texts)
