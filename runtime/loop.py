@@ -184,8 +184,9 @@ class DescribeLoop:
                                    **{k: round(v, 2) for k, v in result.timings_ms.items()}},
                        **extra)
         if self.text is not None:  # read the scene's text beside it, from the first frame of a
-            # change on (captions come in bursts when a scene changes, and none when it is static)
-            if now - self.scene[0] > BURST_S:
+            # change on (captions come in bursts when a scene changes, and none when it is
+            # static); every still of a slideshow and every key press is a scene of its own
+            if isinstance(self.policy, (Slideshow, Manual)) or now - self.scene[0] > BURST_S:
                 self.scene = (now, frame.index)
                 self.text.submit(frame.image, frame.index)
             else:
