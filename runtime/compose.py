@@ -103,9 +103,15 @@ def compose(caption: str | None, confidence: float | None, objects, threshold: f
             parts.append(objects.text)
         elif objects is not None and not caption:
             parts.append(objects.text)
-    if read:
-        parts.append(read)
     key = (caption, frozenset(objects.named) if objects is not None else None,
            objects.sure if objects is not None else None, hedged)
-    said = ". ".join(p for p in parts if p) or NOTHING
+    said = with_read(". ".join(p for p in parts if p) or NOTHING, read)
     return Description(said, key, caption, objects, confidence, hedged, replaced, read or None)
+
+
+def with_read(said: str, read: str | None) -> str:
+    """A description with what the text channel read said last ("... . Sign: EXIT"); the text
+    alone where nothing else was found."""
+    if not read:
+        return said
+    return read if said in ("", NOTHING) else f"{said}. {read}"

@@ -26,7 +26,7 @@ from pathlib import Path
 from runtime.captioner import Captioner
 from runtime.errors import InputError
 from runtime.eventlog import EventLog
-from runtime.compose import NOTHING
+from runtime.compose import NOTHING, with_read
 from runtime.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
 from runtime.options import check, number
 from runtime.policies import Manual, Say, Slideshow, make_policy, thumbnail  # noqa: F401 (re-exported)
@@ -220,8 +220,7 @@ class DescribeLoop:
                 self._speak(found.text, frame, interrupt=True)
             return
         read = spoken(lines, self.max_lines) if "text" in parts(self.cfg.channel) else ""
-        text = say.text if not read else read if say.text in ("", NOTHING) else f"{say.text}. {read}"
-        self._speak(text or NOTHING, frame, interrupt=say.interrupt)
+        self._speak(with_read(say.text, read) or NOTHING, frame, interrupt=say.interrupt)
 
     def on_frame(self, frame) -> None:
         if frame.image is None:

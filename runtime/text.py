@@ -83,9 +83,20 @@ def spoken(lines: list[TextLine], max_lines: int = 3) -> str:
     return f"{head}: {said}" + (". more text" if len(lines) > max_lines else "")
 
 
+def engine_for(providers: tuple[str, ...]) -> str:
+    """Which RapidOCR engine runs the text models on the device profile's providers: its
+    TensorRT engine where the profile wants TensorRT and the `tensorrt` and `cuda-python`
+    packages are there (JetPack's), else ONNX Runtime (with CUDA where offered)."""
+    import importlib.util
+
+    if "TensorrtExecutionProvider" in providers and all(
+            importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda")):
+        return "tensorrt"
+    return "onnxruntime"
+
+
 class TextReader:
-    """RapidOCR with its wheel's models, on the given ONNX Runtime providers (CUDA where the
-    device profile has it; RapidOCR's ONNX Runtime engine has no TensorRT)."""
+    """RapidOCR with its wheel's models, on the device profile's providers (engine_for)."""
 
     def __init__(self, cfg: TextConfig = TextConfig(), providers: tuple[str, ...] = ()):
         try:
@@ -100,7 +111,10 @@ class TextReader:
             if not path.is_file():
                 raise InputError(f"{path}: the rapidocr wheel lacks its model; reinstall rapidocr==3.10.0")
         self.cfg = cfg
-        self.engine = RapidOCR(params={
+        self.engine_type = engine_for(providers)
+        trt = {"Det.engine_type": "tensorrt", "Rec.engine_type": "tensorrt",
+               "EngineConfig.tensorrt.cache_dir": str(_engine_cache())} if self.engine_type == "tensorrt" else {}
+        self.engine = RapidOCR(params={**trt,
             "Global.log_level": "error", "Global.use_cls": False, "Global.text_score": 0.0,
             "Global.model_root_dir": str(models), "Global.font_path": None,
             "Det.model_path": str(det), "Rec.model_path": str(rec),
@@ -127,6 +141,13 @@ class TextReader:
             box = (int(q[:, 0].min()), int(q[:, 1].min()), int(q[:, 0].max()), int(q[:, 1].max()))
             lines.append(TextLine(text, float(score), box, where(box[0], box[2], width)))
         return reading_order(lines)
+
+
+def _engine_cache() -> Path:
+    """Where TensorRT keeps the text models' engines: beside the captioner's (runtime.profiles)."""
+    from runtime.profiles import cache_root
+
+    return cache_root() / "text"
 
 
 class TextWorker:

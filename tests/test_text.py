@@ -131,3 +131,17 @@ def test_manual_mode_t_reads_all_of_a_page(reader):
     loop.text.close()
     lines = reader.read(page)
     assert len(lines) > 3 and voice.said == ["Text: " + ". ".join(l.text for l in lines)]
+
+
+def test_the_engine_follows_the_device_profile():
+    """TensorRT only where its Python packages are (a Jetson's JetPack); else ONNX Runtime,
+    which takes CUDA where the profile offers it."""
+    import importlib.util
+
+    from runtime.text import engine_for
+
+    has_trt = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
+    assert engine_for(("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")) == \
+        ("tensorrt" if has_trt else "onnxruntime")
+    assert engine_for(("CUDAExecutionProvider", "CPUExecutionProvider")) == "onnxruntime"
+    assert engine_for(("CPUExecutionProvider",)) == "onnxruntime"
