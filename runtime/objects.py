@@ -24,10 +24,11 @@ import numpy as np
 from runtime.bundle import Bundle
 from runtime.compose import NOTHING, Description, compose  # noqa: F401 (NOTHING: re-exported)
 from runtime.errors import InputError
+from runtime.policies import place
 
-CHANNELS = ("auto", "caption", "objects", "both")  # the names --help lists; also "text",
-PARTS = ("caption", "objects", "text")  # "all" and any comma list of these
+PARTS = ("caption", "objects", "text")  # the channels; --channel takes any comma list of them
 ALIASES = {"both": ("caption", "objects"), "all": PARTS}
+CHANNELS = ("auto", "caption", "objects", "both")  # the older single names, listed in --help
 
 
 def parts(channel: str) -> set[str]:
@@ -74,8 +75,6 @@ class ObjectNamer:
     def __call__(self, logits: np.ndarray, locate=None, style: str = "words") -> Objects:
         """`locate(name)` -> left|ahead|right places each name said ("a cat on your left"; with
         style "clock", "a cat at 10 o'clock") and each reported in `top`."""
-        from runtime.policies import place
-
         z = np.asarray(logits, dtype=np.float64).reshape(-1)
         if z.shape[0] != len(self.group):
             raise InputError(f"objects: {z.shape[0]} logits for {len(self.group)} class names")
