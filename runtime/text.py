@@ -27,8 +27,8 @@ WHERE = ("left", "ahead", "right")
 @dataclass(frozen=True)
 class TextConfig:
     min_score: float = 0.88  # a line the recogniser scores below this is not read, chosen on
-    # the 60 rendered signs of tests/signs.py: right reads scored 0.91 and up, stray letters
-    # read in the photos around them 0.39-0.85
+    # the 60 rendered signs of tests/signs.py: right reads scored 0.91 and up, stray marks
+    # read in the photos around them 0.39-0.85 (0.94 and up against 0.42-0.66 at side 480)
     max_lines: int = 3  # brief: a longer text reads its first lines, then "more text"
     side: int = 480  # the detector's input: a frame's longest side is scaled down to this (480
     # reads the 60 signs of tests/signs.py as well as 640 did, 59/60, in 205 against 324 ms)
