@@ -29,7 +29,7 @@ from runtime.eventlog import EventLog
 from runtime.compose import NOTHING, with_read
 from runtime.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
 from runtime.options import check, number
-from runtime.policies import Manual, Say, Slideshow, make_policy, thumbnail  # noqa: F401 (re-exported)
+from runtime.policies import Manual, Say, Slideshow, make_policy
 from runtime.preprocess import to_bgr8
 from runtime.service import notify
 from runtime.sources import Frame
