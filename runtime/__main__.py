@@ -94,14 +94,15 @@ def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
                         f"(choices: {', '.join(CHANNELS)}, text, all, or a comma list)")
 
 
-def _text_reader(channel: str, where, threads: int = 0):
-    """The text channel's reader where `channel` has text, on the device profile's providers."""
+def _text_reader(channel: str, where):
+    """The text channel's reader where `channel` has text, on the device profile's providers,
+    with every core (it runs once per new scene, beside the captioner)."""
     from runtime.objects import parts
     from runtime.text import TextConfig, TextReader
 
     if "text" not in parts(channel):
         return None
-    return TextReader(TextConfig(threads=threads), tuple(n for n, _ in where.session.providers))
+    return TextReader(TextConfig(threads=0), tuple(n for n, _ in where.session.providers))
 
 
 def cmd_caption(args) -> int:

@@ -20,7 +20,7 @@ from runtime import io_spec
 from runtime.onnx_check import GRAPH_NODE, MODEL_GRAPH, _fields
 from runtime.prune import (GRAPH_OUTPUT, NODE_INPUT, NODE_OUTPUT, VALUE_INFO_NAME, _key, _len,
                            _raw, _strings, without_outputs)
-from runtime.text import WHERE, where as third
+from runtime.text import where as third
 
 NODE_OP_TYPE = 4
 
@@ -70,8 +70,7 @@ def with_outputs(model: bytes, names: list[str]) -> bytes:
 
 def only(model: bytes, name: str) -> bytes:
     """The model computing nothing but tensor `name` (the head's weight): run once at load."""
-    outputs = [o for o in _graph_outputs(model)]
-    return without_outputs(with_outputs(model, [name]), set(outputs))
+    return without_outputs(with_outputs(model, [name]), set(_graph_outputs(model)))
 
 
 def _graph_outputs(model: bytes) -> list[str]:
@@ -106,5 +105,3 @@ class Locator:
         x = float((cols * (np.arange(len(cols)) + 0.5)).sum() / cols.sum()) / len(cols)
         return third(x, x, 1)
 
-
-__all__ = ["Locator", "WHERE", "head_tensors", "only", "with_outputs"]

@@ -29,6 +29,23 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: b
                           env={**os.environ, **(env or {})}, **kw)
 
 
+def read_events(path: Path) -> list[dict]:
+    """A describe log's lines as dicts."""
+    import json
+
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def three_scene_clip(tmp_path_factory) -> Path:
+    """A real video of three held-out scenes (seed 7), 1.5 s each at 15 fps, with its .jsonl."""
+    from export.scenes import write_clip
+
+    out = tmp_path_factory.mktemp("clip") / "three.mp4"
+    write_clip(out, scenes=3, seed=7, seconds=1.5, fps=15)
+    return out
+
+
 @pytest.fixture(scope="session")
 def test_scenes(tmp_path_factory) -> Path:
     """200 held-out scenes (seed 7) written as PNGs plus captions.jsonl."""

@@ -7,19 +7,15 @@ import wave
 import numpy as np
 import pytest
 
-from conftest import MODEL, run_cli
+from conftest import MODEL, read_events, run_cli
 from runtime.vocab import normalize
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    from export.scenes import write_clip
-
-    out = tmp_path_factory.mktemp("clip") / "three.mp4"
-    write_clip(out, scenes=3, seed=7, seconds=1.5, fps=15)
-    return out
+def clip(three_scene_clip):
+    return three_scene_clip
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +23,7 @@ def run(clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("describe")
     r = run_cli("runtime", "describe", str(clip), "--no-speak", "--speech-wav", str(out / "s.wav"),
                 "--log", str(out / "log.jsonl"), "--model", str(MODEL), timeout=120)
-    events = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
+    events = read_events(out / "log.jsonl")
     return r, events, out / "s.wav"
 
 

@@ -3,14 +3,13 @@ capture-to-speech latency of a clip of real photos with signs in them."""
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_MODEL, ROOT, run_cli
+from conftest import REAL_MODEL, ROOT, read_events, run_cli
 from signs import make_sign
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
@@ -26,10 +25,6 @@ def _clip(path, frames: list[np.ndarray], seconds: float, fps: int = 10):
     return path
 
 
-def _events(path):
-    return [json.loads(l) for l in path.read_text().splitlines()]
-
-
 def test_find_is_silent_until_the_cat_appears_then_says_where_once(tmp_path):
     rocket = cv2.resize(cv2.imread(str(ROOT / "assets" / "photos" / "rocket.jpg")), (1280, 720))
     wide = np.full((720, 1280, 3), 128, np.uint8)
@@ -39,7 +34,7 @@ def test_find_is_silent_until_the_cat_appears_then_says_where_once(tmp_path):
     r = run_cli("runtime", "describe", str(clip), "--find", "cat", "--no-speak", "--log", str(log),
                 "--model", str(REAL_MODEL), timeout=300)
     assert r.returncode == 0, r.stderr
-    events = _events(log)
+    events = read_events(log)
     said = [(e["frame"], e["caption"]) for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
     assert [t for _, t in said] == ["cat on your left"], said  # once, then silence while it stays
     assert said[0][0] >= 30  # not before it appeared (the rocket's 3 s are frames 0..29)
@@ -55,7 +50,7 @@ def test_every_channel_in_change_mode_speaks_within_400_ms_of_capture(tmp_path):
     r = run_cli("runtime", "describe", str(clip), "--channel", "all", "--no-speak", "--log", str(log),
                 "--model", str(REAL_MODEL), timeout=300)
     assert r.returncode == 0, r.stderr
-    events = _events(log)
+    events = read_events(log)
     spoken = [e for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
     latency = sorted(e["latency_ms"]["capture_to_speech"] for e in spoken)
     p95 = float(np.percentile(latency, 95))

@@ -12,14 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MODEL, ROOT
+from conftest import MODEL, ROOT, read_events
 from mjpeg_server import MjpegServer
 from export.scenes import make_scene, write_clip
 from runtime.vocab import normalize
-
-
-def _events(path):
-    return [json.loads(l) for l in path.read_text().splitlines()]
 
 
 def _describe(*args, **kw):
@@ -57,7 +53,7 @@ def change_run(scene_clip, tmp_path_factory):
     p = _describe(str(scene_clip), "--no-speak", "--log", str(log))
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
-    return _events(log)
+    return read_events(log)
 
 
 def _spoken_per_scene(change_run, scene_clip):
@@ -114,7 +110,7 @@ def test_static_scene_skips_the_encoder_and_idles(tmp_path):
     time.sleep(6)
     share = (cpu_s() - c0) / (time.monotonic() - t0)
     p.communicate(timeout=60)
-    events = _events(log)
+    events = read_events(log)
     captions = sum(e["event"] == "caption" for e in events)
     frames = events[-1]["frames"]
     print(f"static scene: {share:.1%} of one core, {captions} captions for {frames} frames")
@@ -137,7 +133,7 @@ def test_stream_loss_is_announced_and_the_loop_goes_on(tmp_path):
         out, err = p.communicate(timeout=30)
         server.stop()
     assert p.returncode == 0, err
-    events = _events(log)
+    events = read_events(log)
     names = [e["event"] for e in events]
     assert names.count("source_lost") == 1 and names.count("source_restored") == 1
     lost, back = names.index("source_lost"), names.index("source_restored")
@@ -202,7 +198,7 @@ def test_manual_mode_keys_from_a_terminal_without_a_window(short_clip, tmp_path)
         p.stdin.flush()
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
-    events = _events(log)
+    events = read_events(log)
     assert [e["key"] for e in events if e["event"] == "key"] == ["describe", "repeat", "quit"]
     described = [e for e in events if e["event"] == "caption"]
     assert len(described) == 1  # manual mode captions only when asked
@@ -218,7 +214,7 @@ def test_show_without_a_gui_warns_once_and_goes_on(tmp_path):
     p = _describe(str(clip), "--show", "--no-speak", "--log", str(log))
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
-    events = _events(log)
+    events = read_events(log)
     warnings = [e["message"] for e in events if e["event"] == "warning" and "--show" in e["message"]]
     if cv2.getBuildInformation().find("GTK") < 0 and "QT" not in cv2.getBuildInformation():
         assert len(warnings) == 1

@@ -18,15 +18,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import pytest
 
-from conftest import MODEL, ROOT, run_cli
-from export.scenes import make_scene, write_clip
+from conftest import MODEL, ROOT, read_events, run_cli
+from export.scenes import make_scene
 from runtime.speech import SpeechConfig, SpeechWorker
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
-
-
-def _events(path):
-    return [json.loads(l) for l in path.read_text().splitlines()]
 
 
 def _spoken(events, kind="caption"):
@@ -34,10 +30,8 @@ def _spoken(events, kind="caption"):
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clip") / "three.mp4"
-    write_clip(out, scenes=3, seed=7, seconds=1.5, fps=15)
-    return out
+def clip(three_scene_clip):
+    return three_scene_clip
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def reference(clip, tmp_path_factory):
     log = tmp_path_factory.mktemp("ref") / "log.jsonl"
     r = run_cli("runtime", "describe", str(clip), "--no-speak", "--log", str(log), "--model", str(MODEL))
     assert r.returncode == 0, r.stderr
-    spoken = _spoken(_events(log))
+    spoken = _spoken(read_events(log))
     assert len(spoken) == 3
     return spoken
 
@@ -65,7 +59,7 @@ def test_a_closed_console_pipe_drops_the_echo_and_speech_goes_on(clip, reference
     assert len(r.stdout.splitlines()) == 2
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert err.count("warning: console output stopped (Broken pipe); the log goes on") == 1, err
-    events = _events(log)
+    events = read_events(log)
     assert _spoken(events) == reference  # spoken count equals the caption count of a plain run
     assert _spoken(events, "notice")[-1] == "SceneSpeak stopped" and events[-1]["event"] == "end"
 
@@ -77,7 +71,7 @@ def test_a_recording_on_a_full_disk_stops_and_speech_goes_on(clip, reference, tm
                 "--log", str(log), "--model", str(MODEL))
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
-    events = _events(log)
+    events = read_events(log)
     warnings = [e["message"] for e in events if e["event"] == "warning"]
     assert warnings == ["/dev/full: cannot record speech (No space left on device); the recording "
                         "stops here, speech goes on"]
@@ -191,7 +185,7 @@ def test_a_flapping_source_is_one_outage_said_once(tmp_path):
     finally:
         server.close()
     assert rc == 0 and "Traceback" not in err, err
-    events = _events(log)
+    events = read_events(log)
     names = [e["event"] for e in events]
     assert names.count("source_lost") == 1 and names.count("source_restored") == 0
     notices = _spoken(events, "notice")
@@ -206,7 +200,7 @@ def test_a_live_source_that_cannot_be_opened_is_said_logged_and_retried(tmp_path
     rc, _, err = _describe_for(4, uri, "--no-speak", "--log", str(log))
     assert rc == 0 and "Traceback" not in err, err
     assert f"source_lost: {uri}: cannot open source; retrying" in err
-    events = _events(log)
+    events = read_events(log)
     lost = [e for e in events if e["event"] == "source_lost"]
     assert lost and lost[0]["reason"] == "cannot open source" and lost[0]["starting"] is True
     assert "cannot open the camera; still trying" in _spoken(events, "notice")
@@ -229,7 +223,7 @@ def test_a_slideshow_says_every_still_before_the_next(tmp_path):
     log = tmp_path / "log.jsonl"
     r = run_cli("runtime", "describe", str(folder), "--no-speak", "--log", str(log), "--model", str(MODEL))
     assert r.returncode == 0, r.stderr
-    events = _events(log)
+    events = read_events(log)
     captions = [(e["frame"], e["caption"]) for e in events if e["event"] == "caption"]
     spoken = [(e["frame"], e["caption"]) for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
     assert len(captions) == len(order) and spoken == captions
@@ -248,7 +242,7 @@ def test_a_signal_during_start_up_ends_cleanly_with_end_last(tmp_path, sig, dela
     p.send_signal(sig)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0 and "Traceback" not in err, err
-    events = _events(log)
+    events = read_events(log)
     assert events[0]["event"] == "start" and events[-1]["event"] == "end"
 
 
