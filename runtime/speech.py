@@ -249,10 +249,6 @@ class SpeechWorker:
             with self._cond:
                 self._player = self._playing = None
 
-    def idle(self) -> bool:
-        with self._cond:
-            return not self._pending and not self._busy
-
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything asked for has been said (or `timeout` seconds); True if so."""
         deadline = time.monotonic() + timeout
