@@ -42,9 +42,9 @@ def _torch_bench_row(cfg: dict) -> None:
     import torch
 
     from export.torch_backend import TorchCaptioner
-    from runtime import bench
-    from runtime.bundle import load_bundle
-    from runtime.session import auto_threads
+    from runtime.app import bench
+    from runtime.model.bundle import load_bundle
+    from runtime.model.session import auto_threads
 
     torch.set_num_threads(cfg.get("threads") or auto_threads())  # as the ONNX rows
     bundle = load_bundle(cfg["model"])

@@ -22,8 +22,8 @@ import numpy as np
 
 from export.datasets import read_dataset
 from export.evaluate import _bundle_captions, per_caption_cider
-from runtime.bundle import MANIFEST, load_bundle
-from runtime.confidence import calibrated
+from runtime.model.bundle import MANIFEST, load_bundle
+from runtime.model.confidence import calibrated
 from runtime.errors import InputError
 
 

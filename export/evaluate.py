@@ -11,7 +11,7 @@ A run is named by its precision, with `_beamK` for beam search ("int8_beam3"). F
 a confidence calibration, each greedy run also reports how often captions above and below the
 threshold are right (per-caption CIDEr-D at least the bundle's `confidence.right`), and for a
 bundle with a kinds table, the CIDEr of its captions reconciled with the objects channel
-(runtime/compose.py) beside the plain captions'.
+(runtime/channels/compose.py) beside the plain captions'.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from export.datasets import Sample, read_dataset
 from runtime.errors import InputError
-from runtime.preprocess import read_image
-from runtime import metrics
-from runtime.metrics import caption_scores
-from runtime.vocab import normalize
+from runtime.model.preprocess import read_image
+from runtime.model import metrics
+from runtime.model.metrics import caption_scores
+from runtime.model.vocab import normalize
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def score(captions: list[str], samples: list[Sample], meteor: bool = True) -> di
 
 def _bundle_captions(bundle, precision: str, samples: list[Sample], beam: int = 1) -> list:
     """The runtime's Caption (text, confidence, ImageNet logits) of every sample."""
-    from runtime.captioner import Captioner
+    from runtime.model.captioner import Captioner
 
     cap = Captioner(bundle, precision, beam_size=beam)
     what = precision + (f" beam {beam}" if beam > 1 else "")
@@ -80,8 +80,8 @@ def confidence_split(results: list, samples: list[Sample], calibration: dict) ->
 
 def reconciled(results: list, bundle) -> tuple[list[str], int]:
     """Captions as the composer says them beside the objects channel, and how many changed."""
-    from runtime.compose import compose
-    from runtime.objects import ObjectNamer
+    from runtime.channels.compose import compose
+    from runtime.channels.objects import ObjectNamer
 
     namer = ObjectNamer(bundle.object_names())
     out = [compose(r.text, None, namer(r.imagenet_logits), None, bundle.kinds).caption for r in results]
@@ -93,7 +93,7 @@ def _checkpoint_captions(path: str, samples: list[Sample]) -> list[str]:
 
     from export.torch_backend import TorchStepModel
     from export.train import greedy_captions, load_checkpoint
-    from runtime.preprocess import preprocess
+    from runtime.model.preprocess import preprocess
 
     model, vocab, ckpt = load_checkpoint(path)
     step = TorchStepModel(model)
@@ -122,7 +122,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     if cfg.model.endswith(".pt"):
         runs = {"torch": _checkpoint_captions(cfg.model, samples)}
     else:
-        from runtime.bundle import load_bundle
+        from runtime.model.bundle import load_bundle
 
         bundle = load_bundle(cfg.model)
         runs = {}

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from export.datasets import Sample
 from export.model import EfficientNetLite0, ModelConfig
-from runtime.preprocess import PreprocessConfig, preprocess, read_image
+from runtime.model.preprocess import PreprocessConfig, preprocess, read_image
 
 FEATURE_CHANNELS = ModelConfig.feature_dim
 CACHE_VERSION = "lite0-regions-v3"  # v3: BatchNorm folded, weights rounded to fp16

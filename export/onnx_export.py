@@ -26,13 +26,13 @@ from export.model import CaptionModel, DecoderStepGraph, EncoderGraph, round_tra
 from export.torch_backend import TorchStepModel, weight_map
 from export.train import load_checkpoint
 from export.validate import validate
-from runtime import io_spec
-from runtime.bundle import FORMAT, MANIFEST, load_bundle, sha256
-from runtime.decoding import DANGLING
+from runtime.model import io_spec
+from runtime.model.bundle import FORMAT, MANIFEST, load_bundle, sha256
+from runtime.model.decoding import DANGLING
 from runtime.errors import InputError
-from runtime.onnx_check import inspect
-from runtime.preprocess import PreprocessConfig
-from runtime.vocab import Vocab
+from runtime.model.onnx_check import inspect
+from runtime.model.preprocess import PreprocessConfig
+from runtime.model.vocab import Vocab
 
 OPSET = 17
 OBJECTS_FILE = "objects.json"

@@ -21,7 +21,7 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from export.model import LAST_CHANNELS
 from export.optimize import store_weights_as_fp16
-from runtime import io_spec
+from runtime.model import io_spec
 
 
 def to_fp16(src: Path, dst: Path) -> None:

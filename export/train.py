@@ -32,10 +32,10 @@ from export.datasets import read_dataset
 from export.features import cache_features, load_images
 from export.model import CaptionModel, ModelConfig, split_map
 from export.torch_backend import TorchStepModel
-from runtime.decoding import DecodingOptions, decode, initial_state
+from runtime.model.decoding import DecodingOptions, decode, initial_state
 from runtime.errors import InputError
-from runtime.metrics import caption_scores
-from runtime.vocab import Vocab, normalize
+from runtime.model.metrics import caption_scores
+from runtime.model.vocab import Vocab, normalize
 
 
 @dataclass(frozen=True)

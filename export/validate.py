@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from export.torch_backend import TorchStepModel
-from runtime import io_spec
-from runtime.bundle import Bundle
-from runtime.captioner import Captioner
-from runtime.decoding import decode, initial_state
+from runtime.model import io_spec
+from runtime.model.bundle import Bundle
+from runtime.model.captioner import Captioner
+from runtime.model.decoding import decode, initial_state
 from runtime.errors import SceneSpeakError
 
 

@@ -31,7 +31,7 @@ import json  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from runtime import io_spec  # noqa: E402
+from runtime.model import io_spec  # noqa: E402
 from runtime.errors import InputError, SceneSpeakError  # noqa: E402
 from runtime.options import OptionError, add_fields, build, flag_of  # noqa: E402
 
@@ -73,9 +73,9 @@ def _warn(message: str) -> None:
 def _captioner(args, warn=_warn):
     """(captioner, placement) for the CLI's flags; `warn` gets the one-line warning when the
     device profile's GPU providers are missing and the CPU runs instead."""
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
-    from runtime.profiles import place
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+    from runtime.app.profiles import place
 
     bundle = load_bundle(args.model)
     where = place(bundle, args.device, args.precision, args.threads)
@@ -85,7 +85,7 @@ def _captioner(args, warn=_warn):
 
 
 def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
-    from runtime.objects import CHANNELS
+    from runtime.channels.objects import CHANNELS
 
     p.add_argument("--channel", default="auto", metavar="C",
                    help="caption: the bundle's sentence; objects: real-world object names from the "
@@ -97,8 +97,8 @@ def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
 def _text_reader(channel: str, where):
     """The text channel's reader where `channel` has text, on the device profile's providers,
     with every core (it runs once per new scene, beside the captioner)."""
-    from runtime.objects import parts
-    from runtime.text import TextConfig, TextReader
+    from runtime.channels.objects import parts
+    from runtime.channels.text import TextConfig, TextReader
 
     if "text" not in parts(channel):
         return None
@@ -108,9 +108,9 @@ def _text_reader(channel: str, where):
 def cmd_caption(args) -> int:
     """Caption every image; a bad one gets its one-line error and the rest still run (exit 2
     at the end if any failed)."""
-    from runtime.objects import ObjectNamer, describe, parts, resolve_channel
-    from runtime.preprocess import read_image, to_bgr8
-    from runtime.text import spoken
+    from runtime.channels.objects import ObjectNamer, describe, parts, resolve_channel
+    from runtime.model.preprocess import read_image, to_bgr8
+    from runtime.channels.text import spoken
 
     cap, where = _captioner(args)
     channel = resolve_channel(args.channel, cap.bundle, live=False, has_objects=cap.has_objects)
@@ -158,11 +158,11 @@ def _echo(line: dict) -> None:
 
 
 def cmd_describe(args) -> int:
-    from runtime.eventlog import EventLog
-    from runtime.loop import DescribeLoop, LoopConfig
-    from runtime.objects import resolve_channel
-    from runtime.sources import SourceConfig, describe_uri, open_source, sample_clip
-    from runtime.speech import SpeechConfig, SpeechWorker
+    from runtime.app.eventlog import EventLog
+    from runtime.app.loop import DescribeLoop, LoopConfig
+    from runtime.channels.objects import resolve_channel
+    from runtime.app.sources import SourceConfig, describe_uri, open_source, sample_clip
+    from runtime.app.speech import SpeechConfig, SpeechWorker
 
     speech_cfg, loop_cfg = build(SpeechConfig, args), build(LoopConfig, args)  # ranges first
     kind = describe_uri(args.source)[0] if args.source is not None else "file"
@@ -186,7 +186,7 @@ def cmd_describe(args) -> int:
     speech = SpeechWorker(speech_cfg, on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
     screen = None
     if args.show:
-        from runtime.screen import Screen
+        from runtime.app.screen import Screen
 
         screen = Screen(lambda msg: log.write("warning", message=msg))
     return DescribeLoop(cap, source, speech, log, loop_cfg, screen, stop=STOP, preamble=preamble,
@@ -196,7 +196,7 @@ def cmd_describe(args) -> int:
 def cmd_bench(args) -> int:
     from dataclasses import asdict
 
-    from runtime import bench
+    from runtime.app import bench
 
     if args.compare:
         print(bench.compare(*args.compare))
@@ -223,7 +223,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from runtime.doctor import diagnose, render
+    from runtime.app.doctor import diagnose, render
 
     report = diagnose(args.model, args.device)
     print(json.dumps(report, indent=1) if args.json else render(report), flush=True)
@@ -232,7 +232,7 @@ def cmd_doctor(args) -> int:
 
 def cmd_bench_row(args) -> int:
     """Child process of `bench`: one ONNX Runtime row, timed a pass at a time (bench.serve_row)."""
-    from runtime import bench
+    from runtime.app import bench
 
     cfg = json.loads(args.config)
     cfg["precisions"] = tuple(cfg["precisions"])
@@ -241,8 +241,8 @@ def cmd_bench_row(args) -> int:
 
 
 def _add_describe_args(d: argparse.ArgumentParser) -> None:
-    from runtime.loop import MODES, LoopConfig
-    from runtime.speech import SpeechConfig
+    from runtime.app.loop import MODES, LoopConfig
+    from runtime.app.speech import SpeechConfig
 
     add_fields(d, LoopConfig, "mode", choices={"mode": MODES})
     add_fields(d, LoopConfig, "find", "where", "verbosity", metavars={"find": "NAME"},
@@ -260,7 +260,7 @@ def _add_describe_args(d: argparse.ArgumentParser) -> None:
 
 
 def _add_bench_args(b: argparse.ArgumentParser) -> None:
-    from runtime.bench import BenchConfig
+    from runtime.app.bench import BenchConfig
 
     add_fields(b, BenchConfig, "model", "precisions", "torch", "runs", "rounds", "warmup",
                "threads", "beam", "images", metavars={"model": "DIR", "images": "DIR", "beam": "K"})

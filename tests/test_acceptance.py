@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import MODEL, run_cli
-from runtime.vocab import normalize
+from runtime.model.vocab import normalize
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import cv2
 import pytest
 
 from conftest import MODEL, needs_torch, run_cli
-from runtime import io_spec
+from runtime.model import io_spec
 
 ROW_KEYS = {"backend", "precision", "provider", "encoder_ms", "decoder_step_ms", "caption_ms",
             "steps_mean", "rss_mb", "model_mb", "agreement_vs_fp32"}
@@ -124,7 +124,7 @@ def test_a_row_that_fails_is_named_in_one_line(tmp_path):
 
 
 def test_rounds_pool_every_sample_of_a_row():
-    from runtime.bench import pool
+    from runtime.app.bench import pool
 
     def run(enc, rss, captions):
         samples = {"preprocess": [0.1] * 4, "encoder": enc, "decoder_step": [0.05] * 40,
@@ -145,7 +145,7 @@ def test_readme_shows_the_committed_run():
     """The README's table is docs/bench.json as `bench` renders it, and the ratios quoted in
     docs/performance.md are that run's."""
     from conftest import ROOT
-    from runtime.bench import markdown
+    from runtime.app.bench import markdown
 
     data = json.loads((ROOT / "docs" / "bench.json").read_text())
     table = (ROOT / "docs" / "bench.md").read_text()

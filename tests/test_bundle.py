@@ -10,8 +10,8 @@ import pytest
 
 from conftest import MODEL, REAL_MODEL, run_cli
 from export.scenes import make_scene
-from runtime import io_spec
-from runtime.bundle import load_bundle, sha256
+from runtime.model import io_spec
+from runtime.model.bundle import load_bundle, sha256
 from runtime.errors import BundleError
 
 
@@ -180,7 +180,7 @@ def test_paths_outside_the_bundle_are_refused(bundle_copy):
 
 
 def test_truncated_graph_with_matching_hash_is_refused(bundle_copy):
-    from runtime.captioner import Captioner
+    from runtime.model.captioner import Captioner
 
     target = bundle_copy / io_spec.graph_file("fp32", "encoder")
     target.write_bytes(target.read_bytes()[:1000])
@@ -193,7 +193,7 @@ def test_truncated_graph_with_matching_hash_is_refused(bundle_copy):
 
 
 def test_vocabulary_that_does_not_match_the_decoder_is_refused(bundle_copy):
-    from runtime.captioner import Captioner
+    from runtime.model.captioner import Captioner
 
     manifest = bundle_copy / "manifest.json"
     m = json.loads(manifest.read_text())

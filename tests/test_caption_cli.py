@@ -8,7 +8,7 @@ import pytest
 
 from conftest import MODEL, TEST_SEED, run_cli
 from export.scenes import make_scene
-from runtime.vocab import normalize
+from runtime.model.vocab import normalize
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.compose import NOTHING, compose, reconcile
-from runtime.objects import Objects
+from runtime.channels.compose import NOTHING, compose, reconcile
+from runtime.channels.objects import Objects
 
 KINDS = {"words": {"dog": "mammal", "cat": "mammal", "puppy": "mammal", "bike": "wheeled vehicle",
                    "horse": "mammal", "car": "wheeled vehicle"},
@@ -43,7 +43,7 @@ def test_the_composed_description_never_states_both():
 def test_a_head_sure_but_not_sure_enough_to_correct_the_caption_is_hedged():
     """Dev photos showed the ImageNet head calling swimming dogs a bear at 0.73: under
     REPLACE (0.95) the caption stays and the object is only a guess, never a second fact."""
-    from runtime.compose import REPLACE
+    from runtime.channels.compose import REPLACE
 
     bear = Objects("I see a bear", ("bear",), True, [{"name": "bear", "score": 0.73}])
     d = compose("a dog runs through water", 0.9, bear, 0.5, KINDS)
@@ -89,7 +89,7 @@ def test_logistic_calibration_recovers_the_curve_and_the_threshold_is_chosen_on_
 
 
 def test_confidence_is_calibrated_where_the_bundle_has_a_calibration():
-    from runtime.confidence import calibrated
+    from runtime.model.confidence import calibrated
 
     cal = {"slope": 2.0, "intercept": 3.0, "threshold": 0.5}
     assert calibrated(-1.5, cal) == pytest.approx(0.5)

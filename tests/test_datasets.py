@@ -16,7 +16,7 @@ from conftest import ROOT, needs_torch, run_cli
 from export.datasets import DatasetSpec, read_dataset
 from export.scenes import make_scene
 from runtime.errors import InputError
-from runtime.vocab import normalize
+from runtime.model.vocab import normalize
 
 pytestmark = needs_torch
 SEED, N = 31, 24  # scenes per dataset; the first 16 train, the next 4 validate, the last 4 test

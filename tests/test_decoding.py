@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from runtime.decoding import BeamSearchDecoder, DecodingOptions, GreedyDecoder, decode
+from runtime.model.decoding import BeamSearchDecoder, DecodingOptions, GreedyDecoder, decode
 
 BOS, EOS, V = 1, 2, 8
 
@@ -140,7 +140,7 @@ def _words(tokens):
 
 
 def test_no_repeat_blocks_a_word_thrice_and_a_phrase_a_third_time():
-    from runtime.decoding import degenerate
+    from runtime.model.decoding import degenerate
 
     # plain greedy says 5 5 5 5 ...; with the block it must take the next-ranked words
     loop = [[5, 6, 7, 8, 9, 10, 11, EOS]]
@@ -182,7 +182,7 @@ def test_greedy_and_beam_report_the_mean_token_log_probability():
 
 
 def test_degenerate_names_why():
-    from runtime.decoding import degenerate
+    from runtime.model.decoding import degenerate
 
     assert degenerate("a a a a") == "'a' three times in a row"
     assert degenerate("a man in a blue shirt and a blue shirt and a blue shirt") == "'a blue' three times"

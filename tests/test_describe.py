@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import MODEL, read_events, run_cli
-from runtime.vocab import normalize
+from runtime.model.vocab import normalize
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

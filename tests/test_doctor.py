@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from conftest import MODEL, ROOT, run_cli
-from runtime import io_spec
+from runtime.model import io_spec
 from test_profiles import BOARDS, fake_board
 
 
@@ -118,7 +118,7 @@ def test_doctor_fails_on_a_damaged_bundle_and_names_the_file(tmp_path):
 def test_doctor_on_a_damaged_bundle_of_this_checkout_names_git(tmp_path):
     """The shipped bundle is checked through a copy of the checkout's layout: the hint is the
     git command that restores it, run from anywhere."""
-    from runtime.doctor import _restore_hint
+    from runtime.app.doctor import _restore_hint
 
     hint = _restore_hint(str(ROOT / "models" / "shapes"))
     assert hint.startswith(f"restore it: git -C {ROOT} checkout -- models/shapes")

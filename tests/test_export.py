@@ -33,9 +33,9 @@ def test_fp16_weight_storage_computes_the_same_from_half_the_bytes(small_bundle,
     import onnx
 
     from export.onnx_export import ExportConfig, export_bundle
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
-    from runtime.preprocess import preprocess
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+    from runtime.model.preprocess import preprocess
 
     m = json.loads((small_bundle / "manifest.json").read_text())
     ckpt = m["provenance"]["train_config"]["out"]
@@ -106,12 +106,12 @@ def test_fp16_graphs_cast_the_fp32_weights_file(small_bundle):
 
 
 def test_pruning_keeps_the_weights_a_subgraph_reads():
-    """runtime.prune drops dead nodes and initializers, but a branch reads outer tensors by
+    """runtime.model.prune drops dead nodes and initializers, but a branch reads outer tensors by
     name without listing them as its node's inputs, so there it keeps every initializer."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from runtime.prune import without_outputs
+    from runtime.model.prune import without_outputs
 
     def branch(name, src):
         return helper.make_graph([helper.make_node("Identity", [src], [name])], name, [],
@@ -187,7 +187,7 @@ def test_validation_fails_a_graph_that_differs_from_torch(small_bundle, tmp_path
     from export.torch_backend import TorchStepModel
     from export.train import load_checkpoint
     from export.validate import ValidationError, validate
-    from runtime.bundle import load_bundle, sha256
+    from runtime.model.bundle import load_bundle, sha256
 
     bad = tmp_path / "bad"
     shutil.copytree(small_bundle, bad)

@@ -79,7 +79,7 @@ def test_the_default_bundle_on_the_real_test_list(tmp_path):
     (CIDEr of fp32 >= 0.45, int8 >= 0.95 x fp32 is checked in evaluation.json) and no caption
     that babbles or ends on a dangling word."""
     from export.evaluate import EvalConfig, evaluate
-    from runtime.decoding import degenerate
+    from runtime.model.decoding import degenerate
 
     spec = f"flickr8k:{FLICKR8K}/Flickr8k.token.txt@Flicker8k_Dataset#test"
     out = tmp_path / "e.json"

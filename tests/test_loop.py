@@ -15,7 +15,7 @@ import pytest
 from conftest import MODEL, ROOT, read_events
 from mjpeg_server import MjpegServer
 from export.scenes import make_scene, write_clip
-from runtime.vocab import normalize
+from runtime.model.vocab import normalize
 
 
 def _describe(*args, **kw):
@@ -152,12 +152,12 @@ def test_stream_loss_is_announced_and_the_loop_goes_on(tmp_path):
 
 def test_slow_speech_never_stalls_capture(short_clip):
     """A TTS double taking 3 s per utterance; frames are still read at the source rate."""
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
-    from runtime.eventlog import EventLog
-    from runtime.loop import DescribeLoop, LoopConfig
-    from runtime.sources import SourceConfig, open_source
-    from runtime.speech import SpeechConfig, SpeechWorker
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+    from runtime.app.eventlog import EventLog
+    from runtime.app.loop import DescribeLoop, LoopConfig
+    from runtime.app.sources import SourceConfig, open_source
+    from runtime.app.speech import SpeechConfig, SpeechWorker
 
     class ThreeSecondEngine:
         voice = "double"

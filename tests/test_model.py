@@ -19,7 +19,7 @@ def _classify(net, rgb):
     import cv2
     import torch
 
-    from runtime.preprocess import preprocess
+    from runtime.model.preprocess import preprocess
 
     blob = preprocess(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     with torch.no_grad():

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import MODEL, ROOT, read_events, run_cli
 from export.scenes import make_scene
-from runtime.speech import SpeechConfig, SpeechWorker
+from runtime.app.speech import SpeechConfig, SpeechWorker
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

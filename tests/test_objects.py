@@ -38,7 +38,7 @@ def int8(photos):
 
 
 def test_the_cat_photo_is_spoken_as_a_cat(int8):
-    # the cat fills the photo: it is ahead (runtime.where; its left/right in test_where.py)
+    # the cat fills the photo: it is ahead (runtime.model.where; its left/right in test_where.py)
     assert int8["chelsea"]["description"] == "I see a cat ahead"
     top = int8["chelsea"]["objects"][0]
     assert top["name"] == "cat" and top["score"] > 0.7 and top["where"] == "ahead"
@@ -69,8 +69,8 @@ def test_json_lists_names_with_scores(int8):
 
 
 def test_int8_and_fp32_give_the_same_top_classes(photos):
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
 
     bundle = load_bundle(MODEL)
     tops = {}
@@ -103,8 +103,8 @@ def test_both_channels_say_the_caption_first(tmp_path):
 
 
 def test_an_empty_caption_is_said_as_nothing_i_can_describe(photos):
-    from runtime.captioner import Caption
-    from runtime.objects import NOTHING, describe
+    from runtime.model.captioner import Caption
+    from runtime.channels.objects import NOTHING, describe
 
     # a decoder that ends its caption at once (eos first) with no object named: silence would
     # sound like a hang, so the words say so
@@ -149,9 +149,9 @@ def test_describe_speaks_when_the_set_of_objects_changes(photos, tmp_path):
 
 
 def test_channel_defaults_follow_the_bundle():
-    from runtime.bundle import load_bundle
+    from runtime.model.bundle import load_bundle
     from runtime.errors import InputError
-    from runtime.objects import resolve_channel
+    from runtime.channels.objects import resolve_channel
 
     bundle = load_bundle(MODEL)
     assert bundle.manifest["caption_domain"] == "synthetic"
@@ -176,7 +176,7 @@ def test_channel_defaults_follow_the_bundle():
 
 
 def test_pooling_thresholds_and_articles():
-    from runtime.objects import ObjectNamer, ObjectsConfig, with_article
+    from runtime.channels.objects import ObjectNamer, ObjectsConfig, with_article
 
     namer = ObjectNamer(("cat", "cat", "cup", "bowl", "orange", "sunglasses"), ObjectsConfig())
     logit = np.log
@@ -191,7 +191,7 @@ def test_pooling_thresholds_and_articles():
 
 
 def test_spoken_names_come_with_the_bundle():
-    from runtime.bundle import load_bundle
+    from runtime.model.bundle import load_bundle
 
     table = json.loads((MODEL / "objects.json").read_text())["classes"]
     spoken = load_bundle(MODEL).object_names()
@@ -205,7 +205,7 @@ def test_spoken_names_come_with_the_bundle():
 def test_a_damaged_name_table_is_refused(tmp_path):
     import shutil
 
-    from runtime.bundle import load_bundle
+    from runtime.model.bundle import load_bundle
     from runtime.errors import BundleError
 
     copy = tmp_path / "bundle"
@@ -218,9 +218,9 @@ def test_a_damaged_name_table_is_refused(tmp_path):
 def test_pruned_encoder_is_the_same_graph_without_the_head():
     import onnxruntime as ort
 
-    from runtime import io_spec
-    from runtime.bundle import load_bundle
-    from runtime.prune import without_outputs
+    from runtime.model import io_spec
+    from runtime.model.bundle import load_bundle
+    from runtime.model.prune import without_outputs
 
     path = load_bundle(MODEL).graph_paths("int8")[io_spec.ENCODER]
     full = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

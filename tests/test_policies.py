@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.policies import (ChangeGate, Change, Continuous, Find, Interval, Manual, Slideshow,
+from runtime.app.policies import (ChangeGate, Change, Continuous, Find, Interval, Manual, Slideshow,
                               make_policy, place)
-from runtime.text import TextLine
+from runtime.channels.text import TextLine
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def test_find_a_word_of_text_and_clock_positions():
 
 
 def test_make_policy_follows_the_config():
-    from runtime.loop import LoopConfig
+    from runtime.app.loop import LoopConfig
 
     assert isinstance(make_policy(LoopConfig()), Change)
     assert isinstance(make_policy(LoopConfig(mode="manual", each_still=True)), Manual)

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import ROOT
 from runtime.errors import InputError
-from runtime.preprocess import PreprocessConfig, preprocess
+from runtime.model.preprocess import PreprocessConfig, preprocess
 
 
 @pytest.mark.parametrize("shape,dtype", [((224, 224, 3), np.uint8), ((480, 640, 3), np.uint8),
@@ -35,7 +35,7 @@ def test_unusable_frames_raise_input_error(bad):
                                  PreprocessConfig(mean=110.5, std=58.4, channel_order="BGR")])
 @pytest.mark.parametrize("shape", [(224, 224, 3), (480, 640, 3), (100, 90, 3)])
 def test_blob_is_opencvs_normalised_blob_of_the_resized_frame(cfg, shape):
-    from runtime.preprocess import resize
+    from runtime.model.preprocess import resize
 
     """Every value is (pixel - mean) / std of the frame resized to 224x224, channels in the
     configured order: exactly what cv2.dnn.blobFromImage makes of it, only faster."""
@@ -56,7 +56,7 @@ def test_shrinking_is_anti_aliased_like_an_area_mean(shape):
     close to mid-grey."""
     import cv2
 
-    from runtime.preprocess import resize
+    from runtime.model.preprocess import resize
 
     photo = cv2.imread(str(ROOT / "assets" / "photos" / "chelsea.jpg"))
     frame = cv2.resize(photo, shape[1::-1], interpolation=cv2.INTER_CUBIC)

@@ -16,15 +16,15 @@ import pytest
 
 from conftest import MODEL, TEST_SEED, run_cli
 from export.scenes import make_scene
-from runtime import io_spec
-from runtime.bundle import load_bundle
+from runtime.model import io_spec
+from runtime.model.bundle import load_bundle
 from runtime.errors import InputError
-from runtime.captioner import BoundStepModel, Captioner, OrtStepModel
-from runtime.profiles import (Board, detect_board, get_profile, load_profile, place,
+from runtime.model.captioner import BoundStepModel, Captioner, OrtStepModel
+from runtime.app.profiles import (Board, detect_board, get_profile, load_profile, place,
                               plan_providers, profile_names, select_profile)
-from runtime.session import SessionConfig
-from runtime.sources import SourceConfig, csi_pipeline
-from runtime.vocab import normalize
+from runtime.model.session import SessionConfig
+from runtime.app.sources import SourceConfig, csi_pipeline
+from runtime.model.vocab import normalize
 
 JETPACK_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 BOARDS = {  # /proc/device-tree/model and the first line of /etc/nv_tegra_release, as shipped
@@ -175,7 +175,7 @@ def test_io_binding_keeps_state_on_the_device_and_captions_the_same():
         a, b = plain.caption(img), bound.caption(img)
         assert a.text == b.text and np.allclose(a.alphas, b.alphas, atol=1e-6)
     # the state handed from step to step is an OrtValue on the session's device, not numpy
-    from runtime.decoding import initial_state
+    from runtime.model.decoding import initial_state
 
     state = initial_state(bound.encode(np.zeros((1, 3, 224, 224), np.float32)))
     _, nxt, _ = bound.step_model.step(np.array([bundle.vocab.bos]), state)
@@ -235,7 +235,7 @@ def test_encoder_pool_stops_spinning_when_a_run_returns():
     run, a whole core, which is why stop_spinning can be turned off only on purpose."""
     import time
 
-    from runtime.session import create_session
+    from runtime.model.session import create_session
 
     path = load_bundle(MODEL).graph_paths("int8")[io_spec.ENCODER]
     blob = np.zeros((1, 3, 224, 224), np.float32)

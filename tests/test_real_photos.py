@@ -11,8 +11,8 @@ import cv2
 import pytest
 
 from conftest import REAL_MODEL, ROOT, run_cli
-from runtime.bundle import load_bundle
-from runtime.decoding import degenerate
+from runtime.model.bundle import load_bundle
+from runtime.model.decoding import degenerate
 
 PHOTOS = ROOT / "assets" / "photos"
 # what a sighted person would name first in each photo: any one of these words (the rocket is

@@ -8,7 +8,7 @@ import wave
 import numpy as np
 import pytest
 
-from runtime.speech import SpeechConfig, SpeechWorker
+from runtime.app.speech import SpeechConfig, SpeechWorker
 
 
 class Events:

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import REAL_MODEL, ROOT, run_cli
 from signs import make_sign, read_right
-from runtime.text import TextConfig, TextLine, TextReader, reading_order, spoken, where
+from runtime.channels.text import TextConfig, TextLine, TextReader, reading_order, spoken
+from runtime.model.where import third
 
 N_SIGNS = 40
 
@@ -77,7 +78,7 @@ def test_it_needs_no_network(tmp_path):
         "socket.getaddrinfo = refuse\n"
         f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
         "from signs import make_sign\n"
-        "from runtime.text import TextReader\n"
+        "from runtime.channels.text import TextReader\n"
         "print([l.text for l in TextReader().read(make_sign(1).image)])\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -85,7 +86,7 @@ def test_it_needs_no_network(tmp_path):
 
 
 def _line(text, x0, y0, x1, y1, width=640):
-    return TextLine(text, 0.99, (x0, y0, x1, y1), where(x0, x1, width))
+    return TextLine(text, 0.99, (x0, y0, x1, y1), third(x0, x1, width))
 
 
 def test_reading_order_is_rows_then_left_to_right():
@@ -104,17 +105,17 @@ def test_spoken_form_signs_pages_and_nothing():
 
 
 def test_where_is_the_third_of_the_width():
-    assert [where(x, x + 10, 300) for x in (0, 85, 145, 195, 290)] == ["left", "left", "ahead", "right", "right"]
+    assert [third(x, x + 10, 300) for x in (0, 85, 145, 195, 290)] == ["left", "left", "ahead", "right", "right"]
 
 
 def test_manual_mode_t_reads_all_of_a_page(reader):
     """The key reads every line, not the brief first three."""
     skimage = pytest.importorskip("skimage.data")
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
-    from runtime.eventlog import EventLog
-    from runtime.loop import DescribeLoop, LoopConfig
-    from runtime.sources import Frame
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+    from runtime.app.eventlog import EventLog
+    from runtime.app.loop import DescribeLoop, LoopConfig
+    from runtime.app.sources import Frame
 
     class Voice:
         def __init__(self):
@@ -138,7 +139,7 @@ def test_the_engine_follows_the_device_profile():
     which takes CUDA where the profile offers it."""
     import importlib.util
 
-    from runtime.text import engine_for
+    from runtime.channels.text import engine_for
 
     has_trt = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
     assert engine_for(("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")) == \

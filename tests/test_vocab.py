@@ -1,4 +1,4 @@
-from runtime.vocab import BOS, EOS, PAD, UNK, Vocab, normalize, tokenize
+from runtime.model.vocab import BOS, EOS, PAD, UNK, Vocab, normalize, tokenize
 
 
 def test_tokenize_lowercases_and_drops_punctuation():

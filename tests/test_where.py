@@ -1,5 +1,5 @@
 """Where things are: the ImageNet head's class activation map over the encoder's 7x7 map
-(runtime/where.py), read from the graph the runtime already runs."""
+(runtime/model/where.py), read from the graph the runtime already runs."""
 
 from __future__ import annotations
 
@@ -50,10 +50,10 @@ def test_the_map_comes_from_the_graph_itself():
     graph edited to output the map computes the same logits as before."""
     import onnxruntime as ort
 
-    from runtime import io_spec
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
-    from runtime.preprocess import preprocess
+    from runtime.model import io_spec
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+    from runtime.model.preprocess import preprocess
 
     bundle = load_bundle(REAL_MODEL)
     cap = Captioner(bundle, "int8")

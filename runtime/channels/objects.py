@@ -8,8 +8,8 @@ spoken name (five cat breeds, 118 dog breeds) are pooled by adding their probabi
     otherwise                        "not sure"
 
 A name below `sure` is never said as a fact. Channels (`--channel`): caption, objects and
-text (runtime/text.py), in any comma list, `both` (caption,objects) or `all`, composed into
-one utterance by runtime.compose. `auto` follows the bundle: a bundle trained on real photos
+text (runtime/channels/text.py), in any comma list, `both` (caption,objects) or `all`, composed into
+one utterance by runtime.channels.compose. `auto` follows the bundle: a bundle trained on real photos
 uses all three; one whose captions describe synthetic scenes says only the objects on live
 cameras, since its captions say nothing true about a real room (it names shapes that are not
 there).
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.bundle import Bundle
-from runtime.compose import NOTHING, Description, compose  # noqa: F401 (NOTHING: re-exported)
+from runtime.model.bundle import Bundle
+from runtime.channels.compose import NOTHING, Description, compose  # noqa: F401 (NOTHING: re-exported)
 from runtime.errors import InputError
-from runtime.policies import place
+from runtime.model.where import place
 
 PARTS = ("caption", "objects", "text")  # the channels; --channel takes any comma list of them
 ALIASES = {"both": ("caption", "objects"), "all": PARTS}
@@ -135,9 +135,9 @@ def resolve_channel(channel: str, bundle: Bundle, live: bool, has_objects: bool,
 
 def describe(result, channel: str, namer: ObjectNamer | None, bundle: Bundle | None = None,
              text: str | None = None, locator=None, style: str = "words") -> Description:
-    """A Caption (runtime.captioner) in the chosen channels, composed into one utterance
-    (runtime.compose), with `text` (what the text channel read, spoken form) last, and the
-    objects placed by `locator` (runtime.where; `style` words or clock). The key
+    """A Caption (runtime.model.captioner) in the chosen channels, composed into one utterance
+    (runtime.channels.compose), with `text` (what the text channel read, spoken form) last, and the
+    objects placed by `locator` (runtime.model.where; `style` words or clock). The key
     holds the caption and the set of objects named, so "maybe a cup or a bowl" and "maybe a
     bowl or a cup" are one. With `bundle`, its confidence threshold and kinds table apply."""
     on = parts(channel)

@@ -31,12 +31,12 @@ class Description:
     text: str  # what is spoken
     key: tuple  # what must change for the change policy to speak again
     caption: str | None  # the caption as spoken (reconciled), None when the channel is off
-    objects: object | None  # runtime.objects.Objects, None when the channel is off
+    objects: object | None  # runtime.channels.objects.Objects, None when the channel is off
     confidence: float | None = None  # the caption's calibrated confidence, where the bundle has one
     hedged: bool = False  # the caption was under the bundle's threshold and said as "maybe ..."
     replaced: tuple[tuple[str, str], ...] = ()  # (caption word, object name) reconciled
     read: str | None = None  # what the text channel read, as spoken ("Sign: EXIT")
-    lines: tuple = ()  # the text lines themselves (runtime.text.TextLine), where read
+    lines: tuple = ()  # the text lines themselves (runtime.channels.text.TextLine), where read
 
 
 def _article(words: list[str], i: int, name: str) -> None:

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runtime import io_spec
+from runtime.model import io_spec
 from runtime.errors import BundleError
-from runtime.onnx_check import check_graph
-from runtime.preprocess import PreprocessConfig
-from runtime.vocab import SPECIALS, Vocab
+from runtime.model.onnx_check import check_graph
+from runtime.model.preprocess import PreprocessConfig
+from runtime.model.vocab import SPECIALS, Vocab
 
 MANIFEST = "manifest.json"
 FORMAT = "scenespeak-bundle/1"
@@ -71,7 +71,7 @@ class Bundle:
     files: dict[str, dict[str, GraphFile]]  # precision -> graph -> file
     objects: GraphFile | None = None  # spoken names of the encoder's ImageNet classes
     decoding: dict = field(default_factory=dict)  # {"no_repeat": bool, "dangling": [word, ...]}
-    confidence: dict | None = None  # {"slope", "intercept", "threshold"}: see runtime/confidence.py
+    confidence: dict | None = None  # {"slope", "intercept", "threshold"}: see runtime/model/confidence.py
     kinds: dict = field(default_factory=dict)  # {"words": {word: kind}, "objects": {name: kind},
     # "same": {name: [words for the same thing]}} (export/kinds.py)
     _verified: set = field(default_factory=set, compare=False, repr=False)
@@ -234,7 +234,7 @@ def _confidence(m: dict, where: str) -> dict | None:
 def _kinds(m: dict, where: str) -> dict:
     """The optional "kinds" block: which kind of thing (mammal, bird, wheeled vehicle, ...)
     caption words and spoken object names are, so that a caption and a confident object that
-    name two things of one kind can be reconciled (runtime/compose.py)."""
+    name two things of one kind can be reconciled (runtime/channels/compose.py)."""
     if "kinds" not in m:
         return {}
     k = _get(m, "kinds", dict, where)

@@ -18,16 +18,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import ROOT
 from runtime.errors import InputError
-from runtime.io_spec import PRECISIONS
-from runtime.session import CPU, GPU_PROVIDERS, SessionConfig, default_precision
+from runtime.model.io_spec import PRECISIONS
+from runtime.model.session import CPU, GPU_PROVIDERS, SessionConfig, cache_root, default_precision
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # JetPack 6 ships Python 3.10
     import tomli as tomllib
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "device" / "profiles"
+PROFILES_DIR = ROOT / "device" / "profiles"
 FALLBACK = "laptop-cpu"
 USB_BACKENDS = ("v4l2", "any")
 # unknown Jetsons take the profile of their L4T generation
@@ -41,7 +42,7 @@ class Capture:
     fps: int
     usb: str  # OpenCV backend for /dev/videoN: "v4l2" or "any"
     csi: str  # GStreamer pipeline for csi://N with {sensor} {width} {height} {fps}; "": the
-    # generic nvarguscamerasrc one (runtime.sources.CSI_PIPELINE)
+    # generic nvarguscamerasrc one (runtime.app.sources.CSI_PIPELINE)
 
 
 @dataclass(frozen=True)
@@ -179,12 +180,6 @@ class ProviderPlan:
     @property
     def gpu(self) -> bool:
         return any(n in GPU_PROVIDERS for n in self.names)
-
-
-def cache_root() -> Path:
-    base = os.environ.get("SCENESPEAK_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scenespeak")
-    return Path(base)
 
 
 def plan_providers(profile: DeviceProfile, available: list[str] | tuple[str, ...],

@@ -9,7 +9,7 @@ unused (export.optimize.fold_pads).
 
 from __future__ import annotations
 
-from runtime.onnx_check import (ATTR_G, ATTR_GRAPHS, GRAPH_INITIALIZER, GRAPH_NODE, MODEL_GRAPH,
+from runtime.model.onnx_check import (ATTR_G, ATTR_GRAPHS, GRAPH_INITIALIZER, GRAPH_NODE, MODEL_GRAPH,
                                 NODE_ATTRIBUTE, TENSOR_NAME, _fields, _varint)
 
 GRAPH_INPUT, GRAPH_OUTPUT = 11, 12

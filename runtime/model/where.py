@@ -3,7 +3,7 @@
 The ImageNet head is linear after a global average pool, so class k's logit is the mean over
 the 49 regions of w_k . f_r + b_k: w_k . f_r is class k's evidence in region r. The encoder
 graph computes f (its last map, 1280x7x7) anyway; `with_map()` adds it to the graph's outputs
-(an edit of the protobuf, like runtime/prune.py: the runtime has no `onnx` package), and the
+(an edit of the protobuf, like runtime/model/prune.py: the runtime has no `onnx` package), and the
 head's weights are read once from the graph itself. A named object is then placed by where its
 evidence lies across the frame's width:
 
@@ -16,13 +16,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime import io_spec
-from runtime.onnx_check import GRAPH_NODE, MODEL_GRAPH, _fields
-from runtime.prune import (GRAPH_OUTPUT, NODE_INPUT, NODE_OUTPUT, VALUE_INFO_NAME, _key, _len,
+from runtime.model import io_spec
+from runtime.model.onnx_check import GRAPH_NODE, MODEL_GRAPH, _fields
+from runtime.model.prune import (GRAPH_OUTPUT, NODE_INPUT, NODE_OUTPUT, VALUE_INFO_NAME, _key, _len,
                            _raw, _strings, without_outputs)
-from runtime.text import where as third
 
 NODE_OP_TYPE = 4
+WHERE = ("left", "ahead", "right")
+CLOCK = {"left": 10, "ahead": 12, "right": 2}
+
+
+def third(x0: float, x1: float, width: int) -> str:
+    """left / ahead / right: the third of the frame the centre of [x0, x1] falls in (a text
+    line's box, or the centre of an object's evidence)."""
+    centre = (x0 + x1) / 2 / max(width, 1)
+    return WHERE[min(2, max(0, int(centre * 3)))]
+
+
+def place(where: str, style: str = "words") -> str:
+    """'on your left' / 'ahead' / 'on your right', or '10 o'clock' with style 'clock'."""
+    if style == "clock":
+        return f"at {CLOCK[where]} o'clock"
+    return "ahead" if where == "ahead" else f"on your {where}"
 
 
 def _nodes(model: bytes) -> list[tuple[str, list[str], list[str]]]:

@@ -4,7 +4,7 @@ The decoder's mean token log-probability (eos included) is mapped through a logi
 fitted on the bundle's validation photos (`python -m export calibrate`), so that 0.8 means
 that about 80% of such captions were "right enough" there (the bundle's `confidence.measure`).
 A caption under the bundle's `confidence.threshold` is said as "maybe ..." after the objects
-(runtime.compose).
+(runtime.channels.compose).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 
-from runtime.vocab import normalize
+from runtime.model.vocab import normalize
 
 
 def _inputs(captions: list[str], references: list[list[str]]):

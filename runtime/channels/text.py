@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import InputError
+from runtime.model.where import third
 from runtime.options import check, number
 
-WHERE = ("left", "ahead", "right")
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,11 @@ class TextLine:
     text: str
     score: float
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
-    where: str  # left | ahead | right, from the box's centre (runtime.text.where)
+    where: str  # left | ahead | right, from the box's centre (runtime.model.where.third)
 
     def as_json(self) -> dict:
         return {"text": self.text, "score": round(self.score, 4), "box": list(self.box),
                 "where": self.where}
-
-
-def where(x0: float, x1: float, width: int) -> str:
-    """left / ahead / right: the third of the frame the centre of [x0, x1] falls in."""
-    centre = (x0 + x1) / 2 / max(width, 1)
-    return WHERE[min(2, max(0, int(centre * 3)))]
 
 
 def reading_order(lines: list[TextLine]) -> list[TextLine]:
@@ -140,13 +134,13 @@ class TextReader:
                 continue  # a lone character is a stray mark far more often than a sign
             q = np.asarray(quad, dtype=np.float64)
             box = (int(q[:, 0].min()), int(q[:, 1].min()), int(q[:, 0].max()), int(q[:, 1].max()))
-            lines.append(TextLine(text, float(score), box, where(box[0], box[2], width)))
+            lines.append(TextLine(text, float(score), box, third(box[0], box[2], width)))
         return reading_order(lines)
 
 
 def _engine_cache() -> Path:
-    """Where TensorRT keeps the text models' engines: beside the captioner's (runtime.profiles)."""
-    from runtime.profiles import cache_root
+    """Where TensorRT keeps the text models' engines: beside the captioner's (runtime.app.profiles)."""
+    from runtime.model.session import cache_root
 
     return cache_root() / "text"
 

@@ -32,13 +32,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from runtime import ROOT
 from runtime.errors import InputError
-from runtime.io_spec import PRECISIONS
-from runtime.metrics import bleu
+from runtime.model.io_spec import PRECISIONS
+from runtime.model.metrics import bleu
+from runtime.model.session import MAX_THREADS, auto_threads
 from runtime.options import check, number
-from runtime.session import MAX_THREADS, auto_threads
-
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_IMAGES = ROOT / "assets" / "photos"  # real photos; assets/bench_scenes: the shapes set
 
 
@@ -106,7 +105,7 @@ class TimedSteps:
 REPLY = "@bench "  # marks the child's protocol lines on its stdout
 # A thread pool can spin on after its last run before it sleeps (ONNX Runtime's 40–50 ms on the
 # 2-core development machine, a whole core meanwhile, where the session does not stop it: see
-# runtime.session's stop_spinning; torch's too), and a pass that started right after another
+# runtime.model.session's stop_spinning; torch's too), and a pass that started right after another
 # row's would share the cores with it: every pass waits this long first
 SETTLE_S = 0.1
 
@@ -178,9 +177,9 @@ def pool(rounds: list[dict]) -> dict:
 
 def serve_onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> None:
     """One ONNX Runtime row, served in this process (a child of `run`)."""
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
-    from runtime.profiles import place
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+    from runtime.app.profiles import place
 
     bundle = load_bundle(cfg.model)
     where = place(bundle, cfg.device, precision, cfg.threads)
@@ -201,16 +200,16 @@ def serve_onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> None:
 
 def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int) -> dict:
     """The objects channel's price: the encoder as the runtime runs it (its ImageNet head, and
-    the map that places the named objects, runtime.where) against the same graph with the head
-    cut away (runtime.prune) and against the graph as shipped (the head, not the map), on the
+    the map that places the named objects, runtime.model.where) against the same graph with the head
+    cut away (runtime.model.prune) and against the graph as shipped (the head, not the map), on the
     same images, a pass of each in turn with a pause between (see SETTLE_S: the sessions'
     thread pools must not overlap)."""
     import shutil
 
-    from runtime import io_spec
-    from runtime.preprocess import preprocess
-    from runtime.prune import without_outputs
-    from runtime.session import create_session
+    from runtime.model import io_spec
+    from runtime.model.preprocess import preprocess
+    from runtime.model.prune import without_outputs
+    from runtime.model.session import create_session
 
     graph = cap.bundle.files[cap.precision][io_spec.ENCODER]
     with tempfile.TemporaryDirectory() as tmp:
@@ -291,7 +290,7 @@ class _Worker:
 def machine_info(threads: int) -> dict:
     import onnxruntime as ort
 
-    from runtime.profiles import detect_board, temperatures
+    from runtime.app.profiles import detect_board, temperatures
 
     cpu = platform.processor()
     try:
@@ -319,7 +318,7 @@ def machine_info(threads: int) -> dict:
 
 def speech_timing(captions: list[str]) -> dict | None:
     """Synthesis time of each distinct caption with the real TTS engine, or None without one."""
-    from runtime.speech import Pyttsx3Engine, SpeechConfig
+    from runtime.app.speech import Pyttsx3Engine, SpeechConfig
 
     try:
         engine = Pyttsx3Engine(SpeechConfig(play=False))
@@ -391,10 +390,10 @@ def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
 
 
 def text_timing(frames: list[np.ndarray], runs: int) -> dict | None:
-    """The text channel's price per frame (runtime.text), on the bench images as they are and
+    """The text channel's price per frame (runtime.channels.text), on the bench images as they are and
     with a sign pasted into each: it runs once per new scene, beside the captioner."""
     try:
-        from runtime.text import TextReader
+        from runtime.channels.text import TextReader
     except ImportError:
         return None
     try:

@@ -1,5 +1,5 @@
 """The describe loop: frames in, spoken descriptions out, under a speech policy
-(runtime/policies.py); this module is the wiring between source, captioner, text reader,
+(runtime/app/policies.py); this module is the wiring between source, captioner, text reader,
 policy, composer and voice.
 
     change      caption only when the scene changes: a cheap thumbnail-difference gate skips the
@@ -23,18 +23,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime.captioner import Captioner
+from runtime.model.captioner import Captioner
 from runtime.errors import InputError
-from runtime.eventlog import EventLog
-from runtime.compose import NOTHING, with_read
-from runtime.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
+from runtime.app.eventlog import EventLog
+from runtime.channels.compose import NOTHING, with_read
+from runtime.channels.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
 from runtime.options import check, number
-from runtime.policies import Manual, Say, Slideshow, make_policy
-from runtime.preprocess import to_bgr8
-from runtime.service import notify
-from runtime.sources import Frame
-from runtime.speech import SpeechWorker
-from runtime.text import TextWorker, spoken
+from runtime.app.policies import Manual, Say, Slideshow, make_policy
+from runtime.model.preprocess import to_bgr8
+from runtime.app.service import notify
+from runtime.app.sources import Frame
+from runtime.app.speech import SpeechWorker
+from runtime.channels.text import TextWorker, spoken
 
 MODES = ("change", "interval", "manual", "continuous")
 BURST_S = 0.5  # captions further apart than this begin a new scene for the text channel
@@ -55,11 +55,11 @@ class LoopConfig:
     read_timeout_s: float = 1.0  # wait for a live frame before checking for keys and stop
     stats_s: float = 60.0  # log a stats event (frames/s, resident MB) every this many seconds
     # (0: never)
-    channel: str = "caption"  # caption | objects | both (resolved; see runtime.objects)
+    channel: str = "caption"  # caption | objects | both (resolved; see runtime.channels.objects)
     each_still: bool = False  # a slideshow (a folder): every frame is a new scene, said in
     # full before the next is read
     find: str = ""  # stay quiet until this object's spoken name or word of text is seen, then
-    # say where it is, again each time it moves (runtime.policies.Find)
+    # say where it is, again each time it moves (runtime.app.policies.Find)
     where: str = "words"  # how places are said: words ("a cat on your left") or clock ("a cat
     # at 10 o'clock")
     verbosity: str = "brief"  # brief: the most useful first, a page's first lines; full: more
@@ -131,9 +131,9 @@ class DescribeLoop:
     def __init__(self, captioner: Captioner, source, speech: SpeechWorker, log: EventLog,
                  cfg: LoopConfig, screen=None, stop: threading.Event | None = None,
                  preamble: list[tuple[str, dict]] = (), text=None):
-        """`text`: a runtime.text.TextReader where the text channel is on."""
+        """`text`: a runtime.channels.text.TextReader where the text channel is on."""
         self.cap, self.source, self.speech, self.log, self.cfg = captioner, source, speech, log, cfg
-        self.screen = screen  # runtime.screen.Screen for --show, or None
+        self.screen = screen  # runtime.app.screen.Screen for --show, or None
         self.stop = stop if stop is not None else threading.Event()  # set: end the run
         self.preamble = list(preamble)  # (event, fields) logged right after `start`
         self.policy = make_policy(cfg)

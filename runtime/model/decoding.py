@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from runtime import io_spec
+from runtime.model import io_spec
 
 State = dict[str, np.ndarray]  # decoder inputs other than the token, by io_spec name
 

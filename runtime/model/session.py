@@ -1,5 +1,5 @@
 """ONNX Runtime sessions: providers with their options, threads and graph optimisation in one
-place. Which providers a board gets comes from its device profile (runtime/profiles.py)."""
+place. Which providers a board gets comes from its device profile (runtime/app/profiles.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ MAX_THREADS = 64  # an AGX Orin has 12 cores; more threads than cores only slow 
 class SessionConfig:
     providers: tuple[tuple[str, dict], ...] = ((CPU, {}),)  # (name, options) by preference
     intra_op_threads: int = 0  # the encoder's; 0: auto, every core this process may use (see
-    # auto_threads()). The decoder step always runs on one (see runtime.captioner.Captioner).
+    # auto_threads()). The decoder step always runs on one (see runtime.model.captioner.Captioner).
     optimization: str = "all"  # graph optimisation level: disable, basic, extended, all
     io_binding: str = "auto"  # decoder state kept on the session's device between steps:
     # auto (on for GPU providers, where it saves a host round trip per token), on, off
@@ -74,6 +74,14 @@ def auto_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # no affinity API (macOS, Windows)
         return os.cpu_count() or 1
+
+
+def cache_root() -> Path:
+    """Where compiled engines are kept (TensorRT's, per model and precision, and the text
+    channel's): $SCENESPEAK_CACHE, else $XDG_CACHE_HOME/scenespeak or ~/.cache/scenespeak."""
+    base = os.environ.get("SCENESPEAK_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scenespeak")
+    return Path(base)
 
 
 def _options(options: dict) -> dict[str, str]:

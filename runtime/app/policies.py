@@ -1,12 +1,12 @@
 """Speech policies: when a frame is described, and what of it is said. Small interfaces, like
-the token decoders of runtime/decoding.py; the describe loop (runtime/loop.py) is only wiring.
+the token decoders of runtime/model/decoding.py; the describe loop (runtime/app/loop.py) is only wiring.
 
     policy = make_policy(cfg)            # Change, Interval, Continuous, Manual, Find, Slideshow
     if policy.wants(frame, now):         # caption this frame?
         say = policy.decide(description, now)   # Say, or None: stay quiet
     policy.reset()                        # a camera came back: describe its scene afresh
 
-A policy sees Descriptions (runtime.compose) and thumbnails, never a model, so each is tested
+A policy sees Descriptions (runtime.channels.compose) and thumbnails, never a model, so each is tested
 on its own (tests/test_policies.py).
 """
 
@@ -17,6 +17,8 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
+from runtime.model.where import place
 
 
 @dataclass(frozen=True)
@@ -141,16 +143,6 @@ class Manual:
 
     def reset(self):
         pass
-
-
-CLOCK = {"left": 10, "ahead": 12, "right": 2}
-
-
-def place(where: str, style: str = "words") -> str:
-    """'on your left' / 'ahead' / 'on your right', or '10 o'clock' with style 'clock'."""
-    if style == "clock":
-        return f"at {CLOCK[where]} o'clock"
-    return "ahead" if where == "ahead" else f"on your {where}"
 
 
 class Find:

@@ -16,9 +16,11 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from runtime import ROOT
+from runtime.app.profiles import (detect_board, place, plan_providers, select_profile,
+                               sysroot, temperatures)
 from runtime.errors import SceneSpeakError
-from runtime.profiles import (cache_root, detect_board, place, plan_providers, select_profile,
-                              sysroot, temperatures)
+from runtime.model.session import cache_root
 
 LOW_MEMORY_MB = 400  # the int8 runtime needs ~150 MB; a Jetson also shares this with the GPU
 LOW_DISK_MB = 500  # TensorRT engines and the log
@@ -42,7 +44,7 @@ def _recipe(bundle) -> str:
 def _restore_hint(model: str) -> str:
     """How to get a damaged bundle back: from git where it is one of this checkout's, else
     from whoever made it."""
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     path = Path(model).resolve()
     if path.is_relative_to(root / "models") and (root / ".git").exists():
         rel = path.relative_to(root)
@@ -53,8 +55,8 @@ def _restore_hint(model: str) -> str:
 
 
 def _bundle_checks(model: str, device: str, board, available: list[str], report: dict) -> list[Check]:
-    from runtime.bundle import load_bundle
-    from runtime.captioner import Captioner
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
 
     try:
         bundle = load_bundle(model)
@@ -141,7 +143,7 @@ def _camera_checks(root: Path, jetson: bool, report: dict) -> list[Check]:
 
 
 def _speech_checks(root: Path, report: dict) -> list[Check]:
-    from runtime.speech import Pyttsx3Engine, SpeechConfig
+    from runtime.app.speech import Pyttsx3Engine, SpeechConfig
 
     checks = []
     espeak = shutil.which("espeak-ng") or shutil.which("espeak")
