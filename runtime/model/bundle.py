@@ -71,7 +71,8 @@ class Bundle:
     files: dict[str, dict[str, GraphFile]]  # precision -> graph -> file
     objects: GraphFile | None = None  # spoken names of the encoder's ImageNet classes
     decoding: dict = field(default_factory=dict)  # {"no_repeat": bool, "dangling": [word, ...]}
-    confidence: dict | None = None  # {"slope", "intercept", "threshold"}: see runtime/model/confidence.py
+    confidence: dict | None = None  # {"slope", "intercept", "threshold"}: see
+    # runtime/model/confidence.py
     kinds: dict = field(default_factory=dict)  # {"words": {word: kind}, "objects": {name: kind},
     # "same": {name: [words for the same thing]}} (export/kinds.py)
     _verified: set = field(default_factory=set, compare=False, repr=False)

@@ -16,7 +16,8 @@ import onnxruntime as ort
 from runtime.model import io_spec
 from runtime.model.bundle import Bundle
 from runtime.model.confidence import calibrated
-from runtime.model.decoding import DecodingOptions, State, decode, degenerate, initial_state, options_for
+from runtime.model.decoding import (DecodingOptions, State, decode, degenerate, initial_state,
+                                    options_for)
 from runtime.errors import BundleError, InputError
 from runtime.model.preprocess import preprocess
 from runtime.model.session import GPU_PROVIDERS, SessionConfig, create_session
@@ -72,7 +73,8 @@ class Caption:
     alphas: np.ndarray  # (steps,49) attention per generated token
     timings_ms: dict[str, float]  # preprocess, encoder, decoder, total
     imagenet_logits: np.ndarray | None = None  # (1000,) when the encoder has the objects head
-    confidence: float | None = None  # calibrated 0..1 (runtime.model.confidence), where the bundle has it
+    confidence: float | None = None  # calibrated 0..1 (runtime.model.confidence), where the
+    # bundle has it
     dropped: str | None = None  # why the decoded caption was dropped (text is then empty)
     logprob: float | None = None  # the decoder's mean token log-probability, eos included
     feature_map: np.ndarray | None = None  # (1280,7,7) the map the ImageNet head pools, where
@@ -187,7 +189,8 @@ class Captioner(CaptionPipeline):
 
     def _encoder(self, path: Path, session: SessionConfig):
         """The encoder session, with the map its ImageNet head pools as one more output and a
-        Locator for it (runtime.model.where), where the graph has the head; else (session, None, None)."""
+        Locator for it (runtime.model.where), where the graph has the head; else
+        (session, None, None)."""
         from runtime.model.where import Locator, head_tensors, only, with_outputs
 
         model = path.read_bytes()
