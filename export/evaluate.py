@@ -24,10 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from export.datasets import Sample, read_dataset
+from runtime import ROOT
 from runtime.errors import InputError
-from runtime.model.preprocess import read_image
 from runtime.model import metrics
 from runtime.model.metrics import caption_scores
+from runtime.model.preprocess import read_image
 from runtime.model.vocab import normalize
 
 
@@ -156,8 +157,6 @@ def evaluate(cfg: EvalConfig) -> dict:
                                             indent=1))
     return report
 
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _shared(path: Path) -> bool:

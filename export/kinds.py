@@ -1,4 +1,5 @@
-"""Kinds of things, for reconciling a caption with the objects channel (runtime/channels/compose.py).
+"""Kinds of things, for reconciling a caption with the objects channel
+(runtime/channels/compose.py).
 
 A caption that says "dog" while the ImageNet head is sure of "cat" states two different
 animals as facts. Both words are mapped to a kind, the first of KINDS among the WordNet 3.0

@@ -26,10 +26,10 @@ from export.model import CaptionModel, DecoderStepGraph, EncoderGraph, round_tra
 from export.torch_backend import TorchStepModel, weight_map
 from export.train import load_checkpoint
 from export.validate import validate
+from runtime.errors import InputError
 from runtime.model import io_spec
 from runtime.model.bundle import FORMAT, MANIFEST, load_bundle, sha256
 from runtime.model.decoding import DANGLING
-from runtime.errors import InputError
 from runtime.model.onnx_check import inspect
 from runtime.model.preprocess import PreprocessConfig
 from runtime.model.vocab import Vocab

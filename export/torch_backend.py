@@ -7,11 +7,11 @@ import numpy as np
 import torch
 
 from export.model import CaptionModel, EncoderGraph, ModelConfig, split_map
+from runtime.errors import BundleError
 from runtime.model import io_spec
 from runtime.model.bundle import Bundle
 from runtime.model.captioner import CaptionPipeline
 from runtime.model.decoding import State, options_for
-from runtime.errors import BundleError
 
 
 class TorchStepModel:

@@ -32,8 +32,8 @@ from export.datasets import read_dataset
 from export.features import cache_features, load_images
 from export.model import CaptionModel, ModelConfig, split_map
 from export.torch_backend import TorchStepModel
-from runtime.model.decoding import DecodingOptions, decode, initial_state
 from runtime.errors import InputError
+from runtime.model.decoding import DecodingOptions, decode, initial_state
 from runtime.model.metrics import caption_scores
 from runtime.model.vocab import Vocab, normalize
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from export.torch_backend import TorchStepModel
+from runtime.errors import SceneSpeakError
 from runtime.model import io_spec
 from runtime.model.bundle import Bundle
 from runtime.model.captioner import Captioner
 from runtime.model.decoding import decode, initial_state
-from runtime.errors import SceneSpeakError
 
 
 class ValidationError(SceneSpeakError):

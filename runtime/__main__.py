@@ -31,20 +31,20 @@ import json  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from runtime.model import io_spec  # noqa: E402
+from runtime import ROOT  # noqa: E402
 from runtime.errors import InputError, SceneSpeakError  # noqa: E402
+from runtime.model import io_spec  # noqa: E402
 from runtime.options import OptionError, add_fields, build, flag_of  # noqa: E402
 
 # the real-photo bundle of this checkout, found from the package, so that commands work from any
 # folder (models/shapes is the synthetic-scenes one)
-DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "models" / "default")
+DEFAULT_MODEL = str(ROOT / "models" / "default")
 
 ALIASES = {"intra_op_threads": "threads", "beam_size": "beam"}  # config field -> its flag's dest
 
 
 def _profile_names() -> list[str]:
-    return sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "device" / "profiles")
-                  .glob("*.toml"))
+    return sorted(p.stem for p in (ROOT / "device" / "profiles").glob("*.toml"))
 
 
 _DEVICE_HELP = (f"device profile from device/profiles (default: auto, detect the board; choices: "
@@ -73,9 +73,9 @@ def _warn(message: str) -> None:
 def _captioner(args, warn=_warn):
     """(captioner, placement) for the CLI's flags; `warn` gets the one-line warning when the
     device profile's GPU providers are missing and the CPU runs instead."""
+    from runtime.app.profiles import place
     from runtime.model.bundle import load_bundle
     from runtime.model.captioner import Captioner
-    from runtime.app.profiles import place
 
     bundle = load_bundle(args.model)
     where = place(bundle, args.device, args.precision, args.threads)
@@ -109,8 +109,8 @@ def cmd_caption(args) -> int:
     """Caption every image; a bad one gets its one-line error and the rest still run (exit 2
     at the end if any failed)."""
     from runtime.channels.objects import ObjectNamer, describe, parts, resolve_channel
-    from runtime.model.preprocess import read_image, to_bgr8
     from runtime.channels.text import spoken
+    from runtime.model.preprocess import read_image, to_bgr8
 
     cap, where = _captioner(args)
     channel = resolve_channel(args.channel, cap.bundle, live=False, has_objects=cap.has_objects)
@@ -160,9 +160,9 @@ def _echo(line: dict) -> None:
 def cmd_describe(args) -> int:
     from runtime.app.eventlog import EventLog
     from runtime.app.loop import DescribeLoop, LoopConfig
-    from runtime.channels.objects import resolve_channel
     from runtime.app.sources import SourceConfig, describe_uri, open_source, sample_clip
     from runtime.app.speech import SpeechConfig, SpeechWorker
+    from runtime.channels.objects import resolve_channel
 
     speech_cfg, loop_cfg = build(SpeechConfig, args), build(LoopConfig, args)  # ranges first
     kind = describe_uri(args.source)[0] if args.source is not None else "file"

@@ -12,7 +12,8 @@ names the flag of the field at fault in the one-line error:
             check(self, "rate", 80 <= self.rate <= 450, "use 80..450 words per minute")
 
     add_fields(parser, SpeechConfig, "rate")      # --rate, help "words per minute (default: 175)"
-    cfg = build(SpeechConfig, args)                # OptionError("--rate 100000: use 80..450 ...")
+    cfg = build(SpeechConfig, args)                # OptionError("rate 100000: use 80..450 ...")
+    error.named(flag_of(parser, error.field))      # the CLI's line: "--rate 100000: use ..."
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def add_fields(p: argparse.ArgumentParser, cls, *names: str, flags: dict[str, st
 
 
 def build(cls, args: argparse.Namespace, **overrides):
-    """cls from the fields `args` has (and `overrides`); its range errors name the CLI flag."""
+    """cls from the fields `args` has (and `overrides`); a range error is an OptionError that
+    names the field, which the CLI turns into its flag (flag_of, OptionError.named)."""
     values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
     return cls(**{**values, **overrides})
 

@@ -7,9 +7,9 @@ import pytest
 from conftest import MODEL, run_cli
 from export.datasets import read_jsonl
 from export.evaluate import score
-from runtime.model.preprocess import read_image
 from runtime.model.bundle import load_bundle
 from runtime.model.captioner import Captioner
+from runtime.model.preprocess import read_image
 
 
 @pytest.fixture(scope="module")

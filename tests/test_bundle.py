@@ -10,9 +10,9 @@ import pytest
 
 from conftest import MODEL, REAL_MODEL, run_cli
 from export.scenes import make_scene
+from runtime.errors import BundleError
 from runtime.model import io_spec
 from runtime.model.bundle import load_bundle, sha256
-from runtime.errors import BundleError
 
 
 @pytest.fixture

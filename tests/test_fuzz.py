@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from conftest import MODEL
-from runtime.model.bundle import load_bundle
-from runtime.errors import BundleError, InputError
-from runtime.model.preprocess import PreprocessConfig, preprocess
 from runtime.app.sources import describe_uri
+from runtime.errors import BundleError, InputError
+from runtime.model.bundle import load_bundle
+from runtime.model.preprocess import PreprocessConfig, preprocess
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False) | st.text(max_size=20),

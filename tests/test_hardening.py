@@ -17,9 +17,9 @@ import pytest
 
 from conftest import MODEL, ROOT, TEST_SEED, needs_torch, run_cli
 from export.scenes import make_scene
+from runtime.errors import BundleError
 from runtime.model import io_spec
 from runtime.model.bundle import load_bundle, sha256
-from runtime.errors import BundleError
 
 
 @pytest.fixture

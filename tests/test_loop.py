@@ -152,12 +152,12 @@ def test_stream_loss_is_announced_and_the_loop_goes_on(tmp_path):
 
 def test_slow_speech_never_stalls_capture(short_clip):
     """A TTS double taking 3 s per utterance; frames are still read at the source rate."""
-    from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
     from runtime.app.eventlog import EventLog
     from runtime.app.loop import DescribeLoop, LoopConfig
     from runtime.app.sources import SourceConfig, open_source
     from runtime.app.speech import SpeechConfig, SpeechWorker
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
 
     class ThreeSecondEngine:
         voice = "double"

@@ -103,8 +103,8 @@ def test_both_channels_say_the_caption_first(tmp_path):
 
 
 def test_an_empty_caption_is_said_as_nothing_i_can_describe(photos):
-    from runtime.model.captioner import Caption
     from runtime.channels.objects import NOTHING, describe
+    from runtime.model.captioner import Caption
 
     # a decoder that ends its caption at once (eos first) with no object named: silence would
     # sound like a hang, so the words say so
@@ -149,9 +149,9 @@ def test_describe_speaks_when_the_set_of_objects_changes(photos, tmp_path):
 
 
 def test_channel_defaults_follow_the_bundle():
-    from runtime.model.bundle import load_bundle
-    from runtime.errors import InputError
     from runtime.channels.objects import resolve_channel
+    from runtime.errors import InputError
+    from runtime.model.bundle import load_bundle
 
     bundle = load_bundle(MODEL)
     assert bundle.manifest["caption_domain"] == "synthetic"
@@ -205,8 +205,8 @@ def test_spoken_names_come_with_the_bundle():
 def test_a_damaged_name_table_is_refused(tmp_path):
     import shutil
 
-    from runtime.model.bundle import load_bundle
     from runtime.errors import BundleError
+    from runtime.model.bundle import load_bundle
 
     copy = tmp_path / "bundle"
     shutil.copytree(MODEL, copy)

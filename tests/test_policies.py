@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.app.policies import (ChangeGate, Change, Continuous, Find, Interval, Manual, Slideshow,
-                              make_policy, place)
+                                  make_policy)
 from runtime.channels.text import TextLine
+from runtime.model.where import place
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ import pytest
 
 from conftest import MODEL, TEST_SEED, run_cli
 from export.scenes import make_scene
+from runtime.app.profiles import (Board, detect_board, get_profile, load_profile, place,
+                                  plan_providers, profile_names, select_profile)
+from runtime.app.sources import SourceConfig, csi_pipeline
+from runtime.errors import InputError
 from runtime.model import io_spec
 from runtime.model.bundle import load_bundle
-from runtime.errors import InputError
 from runtime.model.captioner import BoundStepModel, Captioner, OrtStepModel
-from runtime.app.profiles import (Board, detect_board, get_profile, load_profile, place,
-                              plan_providers, profile_names, select_profile)
 from runtime.model.session import SessionConfig
-from runtime.app.sources import SourceConfig, csi_pipeline
 from runtime.model.vocab import normalize
 
 JETPACK_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")

@@ -111,11 +111,11 @@ def test_where_is_the_third_of_the_width():
 def test_manual_mode_t_reads_all_of_a_page(reader):
     """The key reads every line, not the brief first three."""
     skimage = pytest.importorskip("skimage.data")
-    from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
     from runtime.app.eventlog import EventLog
     from runtime.app.loop import DescribeLoop, LoopConfig
     from runtime.app.sources import Frame
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
 
     class Voice:
         def __init__(self):

@@ -177,9 +177,9 @@ def pool(rounds: list[dict]) -> dict:
 
 def serve_onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> None:
     """One ONNX Runtime row, served in this process (a child of `run`)."""
+    from runtime.app.profiles import place
     from runtime.model.bundle import load_bundle
     from runtime.model.captioner import Captioner
-    from runtime.app.profiles import place
 
     bundle = load_bundle(cfg.model)
     where = place(bundle, cfg.device, precision, cfg.threads)
@@ -390,8 +390,8 @@ def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
 
 
 def text_timing(frames: list[np.ndarray], runs: int) -> dict | None:
-    """The text channel's price per frame (runtime.channels.text), on the bench images as they are and
-    with a sign pasted into each: it runs once per new scene, beside the captioner."""
+    """The text channel's price per frame (runtime.channels.text), on the bench images as they
+    are and with a sign pasted into each: it runs once per new scene, beside the captioner."""
     try:
         from runtime.channels.text import TextReader
     except ImportError:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runtime import ROOT
 from runtime.app.profiles import (detect_board, place, plan_providers, select_profile,
-                               sysroot, temperatures)
+                                  sysroot, temperatures)
 from runtime.errors import SceneSpeakError
 from runtime.model.session import cache_root
 
@@ -44,11 +44,10 @@ def _recipe(bundle) -> str:
 def _restore_hint(model: str) -> str:
     """How to get a damaged bundle back: from git where it is one of this checkout's, else
     from whoever made it."""
-    root = ROOT
     path = Path(model).resolve()
-    if path.is_relative_to(root / "models") and (root / ".git").exists():
-        rel = path.relative_to(root)
-        return (f"restore it: git -C {root} checkout -- {rel} (or rebuild it: `make models-real` "
+    if path.is_relative_to(ROOT / "models") and (ROOT / ".git").exists():
+        rel = path.relative_to(ROOT)
+        return (f"restore it: git -C {ROOT} checkout -- {rel} (or rebuild it: `make models-real` "
                 "for models/default, `make models-shapes` for models/shapes)")
     return (f"{model} is not a bundle of this checkout: copy it again from where it came from, "
             "or export it again with `python -m export onnx`")

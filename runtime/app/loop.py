@@ -23,18 +23,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runtime.model.captioner import Captioner
-from runtime.errors import InputError
 from runtime.app.eventlog import EventLog
-from runtime.channels.compose import NOTHING, with_read
-from runtime.channels.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
-from runtime.options import check, number
 from runtime.app.policies import Manual, Say, Slideshow, make_policy
-from runtime.model.preprocess import to_bgr8
 from runtime.app.service import notify
 from runtime.app.sources import Frame
 from runtime.app.speech import SpeechWorker
+from runtime.channels.compose import NOTHING, with_read
+from runtime.channels.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
 from runtime.channels.text import TextWorker, spoken
+from runtime.errors import InputError
+from runtime.model.captioner import Captioner
+from runtime.model.preprocess import to_bgr8
+from runtime.options import check, number
 
 MODES = ("change", "interval", "manual", "continuous")
 BURST_S = 0.5  # captions further apart than this begin a new scene for the text channel
@@ -144,7 +144,8 @@ class DescribeLoop:
                       if "objects" in parts(cfg.channel) or cfg.find else None)
         self.text = (TextWorker(text, lambda m: self.log.write("warning", message=m))
                      if text is not None and ("text" in parts(cfg.channel) or cfg.find) else None)
-        self.max_lines = 20 if full else (text.cfg.max_lines if text is not None else 3)
+        # lines of text said at most (None: no text channel)
+        self.max_lines = (20 if full else text.cfg.max_lines) if text is not None else None
         self.held: tuple | None = None  # (Say, frame, description, first frame of its scene, deadline)
         self.scene: tuple[float, int] = (-1e9, 0)  # (last caption's time, first frame) of a burst
         self.frames = 0

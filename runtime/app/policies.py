@@ -1,13 +1,14 @@
 """Speech policies: when a frame is described, and what of it is said. Small interfaces, like
-the token decoders of runtime/model/decoding.py; the describe loop (runtime/app/loop.py) is only wiring.
+the token decoders of runtime/model/decoding.py; the describe loop (runtime/app/loop.py) is
+only wiring.
 
     policy = make_policy(cfg)            # Change, Interval, Continuous, Manual, Find, Slideshow
     if policy.wants(frame, now):         # caption this frame?
         say = policy.decide(description, now)   # Say, or None: stay quiet
     policy.reset()                        # a camera came back: describe its scene afresh
 
-A policy sees Descriptions (runtime.channels.compose) and thumbnails, never a model, so each is tested
-on its own (tests/test_policies.py).
+A policy sees Descriptions (runtime.channels.compose) and thumbnails, never a model, so each is
+tested on its own (tests/test_policies.py).
 """
 
 from __future__ import annotations

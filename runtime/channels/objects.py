@@ -8,11 +8,11 @@ spoken name (five cat breeds, 118 dog breeds) are pooled by adding their probabi
     otherwise                        "not sure"
 
 A name below `sure` is never said as a fact. Channels (`--channel`): caption, objects and
-text (runtime/channels/text.py), in any comma list, `both` (caption,objects) or `all`, composed into
-one utterance by runtime.channels.compose. `auto` follows the bundle: a bundle trained on real photos
-uses all three; one whose captions describe synthetic scenes says only the objects on live
-cameras, since its captions say nothing true about a real room (it names shapes that are not
-there).
+text (runtime/channels/text.py), in any comma list, `both` (caption,objects) or `all`, composed
+into one utterance by runtime.channels.compose. `auto` follows the bundle: a bundle trained on
+real photos uses all three; one whose captions describe synthetic scenes says only the objects
+on live cameras, since its captions say nothing true about a real room (it names shapes that
+are not there).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.model.bundle import Bundle
-from runtime.channels.compose import NOTHING, Description, compose  # noqa: F401 (NOTHING: re-exported)
+from runtime.channels.compose import NOTHING, Description, compose  # noqa: F401 (re-exported)
 from runtime.errors import InputError
+from runtime.model.bundle import Bundle
 from runtime.model.where import place
 
 PARTS = ("caption", "objects", "text")  # the channels; --channel takes any comma list of them

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import InputError
+from runtime.model.session import MAX_THREADS, cache_root
 from runtime.model.where import third
 from runtime.options import check, number
-
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class TextConfig:
         check(self, "min_score", number(self.min_score) and 0 <= self.min_score <= 1, "use 0..1")
         check(self, "max_lines", number(self.max_lines, int) and self.max_lines >= 1, "use 1 or more lines")
         check(self, "side", number(self.side, int) and 160 <= self.side <= 2048, "use 160..2048 pixels")
-        check(self, "threads", number(self.threads, int) and 0 <= self.threads <= 64, "use 0..64")
+        check(self, "threads", number(self.threads, int) and 0 <= self.threads <= MAX_THREADS,
+              f"use 0..{MAX_THREADS}")
 
 
 @dataclass(frozen=True)
@@ -139,9 +140,7 @@ class TextReader:
 
 
 def _engine_cache() -> Path:
-    """Where TensorRT keeps the text models' engines: beside the captioner's (runtime.app.profiles)."""
-    from runtime.model.session import cache_root
-
+    """Where TensorRT keeps the text models' engines: beside the captioner's (cache_root())."""
     return cache_root() / "text"
 
 

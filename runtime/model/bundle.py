@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runtime.model import io_spec
 from runtime.errors import BundleError
+from runtime.model import io_spec
 from runtime.model.onnx_check import check_graph
 from runtime.model.preprocess import PreprocessConfig
 from runtime.model.vocab import SPECIALS, Vocab

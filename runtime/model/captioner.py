@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from runtime.errors import BundleError, InputError
 from runtime.model import io_spec
 from runtime.model.bundle import Bundle
 from runtime.model.confidence import calibrated
 from runtime.model.decoding import (DecodingOptions, State, decode, degenerate, initial_state,
                                     options_for)
-from runtime.errors import BundleError, InputError
 from runtime.model.preprocess import preprocess
 from runtime.model.session import GPU_PROVIDERS, SessionConfig, create_session
+from runtime.model.where import Locator, head_tensors, only, with_outputs
 
 
 class OrtStepModel:
@@ -191,8 +192,6 @@ class Captioner(CaptionPipeline):
         """The encoder session, with the map its ImageNet head pools as one more output and a
         Locator for it (runtime.model.where), where the graph has the head; else
         (session, None, None)."""
-        from runtime.model.where import Locator, head_tensors, only, with_outputs
-
         model = path.read_bytes()
         found = head_tensors(model)
         if found is None:

@@ -9,8 +9,8 @@ unused (export.optimize.fold_pads).
 
 from __future__ import annotations
 
-from runtime.model.onnx_check import (ATTR_G, ATTR_GRAPHS, GRAPH_INITIALIZER, GRAPH_NODE, MODEL_GRAPH,
-                                NODE_ATTRIBUTE, TENSOR_NAME, _fields, _varint)
+from runtime.model.onnx_check import (ATTR_G, ATTR_GRAPHS, GRAPH_INITIALIZER, GRAPH_NODE,
+                                      MODEL_GRAPH, NODE_ATTRIBUTE, TENSOR_NAME, _fields, _varint)
 
 GRAPH_INPUT, GRAPH_OUTPUT = 11, 12
 NODE_INPUT, NODE_OUTPUT = 1, 2

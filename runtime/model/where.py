@@ -19,7 +19,7 @@ import numpy as np
 from runtime.model import io_spec
 from runtime.model.onnx_check import GRAPH_NODE, MODEL_GRAPH, _fields
 from runtime.model.prune import (GRAPH_OUTPUT, NODE_INPUT, NODE_OUTPUT, VALUE_INFO_NAME, _key, _len,
-                           _raw, _strings, without_outputs)
+                                 _raw, _strings, without_outputs)
 
 NODE_OP_TYPE = 4
 WHERE = ("left", "ahead", "right")
