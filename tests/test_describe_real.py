@@ -1,5 +1,6 @@
-"""`describe` with the real-photo bundle and every channel on: find mode on a clip, and the
-capture-to-speech latency of a clip of real photos with signs in them."""
+"""`describe` with the real-photo bundle and every channel on: find mode on clips (the ImageNet
+head's cat, the detector's cup), and the capture-to-speech latency of a clip of real photos with
+signs in them, the detector included."""
 
 from __future__ import annotations
 
@@ -40,6 +41,29 @@ def test_find_is_silent_until_the_cat_appears_then_says_where_once(tmp_path):
     assert said[0][0] >= 30  # not before it appeared (the rocket's 3 s are frames 0..29)
 
 
+def test_find_a_cup_on_its_boxes_silent_then_left_then_right_once(tmp_path):
+    """The coffee photo's cup (cropped to it) held in front of a grey wall on the left, then
+    moved to the right: the detector's boxes place it, and it is said once per place."""
+    photos = ROOT / "assets" / "photos"
+    rocket = cv2.resize(cv2.imread(str(photos / "rocket.jpg")), (960, 540))
+    coffee = cv2.imread(str(photos / "coffee.jpg"))  # 600x400
+    cup = cv2.resize(coffee[40:360, 90:510], (420, 320))
+    left, right = (np.full((540, 960, 3), 170, np.uint8) for _ in range(2))
+    left[110:430, 20:440] = cup
+    right[110:430, 520:940] = cup
+    clip = _clip(tmp_path / "cup.mp4", [rocket, left, right], seconds=3)
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(clip), "--find", "cup", "--no-speak", "--log", str(log),
+                "--model", str(REAL_MODEL), timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = read_events(log)
+    said = [(e["frame"], e["caption"]) for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert [t for _, t in said] == ["cup on your left", "cup on your right"], said
+    assert 30 <= said[0][0] < 60 <= said[1][0]  # each when it appeared, not before
+    found = [e for e in events if e["event"] == "detector"]
+    assert found and any(d["class"] == "cup" and d["where"] == "right" for e in found for d in e["detections"])
+
+
 def test_every_channel_in_change_mode_speaks_within_400_ms_of_capture(tmp_path):
     """Eight real photos, six with a sign pasted in, 2 s each at 15 fps, played in real time."""
     frames = [make_sign(i).image if i % 4 != 3 else
@@ -61,4 +85,6 @@ def test_every_channel_in_change_mode_speaks_within_400_ms_of_capture(tmp_path):
     assert len(spoken) >= 8 and read >= 5
     assert p95 <= 400, latency
     texts = [e for e in events if e["event"] == "text"]
-    assert texts and all(isinstance(e["lines"], list) for e in texts)
+    assert texts and all(isinstance(e["text"], list) for e in texts)
+    detected = [e for e in events if e["event"] == "detector"]
+    assert detected and all(isinstance(e["detections"], list) for e in detected)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MODEL, run_cli
+from conftest import MODEL, REAL_MODEL, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_unsure_photos_get_hedged_words_never_a_fact(int8):
     # the astronaut photo: a helmet and a bobsleigh share the mass; gravel: nothing at all
     assert int8["astronaut"]["description"].startswith("maybe ")
     assert "helmet" in int8["astronaut"]["description"]
-    assert int8["gravel"]["description"] == "not sure"
+    assert int8["gravel"]["description"] == "nothing I can describe"
     for said in (int8["astronaut"]["description"], int8["gravel"]["description"]):
         assert "I see" not in said
 
@@ -103,14 +103,18 @@ def test_both_channels_say_the_caption_first(tmp_path):
 
 
 def test_an_empty_caption_is_said_as_nothing_i_can_describe(photos):
-    from runtime.channels.objects import NOTHING, describe
+    from runtime.channels.base import Context, Setup
+    from runtime.channels.caption import CaptionChannel
+    from runtime.channels.compose import NOTHING, compose
+    from runtime.model.bundle import load_bundle
     from runtime.model.captioner import Caption
 
     # a decoder that ends its caption at once (eos first) with no object named: silence would
     # sound like a hang, so the words say so
     empty = Caption(text="", tokens=[], steps=1, alphas=np.zeros((1, 49)), timings_ms={})
-    said = describe(empty, "caption", None)
-    assert said.text == NOTHING == "nothing I can describe" and said.caption == ""
+    found = CaptionChannel(Setup(load_bundle(MODEL))).run(np.zeros((8, 8, 3), np.uint8), Context(empty))
+    said = compose([found])
+    assert said.text == NOTHING == "nothing I can describe" and said.caption is None
 
 
 def test_a_real_photo_gets_its_object_named_after_the_caption(photos):
@@ -143,36 +147,45 @@ def test_describe_speaks_when_the_set_of_objects_changes(photos, tmp_path):
     # once per change of what is seen, never repeated; resized and MPEG-4 compressed, the coffee
     # is less certain than in the PNG, so it may be hedged, but it is named
     assert len(spoken) == 3 and spoken[0] == spoken[2] == "I see a cat ahead", spoken
-    assert spoken[1] in ("I see a coffee ahead", "maybe a coffee") or spoken[1].startswith("maybe a coffee or"), spoken
+    # coffee is a mass noun: "I see coffee", never "a coffee"
+    assert spoken[1] in ("I see coffee ahead", "maybe coffee") or spoken[1].startswith("maybe coffee or"), spoken
     captions = [e for e in events if e["event"] == "caption"]
     assert all(e["objects"][0]["name"] in ("cat", "coffee") for e in captions)
 
 
 def test_channel_defaults_follow_the_bundle():
-    from runtime.channels.objects import resolve_channel
+    from runtime.channels.base import Setup
+    from runtime.channels.registry import resolve
     from runtime.errors import InputError
     from runtime.model.bundle import load_bundle
 
     bundle = load_bundle(MODEL)
     assert bundle.manifest["caption_domain"] == "synthetic"
-    assert resolve_channel("auto", bundle, live=True, has_objects=True) == "objects"
-    assert resolve_channel("auto", bundle, live=False, has_objects=True) == "caption"
-    assert resolve_channel("auto", bundle, live=True, has_objects=False) == "caption"
-    real = type(bundle)(bundle.root, {**bundle.manifest, "caption_domain": "real"}, bundle.vocab,
-                        bundle.preprocess, bundle.max_len, bundle.files, bundle.objects)
-    # a real-photo bundle says its caption and the objects together, on every source
-    # and reads any text it finds
-    assert resolve_channel("auto", real, live=True, has_objects=True) == "caption,objects,text"
-    assert resolve_channel("auto", real, live=False, has_objects=True) == "caption,objects,text"
-    assert resolve_channel("auto", real, live=False, has_objects=False) == "caption,text"
-    # comma lists, both and all, in one canonical order
-    assert resolve_channel("text,caption", bundle, live=False, has_objects=True) == "caption,text"
-    assert resolve_channel("both", bundle, live=False, has_objects=True) == "caption,objects"
-    assert resolve_channel("all", bundle, live=False, has_objects=True) == "caption,objects,text"
-    with pytest.raises(InputError, match="use auto, all, both, or a comma list of caption, objects, text"):
-        resolve_channel("caption,smell", bundle, live=False, has_objects=True)
+
+    def chosen(spec, b=bundle, live=False, objects=True):
+        return ",".join(resolve(spec, Setup(b, live=live, has_objects=objects)))
+
+    assert chosen("auto", live=True) == "objects"
+    assert chosen("auto") == "caption"
+    assert chosen("auto", live=True, objects=False) == "caption"
+    real = load_bundle(REAL_MODEL)
+    detector = "detector," if "detector" in real.manifest else ""
+    # a real-photo bundle says its caption, the objects and what its detector sees together,
+    # on every source, and reads any text it finds
+    assert chosen("auto", real, live=True) == f"caption,objects,{detector}text"
+    assert chosen("auto", real) == f"caption,objects,{detector}text"
+    assert chosen("auto", real, objects=False) == f"caption,{detector}text"
+    # comma lists, both and all, in one canonical order; all is every channel this bundle has
+    assert chosen("text,caption") == "caption,text"
+    assert chosen("both") == "caption,objects"
+    assert chosen("all") == "caption,objects,text"  # the shapes bundle has no detector
+    with pytest.raises(InputError, match="use auto, all, both, or a comma list of caption, objects, "
+                                         "detector, text"):
+        chosen("caption,smell")
     with pytest.raises(InputError, match="no objects head"):
-        resolve_channel("objects", bundle, live=False, has_objects=False)
+        chosen("objects", objects=False)
+    with pytest.raises(InputError, match="has no detector"):
+        chosen("detector")
 
 
 def test_pooling_thresholds_and_articles():

@@ -8,7 +8,7 @@ import numpy as np
 
 from runtime.app.policies import (ChangeGate, Change, Continuous, Find, Interval, Manual, Slideshow,
                                   make_policy)
-from runtime.channels.text import TextLine
+from runtime.channels.text import TextLine, places
 from runtime.model.where import place
 
 
@@ -17,13 +17,7 @@ class D:
     """What a policy reads of a Description."""
     text: str
     key: tuple = ()
-    objects: object = None
-    lines: tuple = ()
-
-
-@dataclass(frozen=True)
-class O:
-    places: tuple
+    places: tuple = ()  # (name or word, where), the most likely first
 
 
 def frame(level: int) -> np.ndarray:
@@ -85,7 +79,7 @@ def test_manual_never_describes_on_its_own():
 
 
 def seen(name, where):
-    return D("x", objects=O(((name, where),)))
+    return D("x", places=((name, where),))
 
 
 def test_find_is_silent_until_seen_then_says_where_and_only_when_it_moves():
@@ -102,8 +96,20 @@ def test_find_is_silent_until_seen_then_says_where_and_only_when_it_moves():
 def test_find_a_word_of_text_and_clock_positions():
     p = Find("exit", style="clock")
     line = TextLine("EMERGENCY EXIT", 0.99, (500, 10, 620, 40), "right")
-    assert p.decide(D("a door", lines=(line,)), 0).text == "exit at 2 o'clock"
+    assert p.decide(D("a door", places=places([line])), 0).text == "exit at 2 o'clock"
     assert place("left", "clock") == "at 10 o'clock" and place("right") == "on your right"
+
+
+def test_find_knows_a_thing_by_any_of_its_names():
+    """--find takes the names people use: a COCO class is found by its spoken name, its
+    plural or another word for it, whichever channel saw it."""
+    for query, said in (("mobile phone", "phone"), ("cell phone", "phone"), ("sofa", "sofa"),
+                        ("couch", "sofa"), ("cups", "cup"), ("person", "person"),
+                        ("bottle", "bottle"), ("chair", "chair"), ("TV", "TV")):
+        p = Find(query)
+        assert p.decide(seen("table", "left"), 0) is None, query
+        assert p.decide(seen(said, "right"), 0).text == f"{query.lower()} on your right", query
+    assert Find("chair").decide(seen("sofa", "left"), 0) is None  # another thing of its kind
 
 
 def test_make_policy_follows_the_config():

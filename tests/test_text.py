@@ -127,9 +127,9 @@ def test_manual_mode_t_reads_all_of_a_page(reader):
     page = cv2.cvtColor(skimage.page(), cv2.COLOR_GRAY2BGR)
     voice = Voice()
     loop = DescribeLoop(Captioner(load_bundle(REAL_MODEL), "int8"), None, voice, EventLog(None),
-                        LoopConfig(mode="manual", channel="caption,objects,text"), text=reader)
+                        LoopConfig(mode="manual", channel="caption,objects,text"))
     loop.on_key("t", Frame(page, 0, 0.0))
-    loop.text.close()
+    loop.worker.close()
     lines = reader.read(page)
     assert len(lines) > 3 and voice.said == ["Text: " + ". ".join(l.text for l in lines)]
 

@@ -372,7 +372,8 @@ def run(cfg: BenchConfig) -> dict:
         r["bleu4"] = round(scores[3], 4) if scores else None
     speech = speech_timing(base if base is not None else captions[0])
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
-            "rounds": rounds, "speech": speech, "text": text_timing(load_frames(cfg.images), cfg.runs),
+            "rounds": rounds, "speech": speech, "text": text_timing(load_frames(cfg.images), cfg.runs, cfg.model),
+            "detector": detector_timing(load_frames(cfg.images), cfg.runs, cfg.model),
             "results": results}
 
 
@@ -389,15 +390,23 @@ def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
     return out
 
 
-def text_timing(frames: list[np.ndarray], runs: int) -> dict | None:
-    """The text channel's price per frame (runtime.channels.text), on the bench images as they
-    are and with a sign pasted into each: it runs once per new scene, beside the captioner."""
+def _setup(model: str, precision: str = "int8"):
+    """The Setup the describe command gives channels for this bundle (runtime.channels.base)."""
+    from runtime.channels.base import Setup
+    from runtime.model.bundle import load_bundle
+
+    return Setup(load_bundle(model), precision)
+
+
+def text_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | None:
+    """The text channel's price per frame (runtime.channels.text), built as `describe` builds
+    it, on the bench images as they are and with a sign pasted into each: it runs once per new
+    scene, in the slow channels' worker."""
+    from runtime.channels.base import Context
+    from runtime.channels.registry import build
+
     try:
-        from runtime.channels.text import TextReader
-    except ImportError:
-        return None
-    try:
-        reader = TextReader()
+        channel = build("text", _setup(model))
     except Exception as e:  # no rapidocr here: the benchmark still runs
         return {"error": str(e)}
     times: dict[str, list[float]] = {"without": [], "with": []}
@@ -407,11 +416,40 @@ def text_timing(frames: list[np.ndarray], runs: int) -> dict | None:
         for key, images in (("without", frames), ("with", signed)):
             for image in images:
                 t = time.perf_counter()
-                lines = reader.read(image)
+                lines = channel.run(image, Context()).value
                 times[key].append((time.perf_counter() - t) * 1e3)
                 read += key == "with" and r == 0 and any(l.text == "EMERGENCY EXIT" for l in lines)
     return {"engine": "rapidocr PP-OCRv6 (ONNX Runtime)", "no_text_ms": _pct(times["without"]),
             "sign_ms": _pct(times["with"]), "signs_read": f"{read}/{len(frames)}"}
+
+
+def detector_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | None:
+    """The detector channel's price per frame for each precision the bundle has for it, built
+    as `describe` builds it (runtime.channels.detector), the precisions' passes interleaved."""
+    from runtime.channels.base import Context
+    from runtime.channels.registry import build, why_not
+
+    setup = _setup(model)
+    if why_not("detector", setup):
+        return None
+    spec = setup.bundle.manifest["detector"]
+    channels = {p: build("detector", _setup(model, p)) for p in spec.get("files", {})}
+    times: dict[str, list[float]] = {p: [] for p in channels}
+    found: dict[str, list] = {p: [] for p in channels}
+    for r in range(max(1, runs)):
+        for p, channel in channels.items():
+            for i, image in enumerate(frames):
+                t = time.perf_counter()
+                f = channel.run(image, Context())
+                times[p].append((time.perf_counter() - t) * 1e3)
+                if r == 0:
+                    found[p].append(sorted(t.cls for t in f.facts))
+    base = found.get("fp32")
+    return {"model": spec.get("name", "detector"), "input": spec.get("input"),
+            "ms": {p: _pct(t) for p, t in times.items()},
+            "said": {p: [", ".join(f) for f in found[p]] for p in channels},
+            "agreement_vs_fp32": {p: round(float(np.mean([a == b for a, b in zip(found[p], base)])), 4)
+                                  for p in channels} if base else None}
 
 
 COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "decoding"),
@@ -457,6 +495,13 @@ def markdown(report: dict) -> str:
         lines += ["", f"Text channel ({tx['engine']}), once per new scene: p50 "
                       f"{tx['no_text_ms']['p50']:.1f} ms a frame without text, "
                       f"{tx['sign_ms']['p50']:.1f} ms with a sign (read on {tx['signs_read']})."]
+    dt = report.get("detector") or {}
+    if "ms" in dt:
+        agree = dt.get("agreement_vs_fp32") or {}
+        lines += ["", f"Detector channel ({dt['model']}, {dt['input']}), once per new scene: "
+                  + "; ".join(f"{p} p50 {m['p50']:.1f} ms, p95 {m['p95']:.1f} ms"
+                              + (f" (says what fp32 says on {agree[p]:.0%})" if p in agree and p != "fp32" else "")
+                              for p, m in dt["ms"].items()) + " a frame."]
     return "\n".join(lines)
 
 

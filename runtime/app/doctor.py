@@ -103,6 +103,36 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
             checks.append(Check("objects", "error", str(e), _restore_hint(model)))
         else:
             checks.append(Check("objects", "ok", f"ImageNet head with {len(set(names))} spoken names"))
+    return checks + _channel_checks(bundle, where, cap, report)
+
+
+def _channel_checks(bundle, where, cap, report: dict) -> list[Check]:
+    """Each channel of the registry built as `describe` builds it: ready, or why not."""
+    import time
+
+    from runtime.channels.base import Setup
+    from runtime.channels.registry import REGISTRY, build, why_not
+
+    setup = Setup(bundle, where.precision, where.session, has_objects=cap.has_objects)
+    checks, report["channels"] = [], {}
+    for name in REGISTRY:
+        if name in ("caption", "objects"):
+            continue  # the sessions and objects lines above
+        reason = why_not(name, setup)
+        if reason is None:
+            t0 = time.perf_counter()
+            try:
+                build(name, setup)
+            except SceneSpeakError as e:
+                reason = str(e)
+        report["channels"][name] = reason or "ready"
+        if reason:
+            checks.append(Check(name, "warn", f"no {name} channel: {reason}",
+                                "pip install -r requirements/runtime.txt" if name == "text" else
+                                "make models-detector" if name == "detector" else
+                                f"rebuild the bundle with `{_recipe(bundle)}`"))
+        else:
+            checks.append(Check(name, "ok", f"ready in {time.perf_counter() - t0:.2f} s"))
     return checks
 
 

@@ -1,6 +1,6 @@
 """The describe loop: frames in, spoken descriptions out, under a speech policy
-(runtime/app/policies.py); this module is the wiring between source, captioner, text reader,
-policy, composer and voice.
+(runtime/app/policies.py); this module is the wiring between source, channels (fast ones here,
+slow ones in runtime/app/worker.py), policy, composer and voice. It names no channel.
 
     change      caption only when the scene changes: a cheap thumbnail-difference gate skips the
                 encoder on static scenes; a caption is spoken once it is stable over
@@ -24,20 +24,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runtime.app.eventlog import EventLog
-from runtime.app.policies import Manual, Say, Slideshow, make_policy
+from runtime.app.policies import Manual, Say, make_policy
 from runtime.app.service import notify
 from runtime.app.sources import Frame
 from runtime.app.speech import SpeechWorker
-from runtime.channels.compose import NOTHING, with_read
-from runtime.channels.objects import Description, ObjectNamer, ObjectsConfig, describe, parts
-from runtime.channels.text import TextWorker, spoken
+from runtime.app.worker import SlowWorker
+from runtime.channels.base import Setup
+from runtime.channels.compose import Description
+from runtime.channels.registry import ChannelSet, resolve
 from runtime.errors import InputError
-from runtime.model.captioner import Captioner
 from runtime.model.preprocess import to_bgr8
 from runtime.options import check, number
 
 MODES = ("change", "interval", "manual", "continuous")
-BURST_S = 0.5  # captions further apart than this begin a new scene for the text channel
+BURST_S = 0.5  # captions further apart than this begin a new scene for the slow channels
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class LoopConfig:
     read_timeout_s: float = 1.0  # wait for a live frame before checking for keys and stop
     stats_s: float = 60.0  # log a stats event (frames/s, resident MB) every this many seconds
     # (0: never)
-    channel: str = "caption"  # caption | objects | both (resolved; see runtime.channels.objects)
+    channel: str = "caption"  # the channels, a comma list (runtime.channels.registry.resolve)
     each_still: bool = False  # a slideshow (a folder): every frame is a new scene, said in
     # full before the next is read
     find: str = ""  # stay quiet until this object's spoken name or word of text is seen, then
@@ -64,8 +64,8 @@ class LoopConfig:
     # at 10 o'clock")
     verbosity: str = "brief"  # brief: the most useful first, a page's first lines; full: more
     # names and every line of text
-    text_wait_s: float = 1.5  # a description waits this long at most for the text read off
-    # its scene
+    slow_wait_s: float = 1.5  # a description waits this long at most for the slow channels
+    # (text, the detector) to report on its scene
 
     def __post_init__(self):
         check(self, "mode", self.mode in MODES, f"choose one of {', '.join(MODES)}")
@@ -127,26 +127,37 @@ class KeyReader:
             termios.tcsetattr(sys.stdin, termios.TCSADRAIN, self.saved)
 
 
+@dataclass
+class Pending:
+    """A description waiting for the slow channels' findings on its scene."""
+    say: Say | None  # what the policy decided on the fast findings (None: it decides on all)
+    frame: Frame
+    caption: object  # the frame's runtime.model.captioner.Caption
+    fast: list  # the fast channels' findings
+    since: int  # the first frame of its scene: slow findings of that frame or later do
+    deadline: float  # monotonic time after which it is said without them
+
+
 class DescribeLoop:
-    def __init__(self, captioner: Captioner, source, speech: SpeechWorker, log: EventLog,
-                 cfg: LoopConfig, screen=None, stop: threading.Event | None = None,
-                 preamble: list[tuple[str, dict]] = (), text=None):
-        """`text`: a runtime.channels.text.TextReader where the text channel is on."""
-        self.cap, self.source, self.speech, self.log, self.cfg = captioner, source, speech, log, cfg
+    def __init__(self, channels, source, speech: SpeechWorker, log: EventLog, cfg: LoopConfig,
+                 screen=None, stop: threading.Event | None = None,
+                 preamble: list[tuple[str, dict]] = ()):
+        """`channels`: a runtime.channels.registry.ChannelSet, or a Captioner, whose channels
+        are then cfg.channel's."""
+        if not isinstance(channels, ChannelSet):
+            setup = Setup(channels.bundle, channels.precision, where=cfg.where,
+                          verbosity=cfg.verbosity, has_objects=channels.has_objects)
+            channels = ChannelSet(channels, resolve(cfg.channel, setup), setup)
+        self.channels, self.cap = channels, channels.captioner
+        self.source, self.speech, self.log, self.cfg = source, speech, log, cfg
         self.screen = screen  # runtime.app.screen.Screen for --show, or None
         self.stop = stop if stop is not None else threading.Event()  # set: end the run
         self.preamble = list(preamble)  # (event, fields) logged right after `start`
         self.policy = make_policy(cfg)
         self.last_spoken: str | None = None
-        full = cfg.verbosity == "full"
-        self.namer = (ObjectNamer(captioner.bundle.object_names(), ObjectsConfig(most=3 if full else 2,
-                                                                                place_hedged=full))
-                      if "objects" in parts(cfg.channel) or cfg.find else None)
-        self.text = (TextWorker(text, lambda m: self.log.write("warning", message=m))
-                     if text is not None and ("text" in parts(cfg.channel) or cfg.find) else None)
-        # lines of text said at most (None: no text channel)
-        self.max_lines = (20 if full else text.cfg.max_lines) if text is not None else None
-        self.held: tuple | None = None  # (Say, frame, description, first frame of its scene, deadline)
+        self.worker = (SlowWorker(channels, lambda m: self.log.write("warning", message=m))
+                       if channels.slow else None)
+        self.held: Pending | None = None
         self.scene: tuple[float, int] = (-1e9, 0)  # (last caption's time, first frame) of a burst
         self.frames = 0
         self.captions = 0
@@ -163,9 +174,11 @@ class DescribeLoop:
         if kind == "caption":
             self.last_spoken = text
 
-    def _caption(self, frame) -> Description | None:
+    def _describe(self, frame) -> tuple[object, list, Description] | None:
+        """The fast channels on a frame (logged as its caption event), and the slow ones
+        started on it where it begins a scene: (caption, fast findings, their description)."""
         try:
-            result = self.cap.caption(frame.image)
+            result, fast = self.channels.run_fast(frame.image)
         except InputError as e:
             self.log.write("skipped", frame.index, reason=str(e))
             return None
@@ -175,53 +188,55 @@ class DescribeLoop:
         now = time.monotonic()
         if result.dropped:
             self.log.write("warning", frame.index, message=f"caption dropped ({result.dropped})")
-        d = describe(result, self.cfg.channel, self.namer, self.cap.bundle,
-                     locator=getattr(self.cap, "locator", None), style=self.cfg.where)
-        extra = {} if d.objects is None else {"objects": d.objects.top, "description": d.text}
+        d = self.channels.compose(fast)
+        extra = {**d.report(), "description": d.text}
         if result.confidence is not None:
             extra["confidence"] = round(result.confidence, 4)
         self.log.write("caption", frame.index, caption=result.text, steps=result.steps,
                        latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
                                    **{k: round(v, 2) for k, v in result.timings_ms.items()}},
                        **extra)
-        if self.text is not None:  # read the scene's text beside it, from the first frame of a
-            # change on (captions come in bursts when a scene changes, and none when it is
+        if self.worker is not None:  # the slow channels look at the scene from the first frame
+            # of a change on (captions come in bursts when a scene changes, and none when it is
             # static); every still of a slideshow and every key press is a scene of its own
-            if isinstance(self.policy, (Slideshow, Manual)) or now - self.scene[0] > BURST_S:
+            if self.policy.scenes_each or now - self.scene[0] > BURST_S:
                 self.scene = (now, frame.index)
-                self.text.submit(frame.image, frame.index)
+                self.worker.submit(frame.image, frame.index, result)
             else:
-                self.text.submit(frame.image, frame.index, if_idle=True)
+                self.worker.submit(frame.image, frame.index, result, if_idle=True)
             self.scene = (now, self.scene[1])
-        return d
+        return result, fast, d
 
-    def _say(self, say: Say, frame, d: Description) -> None:
-        """Speak now, or, with the text channel, once the text of this scene is read."""
-        if self.text is None:
-            self._speak(say.text, frame, interrupt=say.interrupt)
+    def _say(self, say: Say | None, frame, caption, fast: list, d: Description) -> None:
+        """Speak now, or, with slow channels, once they have reported on this scene."""
+        if self.worker is None:
+            if say is not None:
+                self._speak(say.text, frame, interrupt=say.interrupt)
             return
-        self.held = (say, frame, d, self.scene[1], time.monotonic() + self.cfg.text_wait_s)
+        self.held = Pending(say, frame, caption, fast, self.scene[1],
+                            time.monotonic() + self.cfg.slow_wait_s)
         self._release()
 
     def _release(self) -> None:
-        """Say the held description with the text read off its scene, once there is some (or
-        its wait is over); the Find policy looks for its word in that text."""
-        if self.held is None:
+        """Say the held description with the slow channels' findings on its scene, once there
+        are some (or its wait is over); a policy that decides on everything decides now."""
+        held = self.held
+        if held is None:
             return
-        say, frame, d, since, deadline = self.held
-        got = self.text.result_since(since)
-        if got is None and time.monotonic() < deadline:
+        got = self.worker.result_since(held.since)
+        if got is None and time.monotonic() < held.deadline:
             return
         self.held = None
-        lines, ms = got if got is not None else ([], None)
-        self.log.write("text", frame.index, lines=[l.as_json() for l in lines], ms=ms and round(ms, 1))
-        if self.cfg.find:
-            found = self.policy.decide(replace(d, lines=tuple(lines)), time.monotonic())
-            if found is not None:
-                self._speak(found.text, frame, interrupt=True)
-            return
-        read = spoken(lines, self.max_lines) if "text" in parts(self.cfg.channel) else ""
-        self._speak(with_read(say.text, read) or NOTHING, frame, interrupt=say.interrupt)
+        slow, ms = got if got is not None else ([], {})
+        for f in slow:
+            self.log.write(f.channel, held.frame.index, ms=ms.get(f.channel), **f.report)
+        if got is None:
+            self.log.write("warning", held.frame.index, message="the slow channels took longer "
+                           f"than {self.cfg.slow_wait_s} s; said without them")
+        d = self.channels.compose(held.fast + slow)
+        say = held.say or self.policy.decide(d, time.monotonic())
+        if say is not None:
+            self._speak(say.text if held.say is None else d.text, held.frame, interrupt=say.interrupt)
 
     def on_frame(self, frame) -> None:
         if frame.image is None:
@@ -234,35 +249,38 @@ class DescribeLoop:
             return
         if not self.policy.wants(frame.image, time.monotonic()):
             return  # e.g. a static scene: the encoder is skipped
-        d = self._caption(frame)
-        if d is None:
+        got = self._describe(frame)
+        if got is None:
             return
-        if self.cfg.find and self.text is not None:  # Find waits for the text as well
-            self._say(Say(d.text, d.key), frame, d)
+        caption, fast, d = got
+        if self.policy.complete and self.worker is not None:  # it decides on everything
+            self._say(None, frame, caption, fast, d)
             return
         say = self.policy.decide(d, time.monotonic())
         if say is not None:
-            self._say(say, frame, d)
+            self._say(say, frame, caption, fast, d)
 
     def on_key(self, key: str, frame) -> None:
         if key in ("\n", "\r", " "):
             self.log.write("key", -1, key="describe")
-            d = self._caption(frame) if frame is not None and frame.image is not None else None
-            if d is None:
+            got = self._describe(frame) if frame is not None and frame.image is not None else None
+            if got is None:
                 self._speak("no picture yet", None, interrupt=True)
             else:
-                self._say(Manual().decide(d, 0.0), frame, d)
-        elif key == "t" and self.text is not None:  # all the text, at once
-            self.log.write("key", -1, key="text")
+                self._say(Manual().decide(got[2], 0.0), frame, *got)
+        elif key in self.channels.keys:  # one channel, all of it, at once ("t": all the text)
+            channel = self.channels.keys[key]
+            self.log.write("key", -1, key=channel.name)
             if frame is None or frame.image is None:
                 self._speak("no picture yet", None, interrupt=True)
                 return
-            self.text.submit(frame.image, frame.index)
-            deadline, got = time.monotonic() + 2 * self.cfg.text_wait_s, None
+            self.worker.submit(frame.image, frame.index, only=channel, everything=True)
+            deadline, got = time.monotonic() + 2 * self.cfg.slow_wait_s, None
             while got is None and time.monotonic() < deadline and not self.stop.is_set():
                 time.sleep(0.02)
-                got = self.text.result_since(frame.index)
-            self._speak(spoken(got[0] if got else [], 1000) or "no text", frame, interrupt=True)
+                got = self.worker.result_since(frame.index)
+            said = self.channels.compose(got[0]).text if got else ""
+            self._speak(said if got and got[0] else f"no {channel.name}", frame, interrupt=True)
         elif key == "r":
             self.log.write("key", -1, key="repeat")
             self._speak(self.last_spoken or "nothing described yet", kind="notice")
@@ -294,7 +312,7 @@ class DescribeLoop:
         """One turn of the loop: source events, a frame, keys, the held description, stats."""
         self._source_events()
         self._release()
-        if isinstance(self.policy, Slideshow) and (
+        if self.policy.waits_for_speech and (
                 self.held is not None or not self.speech.wait_idle(self.cfg.read_timeout_s)):
             time.sleep(0.01)
             return  # the next still waits until this one has been said
@@ -337,8 +355,8 @@ class DescribeLoop:
             if self.screen is not None:
                 self.screen.close()
             self.source.close()
-            if self.text is not None:
-                self.text.close()
+            if self.worker is not None:
+                self.worker.close()
             self._stats(force=True)
             self._speak("SceneSpeak stopped", kind="notice")
             self.speech.close()

@@ -19,6 +19,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from runtime.channels import coco
 from runtime.model.where import place
 
 
@@ -30,6 +31,10 @@ class Say:
 
 
 class Policy(Protocol):
+    scenes_each: bool  # every frame it wants is a scene of its own (a slideshow, a key press)
+    waits_for_speech: bool  # the next frame is read only once this one has been said
+    complete: bool  # decides on the whole description, slow channels' findings included
+
     def wants(self, image: np.ndarray, now: float) -> bool:
         """Whether to describe this frame (8-bit BGR)."""
 
@@ -68,7 +73,11 @@ class ChangeGate:
         self.reference = None
 
 
-class Change:
+class Base:
+    scenes_each = waits_for_speech = complete = False
+
+
+class Change(Base):
     """Describe when the scene changes; say a description once it came out the same on
     `stable_frames` described frames, and never the same twice in a row."""
 
@@ -96,7 +105,7 @@ class Change:
         self.pending = self.last_key = None
 
 
-class Interval:
+class Interval(Base):
     """Describe and say every `interval_s` seconds."""
 
     def __init__(self, interval_s: float = 5.0):
@@ -115,7 +124,7 @@ class Interval:
         self.next = 0.0
 
 
-class Continuous:
+class Continuous(Base):
     """Describe every frame; the speech worker keeps only the newest waiting description."""
 
     def wants(self, image, now):
@@ -132,9 +141,13 @@ class Slideshow(Continuous):
     """A folder: every still is a new scene, said in full (the loop waits for speech before it
     reads the next)."""
 
+    scenes_each = waits_for_speech = True
 
-class Manual:
+
+class Manual(Base):
     """Describe only when asked (a key): frames are never described on their own."""
+
+    scenes_each = True
 
     def wants(self, image, now):
         return False
@@ -146,12 +159,16 @@ class Manual:
         pass
 
 
-class Find:
+class Find(Base):
     """Quiet until `name` (an object's spoken name or a word of text) is seen; then where it
-    is, and again each time it moves to another place; silent while it stays put."""
+    is, and again each time it moves to another place; silent while it stays put. A COCO
+    class is found by any of its names ("mobile phone", "sofa", "cups")."""
+
+    complete = True
 
     def __init__(self, name: str, style: str = "words", gate: ChangeGate | None = None):
         self.name, self.style = name.strip().lower(), style
+        self.cls = coco.canonical(self.name)
         self.gate = gate or ChangeGate()
         self.last: str | None = None  # where it was last said to be
 
@@ -159,13 +176,12 @@ class Find:
         return self.gate.passes(image)
 
     def seen_at(self, d) -> str | None:
-        """Where the description places `name`: among its objects, then in its text."""
-        for name, where in (d.objects.places if getattr(d, "objects", None) is not None else ()):
-            if name.lower() == self.name:
+        """Where the description places `name`: the first of its places (the most likely
+        first, every channel's) whose name or word is it, or a name of its class."""
+        for name, where in getattr(d, "places", ()):
+            name = name.lower()
+            if name == self.name or (self.cls is not None and coco.canonical(name) == self.cls):
                 return where
-        for line in getattr(d, "lines", ()) or ():
-            if self.name in line.text.lower().split():
-                return line.where
         return None
 
     def decide(self, d, now):

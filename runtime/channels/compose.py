@@ -1,42 +1,89 @@
-"""The composer: what the channels found (a caption with its confidence, the objects the
-ImageNet head names) -> one utterance that never states two different things as facts.
+"""The composer: the findings of every channel (runtime/channels/base.py) -> one utterance that
+states only what was verified, most useful first, and never two different things of one kind.
 
-    caption confident     "a cat is laying on a bed"             (objects add a sure name only
-                                                                  when the caption lacks it)
-    caption unsure        "I see a cat. Maybe a cat is laying on a bed"
-    nothing at all        "nothing I can describe"
+    facts              "I see two people ahead, a table on your left and a cup"
+    a verified caption "a man is sitting at a table with a laptop. I see a cup on your right"
+    one guess (brief)  "... maybe a man is cutting a cake"
+    read text, last    "... Sign: EXIT"
+    nothing at all     "nothing I can describe"
 
-Reconciling: when the objects channel is sure of a thing (pooled probability >= its `sure`,
-0.7) and the caption names another thing of the same kind (the bundle's `kinds` table, built
-from WordNet at export: mammal, bird, wheeled vehicle, ...), the two are never both said as
-facts. At REPLACE or more the caption's word is replaced by the object's name ("a dog is
-licking its nose" with cat at 0.97 -> "a cat is licking its nose"); below it the caption stays
-and the object is hedged ("a dog runs through water. maybe a bear"): on Flickr8k's dev photos
-the ImageNet head called swimming dogs a bear or a hippopotamus at 0.73-0.74 and a white dog a
-wolf at 0.70, and replacing at 0.7 lowered dev CIDEr (0.478 -> 0.475), at 0.95 did not.
+What is stated:
+- A fact of a channel that covers COCO's classes (the detector) is stated. The ImageNet head's
+  sure names are stated too, but one that names a COCO class is stated only where the
+  detector saw that class (then the detector's count and place are said) or glimpsed it
+  (two models agree: the head's name is said); where the detector ran and did not see it at
+  all, it is a guess. Without the detector, they are stated as they were.
+- The caption is stated only when every COCO thing it names was seen as a fact (and, with a
+  calibration, its confidence is at the bundle's threshold). It is a guess when the things it
+  names that were not seen as facts were at least glimpsed (a detection under the fact
+  threshold, `support`); it is left out when it names a thing the detector did not see at
+  all, or one of the same group as a thing it did see ("dog" where a giraffe was detected).
+- Without the detector: the caption is stated at its threshold and a guess under it, as it was.
+- At most `guesses` "maybe" sentences (one in brief): the caption's first, else the best
+  guessed things ("maybe a cup or a bowl").
+
+Reconciling with the ImageNet head: when it is sure of a thing (pooled probability >= 0.7) and
+the caption names another thing of the same kind (the bundle's `kinds` table, built from
+WordNet at export: mammal, bird, wheeled vehicle, ...), the two are never both said as facts.
+At REPLACE or more the caption's word is replaced by the object's name ("a dog is licking its
+nose" with cat at 0.97 -> "a cat is licking its nose"); below it the caption stays and the
+object is hedged ("a dog runs through water. maybe a bear"): on Flickr8k's dev photos the head
+called swimming dogs a bear or a hippopotamus at 0.73-0.74, and replacing at 0.7 lowered dev
+CIDEr (0.478 -> 0.475), at 0.95 did not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace as _with
+from dataclasses import dataclass, replace
+
+from runtime.channels import coco
+from runtime.channels.base import Findings, Sentence, Thing
 
 REPLACE = 0.95  # a sure object's least pooled score to replace a caption word (chosen on dev)
 
-# Said when the caption is empty and no object is named either: silence would sound like a hang.
+# Said when no channel found anything to say: silence would sound like a hang.
 NOTHING = "nothing I can describe"
+
+
+@dataclass(frozen=True)
+class ComposeConfig:
+    facts: int = 3  # things stated at most (brief), each with its count and place
+    facts_beside_caption: int = 2  # things stated at most after a stated caption (brief)
+    guesses: int = 1  # "maybe" sentences at most (brief)
+    guessed_names: int = 2  # names in one guess at most ("maybe a cup or a bowl")
+    hedge_floor: float = 0.15  # with the detector, a caption under this confidence is left
+    # out, not hedged (chosen on the COCO-everyday dev photos: README, "Truth")
+    guess_beside_facts: bool = False  # guessed things are said beside stated ones (brief:
+    # only where nothing is stated)
+
+    @staticmethod
+    def full() -> "ComposeConfig":
+        return ComposeConfig(facts=8, facts_beside_caption=6, guesses=2, guessed_names=3,
+                             hedge_floor=0.0, guess_beside_facts=True)
 
 
 @dataclass(frozen=True)
 class Description:
     text: str  # what is spoken
     key: tuple  # what must change for the change policy to speak again
-    caption: str | None  # the caption as spoken (reconciled), None when the channel is off
-    objects: object | None  # runtime.channels.objects.Objects, None when the channel is off
-    confidence: float | None = None  # the caption's calibrated confidence, where the bundle has one
-    hedged: bool = False  # the caption was under the bundle's threshold and said as "maybe ..."
+    findings: tuple[Findings, ...] = ()
+    caption: str | None = None  # the caption as composed (reconciled), None when off
+    confidence: float | None = None  # the caption's calibrated confidence, where there is one
+    caption_said: str | None = None  # stated | hedged | left out, None without a caption
     replaced: tuple[tuple[str, str], ...] = ()  # (caption word, object name) reconciled
     read: str | None = None  # what the text channel read, as spoken ("Sign: EXIT")
-    lines: tuple = ()  # the text lines themselves (runtime.channels.text.TextLine), where read
+    places: tuple[tuple[str, str], ...] = ()  # (name or word, where) of every channel
+
+    @property
+    def hedged(self) -> bool:
+        return self.caption_said == "hedged"
+
+    def report(self) -> dict:
+        """Every channel's keys for `caption --json` and the log."""
+        out: dict = {}
+        for f in self.findings:
+            out.update(f.report)
+        return out
 
 
 def _article(words: list[str], i: int, name: str) -> None:
@@ -74,44 +121,96 @@ def mentions(caption: str, name: str) -> bool:
     return any(f" {n} " in padded for n in (name, name + "s", name + "es"))
 
 
-def compose(caption: str | None, confidence: float | None, objects, threshold: float | None,
-            kinds: dict | None = None, read: str | None = None) -> Description:
-    """One utterance from the channels that ran (None: that channel is off); `read` is what
-    the text channel read, already in its spoken form ("Sign: EXIT"), said last."""
-    replaced: tuple = ()
-    conflict = False  # the head was sure of a thing the caption calls otherwise
-    sure = objects is not None and objects.sure and objects.named
-    if caption and sure and kinds:
-        text, swaps = reconcile(caption, objects.named[0], kinds)
-        if swaps and objects.top and objects.top[0]["score"] >= REPLACE:
+def listed(phrases: list[str], joint: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} {joint} {phrases[-1]}"
+
+
+def _facts(findings: tuple[Findings, ...]) -> tuple[list[Thing], list[Thing], bool]:
+    """(facts, guesses, whether a channel that covers COCO's classes ran). A fact that needs
+    confirming is dropped where another channel's fact has its class (that one is said), and
+    becomes a guess where the covering channel ran without seeing it."""
+    covering = any(f.covers for f in findings)
+    firm = [t for f in findings for t in f.facts if not t.confirm]
+    seen = {t.cls for t in firm if t.cls}
+    glimpsed = {c for f in findings for c in f.glimpsed}
+    facts, guesses = list(firm), [t for f in findings for t in f.guesses]
+    for t in (t for f in findings for t in f.facts if t.confirm):
+        if t.cls in seen:
+            continue  # the detector's count and place are said
+        # a fact where the detector also glimpsed it (two models agree), else a guess
+        (guesses if covering and t.cls and t.cls not in glimpsed else facts).append(t)
+    first = {id(t) for f in findings if f.covers for t in f.facts}  # boxes: placed and counted
+    unique: dict[str, Thing] = {}
+    for t in sorted(facts, key=lambda t: (id(t) not in first, -t.rank)):
+        unique.setdefault(t.cls or t.name, t)
+    guessed: dict[str, Thing] = {}
+    for t in sorted(guesses, key=lambda t: -t.score):
+        if (t.cls or t.name) not in unique:
+            guessed.setdefault(t.cls or t.name, t)
+    return list(unique.values()), list(guessed.values()), covering
+
+
+def _verdict(s: Sentence, facts: list[Thing], guesses: list[Thing], covering: bool,
+             glimpses: set[str] = frozenset(), floor: float = 0.0) -> str:
+    """stated | hedged | left out, for the caption against what the channels saw."""
+    unsure = s.threshold is not None and s.confidence is not None and s.confidence < s.threshold
+    if not covering:
+        return "hedged" if unsure else "stated"
+    if unsure and s.confidence is not None and s.confidence < floor:
+        return "left out"
+    seen = {t.cls for t in facts if t.cls}
+    glimpsed = {t.cls for t in guesses if t.cls} | glimpses
+    named = coco.classes_in(s.text)
+    unseen = [c for c in named if c not in seen]
+    if any(coco.same_group(c, f) for c in unseen for f in seen):
+        return "left out"  # it names another thing of a kind that was seen: a contradiction
+    if not unseen:
+        return "hedged" if unsure else "stated"
+    return "hedged" if all(c in glimpsed for c in unseen) else "left out"
+
+
+def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None = None,
+            cfg: ComposeConfig = ComposeConfig()) -> Description:
+    """One utterance from the findings of the channels that ran, in the registry's order."""
+    findings = tuple(findings)
+    facts, guesses, covering = _facts(findings)
+    s = next((f.sentence for f in findings if f.sentence is not None), None)
+    caption, replaced, verdict = (s.text if s else None), (), None
+    sure = next((t for t in facts if t.kind), None)  # the ImageNet head's sure thing
+    if caption and sure is not None and kinds:
+        text, swaps = reconcile(caption, sure.name, kinds)
+        if swaps and sure.score >= REPLACE:
             caption, replaced = text, swaps
         elif swaps:  # the two disagree, and the head is not sure enough to correct the caption
-            objects = _with(objects, text="maybe " + objects.text.removeprefix("I see "), sure=False)
-            sure, conflict = False, True
-    hedged = bool(caption) and threshold is not None and confidence is not None and confidence < threshold
+            facts.remove(sure)
+            guesses.insert(0, sure)
+    if caption:
+        glimpses = {c for f in findings for c in f.glimpsed}
+        verdict = _verdict(replace(s, text=caption), facts, guesses, covering, glimpses,
+                           cfg.hedge_floor)
     parts: list[str] = []
-    if threshold is None:  # a bundle without calibration: caption first, then the objects
-        parts = [s for s in (caption, objects.text if objects is not None else None) if s]
-    elif hedged:  # the objects lead; the caption is only a guess
-        if objects is not None and objects.named:
-            parts.append(objects.text)
-        parts.append("maybe " + caption)
-    else:
-        if caption:
-            parts.append(caption)
-        if (sure and not (caption and mentions(caption, objects.named[0]))) or conflict:
-            parts.append(objects.text)
-        elif objects is not None and not caption:
-            parts.append(objects.text)
-    key = (caption, frozenset(objects.named) if objects is not None else None,
-           objects.sure if objects is not None else None, hedged)
-    said = with_read(". ".join(p for p in parts if p) or NOTHING, read)
-    return Description(said, key, caption, objects, confidence, hedged, replaced, read or None)
-
-
-def with_read(said: str, read: str | None) -> str:
-    """A description with what the text channel read said last ("... . Sign: EXIT"); the text
-    alone where nothing else was found."""
-    if not read:
-        return said
-    return read if said in ("", NOTHING) else f"{said}. {read}"
+    if verdict == "stated":
+        parts.append(caption)
+        rest = [t for t in facts if not (t.cls and t.cls in coco.classes_in(caption))
+                and not mentions(caption, t.name)]
+        if rest[:cfg.facts_beside_caption]:
+            parts.append("I see " + listed([t.phrase for t in rest[:cfg.facts_beside_caption]]))
+    elif facts:
+        parts.append("I see " + listed([t.phrase for t in facts[:cfg.facts]]))
+    parts += [f.said for f in findings if f.said]
+    maybes: list[str] = []
+    if verdict == "hedged":
+        maybes.append("maybe " + caption)
+    names = [coco.with_article(t.name) for t in guesses[:cfg.guessed_names]]
+    if names and (not s or not covering or verdict != "hedged") and (
+            cfg.guess_beside_facts or not facts):
+        maybes.append("maybe " + listed(names, "or"))
+    parts += maybes[:cfg.guesses]
+    read = " ".join(f.read for f in findings if f.read)
+    said = ". ".join(p for p in parts if p)
+    said = (f"{said}. {read}" if said else read) if read else said
+    key = tuple((f.channel, f.key) for f in findings if f.key != ())
+    places = tuple(p for f in sorted(findings, key=lambda f: not f.covers) for p in f.places)
+    return Description(said or NOTHING, key, findings, caption, s.confidence if s else None,
+                       verdict, replaced, read or None, places)

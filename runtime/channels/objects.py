@@ -5,14 +5,12 @@ spoken name (five cat breeds, 118 dog breeds) are pooled by adding their probabi
 
     pooled top >= sure               "I see a cat"
     pooled top >= maybe              "maybe a cup or a bowl"   (every name above `maybe`)
-    otherwise                        "not sure"
+    otherwise                        nothing
 
-A name below `sure` is never said as a fact. Channels (`--channel`): caption, objects and
-text (runtime/channels/text.py), in any comma list, `both` (caption,objects) or `all`, composed
-into one utterance by runtime.channels.compose. `auto` follows the bundle: a bundle trained on
-real photos uses all three; one whose captions describe synthetic scenes says only the objects
-on live cameras, since its captions say nothing true about a real room (it names shapes that
-are not there).
+A name below `sure` is never said as a fact, and a sure name that is one of COCO's classes is
+a fact only where the detector (runtime/channels/detector.py) saw it too: the head stays for
+what COCO lacks (the tripod, the espresso, the cat's breed). Its places come from the head's
+own class activation map (runtime.model.where).
 """
 
 from __future__ import annotations
@@ -21,19 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.channels.compose import NOTHING, Description, compose  # noqa: F401 (re-exported)
+from runtime.channels import coco
+from runtime.channels.base import Context, Findings, Setup, Thing
 from runtime.errors import InputError
-from runtime.model.bundle import Bundle
 from runtime.model.where import place
-
-PARTS = ("caption", "objects", "text")  # the channels; --channel takes any comma list of them
-ALIASES = {"both": ("caption", "objects"), "all": PARTS}
-CHANNELS = ("auto", "caption", "objects", "both")  # the older single names, listed in --help
-
-
-def parts(channel: str) -> set[str]:
-    """A resolved channel ("caption,objects,text") as the set of its parts."""
-    return set(channel.split(",")) if channel else set()
 
 
 @dataclass(frozen=True)
@@ -54,11 +43,7 @@ class Objects:
     places: tuple[tuple[str, str], ...] = ()  # (name, left|ahead|right) of each name placed
 
 
-def with_article(name: str) -> str:
-    """'a cup', 'an orange', 'sunglasses' (plural-looking names take none)."""
-    if name.endswith("s") and not name.endswith(("ss", "us", "is")):
-        return name
-    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+with_article = coco.with_article  # "a cup", "sunglasses", "coffee"
 
 
 class ObjectNamer:
@@ -105,53 +90,58 @@ class ObjectNamer:
         return Objects("not sure", (), False, top)
 
 
-def resolve_channel(channel: str, bundle: Bundle, live: bool, has_objects: bool,
-                    has_text: bool = True) -> str:
-    """The channels to use, as a comma list in the order caption, objects, text. `channel` is
-    auto, all, both (caption,objects) or a comma list of caption, objects and text. `auto`: a
-    bundle trained on real photos says its caption and the objects together, with any text
-    read; a synthetic-scenes bundle says only the objects on a live camera, and its caption
-    elsewhere (its scenes have no text). Asking for objects from a bundle without the head is
-    an error."""
-    if channel == "auto":
-        if not bundle.synthetic:
-            chosen = {"caption", "text"} | ({"objects"} if has_objects else set())
-            chosen -= set() if has_text else {"text"}
-        else:
-            chosen = {"objects"} if live and has_objects else {"caption"}
-    else:
-        chosen = set()
-        for name in channel.split(","):
-            name = name.strip()
-            if name not in PARTS and name not in ALIASES:
-                raise InputError(f"--channel {channel!r}: use auto, all, both, or a comma list of "
-                                 f"{', '.join(PARTS)}")
-            chosen.update(ALIASES.get(name, (name,)))
-        if "objects" in chosen and not has_objects:
-            raise InputError(f"--channel {channel}: {bundle.root} has no objects head (its encoder "
-                             "does not output ImageNet logits); export it again")
-    return ",".join(p for p in PARTS if p in chosen)
+class ObjectsChannel:
+    """The ImageNet head's names, from the encoder pass every frame has (fast)."""
 
+    name, slow, key = "objects", False, ""
 
-def describe(result, channel: str, namer: ObjectNamer | None, bundle: Bundle | None = None,
-             text: str | None = None, locator=None, style: str = "words") -> Description:
-    """A Caption (runtime.model.captioner) in the chosen channels, composed into one utterance
-    (runtime.channels.compose), with `text` (what the text channel read, spoken form) last, and the
-    objects placed by `locator` (runtime.model.where; `style` words or clock). The key
-    holds the caption and the set of objects named, so "maybe a cup or a bowl" and "maybe a
-    bowl or a cup" are one. With `bundle`, its confidence threshold and kinds table apply."""
-    on = parts(channel)
-    caption = result.text if "caption" in on else None
-    objects = None
-    if "objects" in on:
-        if namer is None or result.imagenet_logits is None:
-            raise InputError(f"--channel {channel}: the encoder gave no ImageNet logits")
-        fmap = getattr(result, "feature_map", None)
+    def __init__(self, setup: Setup):
+        full = setup.verbosity == "full"
+        self.namer = ObjectNamer(setup.bundle.object_names(),
+                                 ObjectsConfig(most=3 if full else 2, place_hedged=full))
+        self.kinds = setup.bundle.kinds.get("objects", {})
+
+    def run(self, frame: np.ndarray, context: Context) -> Findings:
+        result = context.caption
+        if result is None or result.imagenet_logits is None:
+            raise InputError("--channel objects: the encoder gave no ImageNet logits")
+        locator, fmap = context.locator, result.feature_map
         locate = None if locator is None or fmap is None else \
             (lambda name: locator.where(fmap, result.imagenet_logits, name))
-        objects = namer(result.imagenet_logits, locate, style)
-    calibration = bundle.confidence if bundle is not None else None
-    return compose(caption, getattr(result, "confidence", None), objects,
-                   calibration["threshold"] if calibration else None,
-                   bundle.kinds if bundle is not None else None,
-                   text if "text" in on else None)
+        o = self.namer(result.imagenet_logits, locate, context.where)
+        scores = {t["name"]: t["score"] for t in o.top}
+        places = dict(o.places)
+
+        def thing(name: str) -> Thing:
+            cls = coco.canonical(name)
+            where = places.get(name)
+            phrase = with_article(name) + (f" {place(where, context.where)}" if where else "")
+            return Thing(name, phrase, scores.get(name, 0.0), cls, self.kinds.get(name),
+                         confirm=cls is not None, rank=scores.get(name, 0.0))
+
+        named = tuple(thing(n) for n in o.named)
+        return Findings(self.name, facts=named if o.sure else (),
+                        guesses=() if o.sure else named, places=o.places,
+                        key=(frozenset(o.named), o.sure), report={"objects": o.top}, value=o)
+
+
+def usable(setup: Setup) -> str | None:
+    """Why this bundle has no objects channel, or None."""
+    return None if setup.has_objects else (f"{setup.bundle.root} has no objects head (its encoder "
+                                           "does not output ImageNet logits); export it again")
+
+
+def reconciled(results: list, bundle) -> list[str]:
+    """Captions as the composer says them beside the objects channel's sure names (their
+    words reconciled, runtime.channels.compose), for scoring."""
+    from runtime.channels.compose import REPLACE, reconcile
+
+    namer = ObjectNamer(bundle.object_names())
+    out = []
+    for r in results:
+        o = namer(r.imagenet_logits)
+        text = r.text
+        if o.sure and o.top[0]["score"] >= REPLACE:
+            text = reconcile(r.text, o.named[0], bundle.kinds)[0]
+        out.append(text)
+    return out

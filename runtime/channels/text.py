@@ -5,6 +5,9 @@ recognition, ONNX models shipped in the `rapidocr` wheel, Apache-2.0) on ONNX Ru
     lines = reader.read(frame)            # [TextLine("EMERGENCY EXIT", 0.999, (163, 215, 457, 250), "ahead")]
     spoken(lines)                         # "Sign: EMERGENCY EXIT"
 
+As a channel (TextChannel) it is slow: it reads once per new scene, in the describe loop's
+background worker, and manual mode's "t" reads every line of the frame at once.
+
 Nothing is ever fetched: every model path is pinned to the wheel's own files, so RapidOCR's
 downloader is never reached (a test runs it with the network blocked). Lines are read in
 reading order, top to bottom and left to right; a line scored below `min_score`, or of one
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.channels.base import Context, Findings, Setup
 from runtime.errors import InputError
 from runtime.model.session import MAX_THREADS, cache_root
 from runtime.model.where import third
@@ -77,6 +81,11 @@ def spoken(lines: list[TextLine], max_lines: int = 3) -> str:
     said = ". ".join(l.text for l in lines[:max_lines])
     head = "Sign" if len(lines) <= 2 else "Text"
     return f"{head}: {said}" + (". more text" if len(lines) > max_lines else "")
+
+
+def places(lines: list[TextLine]) -> tuple[tuple[str, str], ...]:
+    """(word, where) of every word read, lower-cased: what --find looks for in text."""
+    return tuple((w.lower(), l.where) for l in lines for w in l.text.split())
 
 
 def engine_for(providers: tuple[str, ...]) -> str:
@@ -144,65 +153,28 @@ def _engine_cache() -> Path:
     return cache_root() / "text"
 
 
-class TextWorker:
-    """Reads text off frames in its own thread, so that capture and captioning never wait for
-    it: `submit()` replaces a frame still waiting, and `result_since(i)` gives the lines of the
-    newest frame read whose index is at least i (None while none is)."""
+class TextChannel:
+    """Signs, labels and pages, read once per scene (slow); "t" reads every line."""
 
-    def __init__(self, reader: TextReader, on_error=lambda message: None):
-        import threading
+    name, slow, key = "text", True, "t"
 
-        self.reader, self.on_error = reader, on_error
-        self._cond = threading.Condition()
-        self._job: tuple[np.ndarray, int] | None = None
-        self._done: tuple[int, list[TextLine], float] = (-1, [], 0.0)
-        self._stop = False
-        self._busy = False
-        self._failed = False
-        self._thread = threading.Thread(target=self._run, name="text", daemon=True)
-        self._thread.start()
+    def __init__(self, setup: Setup):
+        providers = tuple(n for n, _ in setup.session.providers) if setup.session else ()
+        # every core: it runs once per new scene, beside the captioner
+        self.reader = TextReader(TextConfig(threads=0), providers)
+        self.max_lines = 20 if setup.verbosity == "full" else self.reader.cfg.max_lines
 
-    def submit(self, image: np.ndarray, index: int, if_idle: bool = False) -> bool:
-        """Read this frame next (replacing one still waiting); with `if_idle`, only when
-        nothing is being read or waiting. Whether it was taken."""
-        with self._cond:
-            if if_idle and (self._job is not None or self._busy):
-                return False
-            self._job = (image, index)
-            self._cond.notify()
-            return True
+    def run(self, frame: np.ndarray, context: Context) -> Findings:
+        lines = self.reader.read(frame)
+        read = spoken(lines, 1000 if context.everything else self.max_lines)
+        if context.everything and not read:
+            read = "no text"
+        return Findings(self.name, read=read, places=places(lines), key=(read,),
+                        report={"text": [l.as_json() for l in lines]}, value=lines)
 
-    def result_since(self, index: int) -> tuple[list[TextLine], float] | None:
-        """(lines, ms the read took) of the newest frame read with an index >= `index`."""
-        with self._cond:
-            i, lines, ms = self._done
-            return (lines, ms) if i >= index else None
 
-    def _run(self) -> None:
-        import time
+def usable(setup: Setup) -> str | None:
+    import importlib.util
 
-        while True:
-            with self._cond:
-                while self._job is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                (image, index), self._job = self._job, None
-                self._busy = True
-            t0 = time.perf_counter()
-            try:
-                lines = self.reader.read(image)
-            except Exception as e:  # one bad frame never ends the channel
-                lines = []
-                if not self._failed:
-                    self._failed = True
-                    self.on_error(f"text channel failed on a frame ({type(e).__name__}: {e})")
-            with self._cond:
-                self._done = (index, lines, (time.perf_counter() - t0) * 1e3)
-                self._busy = False
-
-    def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        self._thread.join(5)
+    return None if importlib.util.find_spec("rapidocr") else \
+        "the text channel needs rapidocr; pip install -r requirements/runtime.txt"

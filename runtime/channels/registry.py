@@ -1,0 +1,127 @@
+"""Every channel, by name, in the order their findings are composed: one line each.
+
+    names = resolve("auto", setup)           # ("caption", "objects", "detector", "text")
+    channels = ChannelSet(captioner, names, setup)
+    fast = channels.run_fast(frame)          # (Caption, [Findings]) of the fast channels
+    slow = channels.run_slow(frame, fast[0]) # [Findings] of the slow ones (a worker's job)
+    channels.compose(fast[1] + slow).text    # "I see two people ahead. Sign: EXIT"
+
+A channel module gives a class that takes a Setup and has `name`, `slow`, `key` and `run()`
+(runtime/channels/base.py), and `usable(setup)`: None, or why this bundle or machine cannot
+have it. A test or a plugin may also `register()` a factory of its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import numpy as np
+
+from runtime.channels.base import Channel, Context, Findings, Setup
+from runtime.channels.compose import ComposeConfig, Description, compose
+from runtime.errors import InputError
+
+# name -> "module:Class" (or a factory taking a Setup); auto: on by default for a real-photo bundle
+REGISTRY: dict[str, str | Callable[[Setup], Channel]] = {
+    "caption": "runtime.channels.caption:CaptionChannel",  # the bundle's sentence
+    "objects": "runtime.channels.objects:ObjectsChannel",  # the ImageNet head's names
+    "detector": "runtime.channels.detector:DetectorChannel",  # COCO things, counted and placed
+    "text": "runtime.channels.text:TextChannel",  # signs, labels and pages read aloud
+}
+AUTO = ("caption", "objects", "detector", "text")  # what auto turns on, where usable
+ALIASES = {"both": ("caption", "objects")}
+
+
+def register(name: str, factory: str | Callable[[Setup], Channel]) -> None:
+    """Adds a channel after the built-in ones (its findings are composed after theirs)."""
+    REGISTRY[name] = factory
+
+
+def _module(name: str):
+    entry = REGISTRY[name]
+    return importlib.import_module(entry.split(":")[0]) if isinstance(entry, str) else None
+
+
+def why_not(name: str, setup: Setup) -> str | None:
+    """Why the channel cannot run with this bundle, or None."""
+    module = _module(name)
+    check = getattr(module, "usable", None) if module is not None else None
+    return check(setup) if check is not None else None
+
+
+def build(name: str, setup: Setup) -> Channel:
+    entry = REGISTRY[name]
+    if isinstance(entry, str):
+        return getattr(_module(name), entry.split(":")[1])(setup)
+    return entry(setup)
+
+
+def choices() -> str:
+    return ", ".join(REGISTRY)
+
+
+def resolve(spec: str, setup: Setup) -> tuple[str, ...]:
+    """The channels to run, in registry order. `spec` is auto, all, both (caption,objects) or
+    a comma list. auto: a real-photo bundle runs every usable channel of AUTO; a synthetic-scenes
+    bundle says only the objects on a live camera (its captions name shapes that are not in a
+    room), and its caption elsewhere. all: every usable channel. A named channel that cannot
+    run is an error that says why."""
+    if spec == "auto":
+        if setup.bundle.synthetic:
+            chosen = {"objects"} if setup.live and setup.has_objects else {"caption"}
+        else:
+            chosen = {n for n in AUTO if n in REGISTRY and why_not(n, setup) is None}
+    elif spec == "all":
+        chosen = {n for n in REGISTRY if why_not(n, setup) is None}
+    else:
+        chosen = set()
+        for name in (n.strip() for n in spec.split(",")):
+            if name not in REGISTRY and name not in ALIASES:
+                raise InputError(f"--channel {spec!r}: use auto, all, both, or a comma list of "
+                                 f"{choices()}")
+            chosen.update(ALIASES.get(name, (name,)))
+        for name in sorted(chosen):
+            reason = why_not(name, setup)
+            if reason:
+                raise InputError(f"--channel {spec}: {reason}")
+    return tuple(n for n in REGISTRY if n in chosen)
+
+
+class ChannelSet:
+    """The channels of a run around one captioner: its encoder pass is shared by every fast
+    channel, the slow ones run where the caller says (the describe loop's worker)."""
+
+    def __init__(self, captioner, names: tuple[str, ...], setup: Setup):
+        self.captioner, self.names, self.setup = captioner, names, setup
+        channels = [build(n, setup) for n in names]
+        self.fast = [c for c in channels if not c.slow]
+        self.slow = [c for c in channels if c.slow]
+        full = setup.verbosity == "full"
+        self.compose_cfg = ComposeConfig.full() if full else ComposeConfig()
+        self.keys = {c.key: c for c in channels if c.key}  # manual mode's keys
+
+    def context(self, caption, everything: bool = False) -> Context:
+        return Context(caption, getattr(self.captioner, "locator", None), self.setup.where,
+                       self.setup.verbosity, everything)
+
+    def run_fast(self, frame: np.ndarray):
+        """(the frame's Caption, the fast channels' findings)."""
+        caption = self.captioner.caption(frame)
+        ctx = self.context(caption)
+        return caption, [c.run(frame, ctx) for c in self.fast]
+
+    def run_slow(self, frame: np.ndarray, caption=None, only: Channel | None = None,
+                 everything: bool = False) -> list[Findings]:
+        ctx = self.context(caption, everything)
+        return [c.run(frame, ctx) for c in ([only] if only is not None else self.slow)]
+
+    def compose(self, findings: list[Findings]) -> Description:
+        order = {n: i for i, n in enumerate(REGISTRY)}
+        ordered = sorted(findings, key=lambda f: order.get(f.channel, len(order)))
+        return compose(ordered, self.captioner.bundle.kinds, self.compose_cfg)
+
+    def describe(self, frame: np.ndarray):
+        """(Caption, Description) of one frame with every channel, slow ones included."""
+        caption, fast = self.run_fast(frame)
+        return caption, self.compose(fast + self.run_slow(frame, caption))

@@ -1,0 +1,173 @@
+"""COCO-80 object detector: frame in, named boxes out, through one ONNX graph.
+
+    spec = load_bundle("models/default").manifest["detector"]
+    det = load_detector(Path("models/default"), spec, "int8", SessionConfig())
+    det.detect(cv2.imread("kitchen.jpg"))  # [Detection("cup", 0.71, (412, 230, 498, 330)), ...]
+
+The graph is NanoDet-g (export/detector.py converts it from TF.js; `spec` is the manifest's
+detector block, models/default/manifest.json): input `image`, (1,3,416,416) BGR letterboxed and
+normalised with NanoDet's mean/std; per stride s in spec["strides"] two outputs, `scores_{s}`
+(1,N_s,80) sigmoid class scores and `dists_{s}` (1,N_s,4*(reg_max+1)) GFL logits of the
+distances to the left, top, right and bottom sides in strides, N_s = (416/s)^2 cells in
+row-major order. The pure functions below (preprocess, decode_gfl, nms) are what the unit tests
+exercise; `Detector` only adds the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.errors import BundleError, InputError
+from runtime.model.bundle import sha256
+from runtime.model.session import SessionConfig, create_session
+
+INPUT = "image"
+MAX_CANDIDATES = 1000  # boxes kept per frame before NMS, best first (NanoDet's nms_pre)
+MAX_DETECTIONS = 100  # after NMS
+
+
+@dataclass(frozen=True)
+class Detection:
+    name: str  # a COCO class name as COCO spells it ("dining table", "cell phone", "tv")
+    score: float  # the class score, 0..1
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original frame's pixels
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was placed in the network input: input = frame * scale + pad."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+    def to_frame(self, boxes: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+        """(n,4) x0,y0,x1,y1 boxes in input pixels -> frame pixels, clipped to the frame."""
+        h, w = frame_hw
+        out = (boxes - [self.pad_x, self.pad_y, self.pad_x, self.pad_y]) / [
+            self.scale_x, self.scale_y, self.scale_x, self.scale_y]
+        return np.clip(out, 0, [w, h, w, h])
+
+
+def preprocess(frame_bgr: np.ndarray, spec: dict) -> tuple[np.ndarray, Letterbox]:
+    """A BGR uint8 frame (h,w,3), or grey (h,w) -> the graph's float32 input, (1,3,H,W) for
+    layout nchw or (1,H,W,3) for nhwc, and where the frame sits in it. resize "letterbox"
+    keeps the aspect ratio, centred on black; "stretch" fills the input."""
+    if frame_bgr.ndim == 2:
+        frame_bgr = cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2BGR)
+    elif frame_bgr.ndim != 3 or frame_bgr.shape[2] not in (3, 4) or not frame_bgr.size:
+        raise InputError(f"a frame must be (h,w), (h,w,3) or (h,w,4), got {frame_bgr.shape}")
+    frame_bgr = frame_bgr[..., :3]
+    (ih, iw), (h, w) = spec["input"], frame_bgr.shape[:2]
+    if spec["resize"] == "letterbox":
+        s = min(iw / w, ih / h)
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        px, py = (iw - nw) // 2, (ih - nh) // 2
+        canvas = np.zeros((ih, iw, 3), np.uint8)
+        canvas[py:py + nh, px:px + nw] = cv2.resize(frame_bgr, (nw, nh),
+                                                    interpolation=cv2.INTER_LINEAR)
+        box = Letterbox(nw / w, nh / h, px, py)
+    else:
+        canvas = cv2.resize(frame_bgr, (iw, ih), interpolation=cv2.INTER_LINEAR)
+        box = Letterbox(iw / w, ih / h, 0.0, 0.0)
+    if spec["channels"] == "rgb":
+        canvas = canvas[..., ::-1]
+    x = (canvas.astype(np.float32) - np.float32(spec["mean"])) / np.float32(spec["std"])
+    x = x[None]
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if spec["layout"] == "nchw" else x), box
+
+
+def decode_gfl(scores: list[np.ndarray], dists: list[np.ndarray], strides: list[int],
+               input_hw: tuple[int, int], min_score: float) -> tuple[np.ndarray, ...]:
+    """NanoDet's GFL head -> (boxes (n,4) in input pixels, scores (n,), class ids (n,)), one
+    row per (cell, class) scoring at least min_score, at most MAX_CANDIDATES, best first.
+
+    scores[i]: (N_i,C) class probabilities of stride strides[i]; dists[i]: (N_i,4*(R+1))
+    logits of each side's distance in strides, 0..R, softmaxed and averaged."""
+    boxes, kept, classes = [], [], []
+    for score, dist, stride in zip(scores, dists, strides):
+        cells, cls = np.nonzero(score >= min_score)
+        if not len(cells):
+            continue
+        d = dist[cells].reshape(len(cells), 4, -1)
+        p = np.exp(d - d.max(-1, keepdims=True))
+        side = (p / p.sum(-1, keepdims=True)) @ np.arange(d.shape[-1], dtype=np.float32) * stride
+        cols = input_hw[1] // stride
+        cx, cy = (cells % cols + 0.5) * stride, (cells // cols + 0.5) * stride
+        boxes.append(np.stack([cx - side[:, 0], cy - side[:, 1], cx + side[:, 2],
+                               cy + side[:, 3]], 1))
+        kept.append(score[cells, cls])
+        classes.append(cls)
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    boxes, kept, classes = np.concatenate(boxes), np.concatenate(kept), np.concatenate(classes)
+    order = np.argsort(-kept, kind="stable")[:MAX_CANDIDATES]
+    return boxes[order], kept[order], classes[order]
+
+
+def area(boxes: np.ndarray) -> np.ndarray:
+    """Areas of x0,y0,x1,y1 boxes (..., 4), 0 for an inverted one."""
+    w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x0,y0,x1,y1 box with each of (n,4)."""
+    wh = np.clip(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices kept by greedy per-class non-maximum suppression, best score first: a box is
+    dropped when it overlaps a better box of its class by IoU > threshold."""
+    order, keep = np.argsort(-scores, kind="stable"), []
+    while len(order) and len(keep) < MAX_DETECTIONS:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        same = classes[rest] == classes[i]
+        order = rest[~same | (iou(boxes[i], boxes[rest]) <= threshold)]
+    return np.array(keep, np.int64)
+
+
+class Detector:
+    """One detector graph in one ONNX Runtime session."""
+
+    def __init__(self, path: Path, spec: dict, session: SessionConfig):
+        self.spec, self.classes = spec, tuple(spec["classes"])
+        self.session = create_session(path, session)
+        strides = spec["strides"]
+        self.outputs = [f"scores_{s}" for s in strides] + [f"dists_{s}" for s in strides]
+        have = {o.name for o in self.session.get_outputs()}
+        if missing := [n for n in self.outputs if n not in have]:
+            raise BundleError(f"{path}: no output {', '.join(missing)}; not a detector graph")
+
+    def detect(self, frame_bgr: np.ndarray, min_score: float = 0.3) -> list[Detection]:
+        """The objects in a BGR frame scoring at least min_score, best first."""
+        x, placed = preprocess(frame_bgr, self.spec)
+        got = [o[0] for o in self.session.run(self.outputs, {INPUT: x})]
+        n = len(self.spec["strides"])
+        boxes, kept, cls = decode_gfl(got[:n], got[n:], self.spec["strides"], self.spec["input"],
+                                      min_score)
+        idx = nms(boxes, kept, cls, self.spec["nms_iou"])
+        frame_boxes = placed.to_frame(boxes[idx], frame_bgr.shape[:2]).round().astype(int)
+        return [Detection(self.classes[c], float(s), tuple(int(v) for v in b))
+                for b, s, c in zip(frame_boxes, kept[idx], cls[idx])]
+
+
+def load_detector(root: Path, spec: dict, precision: str, session: SessionConfig) -> Detector:
+    """The bundle's detector graph of one precision, after checking its sha256."""
+    files = (spec or {}).get("files") or {}
+    if precision not in files:
+        raise BundleError(f"{root}: no {precision} detector (has {', '.join(files) or 'none'})")
+    path = Path(root) / files[precision]["path"]
+    if not path.is_file():
+        raise BundleError(f"{path}: detector file missing from the bundle")
+    if sha256(path) != files[precision]["sha256"]:
+        raise BundleError(f"{path}: sha256 mismatch, the file is damaged or was changed")
+    return Detector(path, spec, session)
