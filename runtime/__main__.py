@@ -103,10 +103,11 @@ def _channels(args, cap, where, live: bool = False, find: bool = False):
 
     setup = Setup(cap.bundle, cap.precision, where.session, args.where,
                   getattr(args, "verbosity", "brief"), live, cap.has_objects)
-    names = resolve(args.channel, setup)
-    if find:
+    if find:  # what can find a thing or a word
         names = tuple(n for n in ("objects", "detector", "text") if why_not(n, setup) is None)
-    return ChannelSet(cap, names, setup)
+    else:
+        names = resolve(args.channel, setup)
+    return ChannelSet(cap, names, setup, on_error=_warn)
 
 
 def cmd_caption(args) -> int:
@@ -156,20 +157,25 @@ def cmd_describe(args) -> int:
     from runtime.app.loop import DescribeLoop, LoopConfig
     from runtime.app.sources import SourceConfig, describe_uri, open_source, sample_clip
     from runtime.app.speech import SpeechConfig, SpeechWorker
+
     speech_cfg, loop_cfg = build(SpeechConfig, args), build(LoopConfig, args)  # ranges first
     kind = describe_uri(args.source)[0] if args.source is not None else "file"
     warnings: list[str] = []
     cap, where = _captioner(args, warnings.append)
-    channels = _channels(args, cap, where, live=kind in ("camera", "stream", "csi"),
-                         find=bool(loop_cfg.find))
-    channel = ",".join(channels.names)
-    slideshow = kind == "folder"
-    loop_cfg = replace(loop_cfg, channel=channel, stable_frames=1 if slideshow else loop_cfg.stable_frames,
-                       each_still=slideshow and not args.fast)
     c = where.profile.capture
     source = open_source(args.source, SourceConfig(realtime=not args.fast, width=c.width,
                                                    height=c.height, fps=c.fps, usb=c.usb, csi=c.csi),
                          sample_clip(cap.bundle.synthetic))
+    try:  # a missing file was refused above, before the channels' models load
+        channels = _channels(args, cap, where, live=kind in ("camera", "stream", "csi"),
+                             find=bool(loop_cfg.find))
+    except BaseException:
+        source.close()
+        raise
+    channel = ",".join(channels.names)
+    slideshow = kind == "folder"
+    loop_cfg = replace(loop_cfg, channel=channel, stable_frames=1 if slideshow else loop_cfg.stable_frames,
+                       each_still=slideshow and not args.fast, stills=slideshow)
     log = EventLog(args.log, echo=_echo)
     preamble = [("device", dict(profile=where.profile.name, reason=where.reason, channel=channel,
                                 **cap.startup))] + [("warning", {"message": m}) for m in warnings]

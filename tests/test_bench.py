@@ -160,3 +160,20 @@ def test_readme_shows_the_committed_run():
     for slow, fast, stage in ((torch, int8, "caption_ms"), (fp32, int8, "encoder_ms")):
         a, b = slow[stage]["p50"], fast[stage]["p50"]
         assert f"{a:.2f} / {b:.2f} = {a / b:.2f}" in (ROOT / "docs" / "performance.md").read_text(), stage
+
+
+def test_detector_cost_is_timed_for_each_precision_as_describe_builds_it():
+    """The detector channel of the default bundle, fp32 and int8 side by side on the committed
+    photos: its cost per frame, and how often int8 states what fp32 states."""
+    from conftest import REAL_MODEL
+    from runtime.app.bench import detector_timing, load_frames
+
+    frames = load_frames(None)  # assets/photos, in name order: astronaut, camera, chelsea, ...
+    t = detector_timing(frames, 2, str(REAL_MODEL))
+    assert t["model"] == "NanoDet-g" and t["input"] == [416, 416]
+    assert set(t["ms"]) == {"fp32", "int8"}
+    for ms in t["ms"].values():
+        assert 0 < ms["p50"] <= ms["p95"] < 1000
+    for p in ("fp32", "int8"):  # what each states on each photo, as the channel says it
+        assert "person" in t["said"][p][0] and t["said"][p][2] == "cat", t["said"][p]
+    assert set(t["agreement_vs_fp32"]) == {"int8"} and t["agreement_vs_fp32"]["int8"] >= 0.6

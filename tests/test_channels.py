@@ -115,3 +115,57 @@ def test_the_loop_and_the_composer_import_no_channel():
         assert not named & channels, (path.name, named & channels)
     registry = (ROOT / "runtime" / "channels" / "registry.py").read_text()
     assert all(registry.count(f'"runtime.channels.{n}:') == 1 for n in channels)
+
+
+class Broken(Brightness):
+    name = "broken"
+
+    def run(self, frame, context):
+        raise RuntimeError("boom")
+
+
+def _settle(loop, voice, n: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(voice.said) < n and time.monotonic() < deadline:
+        loop._release()
+        time.sleep(0.01)
+
+
+def test_only_slow_channels_in_change_mode_speak_each_new_scene(registry):
+    """With no fast channel, the fast findings cannot tell scenes apart: the policy decides
+    on the whole description, so a new scene is said, and an unchanged one is not."""
+    from runtime.app.sources import Frame
+
+    loop, voice, events = _loop("slow_brightness", "change")
+    for i, level in enumerate((230, 230, 20, 20)):
+        loop.on_frame(Frame(np.full((120, 160, 3), level, np.uint8), i, time.monotonic()))
+        _settle(loop, voice, len(voice.said) + 1, timeout=1.0)
+    loop.worker.close()
+    assert voice.said == ["it is bright", "it is dark"]
+    assert len([e for e in events if e["event"] == "slow_brightness"]) == 4  # each job once
+
+
+def test_a_failing_channel_is_warned_of_once_and_the_others_speak(registry):
+    from runtime.app.sources import Frame
+
+    registry.register("broken", Broken)
+    loop, voice, events = _loop("brightness,broken")
+    for i in range(3):
+        loop.on_frame(Frame(np.full((120, 160, 3), 230, np.uint8), i, time.monotonic()))
+    assert voice.said == ["it is bright"] * 3
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert warnings == ["broken channel failed on a frame (RuntimeError: boom)"]
+
+
+def test_a_key_answer_never_stands_in_for_a_scene(registry):
+    """Enter holds a description for the scene's slow findings; "b" then asks the slow
+    channel alone about another frame. Each is said with its own frame's findings."""
+    from runtime.app.sources import Frame
+
+    loop, voice, _ = _loop("caption,slow_brightness", "manual")
+    loop.on_key("\n", Frame(np.full((120, 160, 3), 230, np.uint8), 0, time.monotonic()))
+    loop.on_key("b", Frame(np.full((120, 160, 3), 20, np.uint8), 1, time.monotonic()))
+    _settle(loop, voice, 2)
+    loop.worker.close()
+    assert voice.said[0] == "it is dark"  # the key's answer, at once
+    assert voice.said[1].endswith("it is bright"), voice.said  # the scene, with its own findings

@@ -15,7 +15,7 @@ from runtime.model.detector import Detection
 KINDS = {"words": {"dog": "mammal", "cat": "mammal", "puppy": "mammal", "bike": "wheeled vehicle",
                    "horse": "mammal", "car": "wheeled vehicle"},
          "objects": {"cat": "mammal", "dog": "mammal", "moped": "wheeled vehicle", "bear": "mammal",
-                     "unicycle": "wheeled vehicle"},
+                     "unicycle": "wheeled vehicle", "wolf": "mammal"},
          "same": {"dog": ["dog", "puppy"]}}
 
 
@@ -164,6 +164,35 @@ def test_the_imagenet_head_names_a_coco_thing_as_fact_only_where_the_detector_sa
         "I see a cup on your left. maybe a dog"
     assert compose(head("dog", 0.9), detector()).text == "maybe a dog"  # nothing else to say
     assert compose(head("coffee", 0.9)).text == "I see coffee"  # a mass noun takes no article
+
+
+def test_the_cat_photo_never_hears_of_a_dog():
+    """The cat photo: the head is sure of a cat (0.97), the detector states a cat at 0.54 and
+    guesses a dog at 0.43, and the caption says "a white dog". The caption takes the head's
+    word, and the dog is not guessed beside the stated cat, brief or full."""
+    from runtime.channels.detector import DetectorConfig, findings
+
+    found = [Detection("cat", 0.54, (10, 10, 440, 290)), Detection("dog", 0.43, (10, 10, 440, 290))]
+    seen = findings(found, 451, 300, {}, 0.5, DetectorConfig())
+    for cfg in (ComposeConfig(), ComposeConfig.full()):
+        d = compose(caption("a white dog is licking its nose", 0.2), CAT, seen, cfg=cfg)
+        assert d.text == "I see a cat ahead. maybe a white cat is licking its nose", cfg
+        assert "dog" not in d.text
+
+
+def test_the_head_never_states_another_thing_of_a_kind_the_detector_saw():
+    dog = ("dog", 0.9, 0, 0, 300, 300)
+    # a wolf (not a COCO class) beside a detected dog: one animal, two opinions
+    assert compose(head("wolf", 0.9), detector(dog)).text == "I see a dog on your left"
+    # a bear the detector only glimpsed, where it stated a dog
+    assert compose(head("bear", 0.9), detector(dog, glimpsed=("bear",))).text == "I see a dog on your left"
+    # where it glimpsed the bear and stated nothing of its group, the two models agree
+    assert compose(head("bear", 0.9), detector(glimpsed=("bear",))).text == "I see a bear"
+    # a guess of another group is no second opinion: full says it
+    cup = ("cup", 0.9, 0, 0, 100, 100)
+    bottle = Findings("detector", guesses=(Thing("bottle", "a bottle", 0.45, "bottle"),), covers=True)
+    assert compose(detector(cup), bottle, cfg=ComposeConfig.full()).text == \
+        "I see a cup on your left. maybe a bottle"
 
 
 def test_brief_says_few_things_and_full_more():

@@ -1,15 +1,19 @@
 """runtime/model/detector.py: preprocessing, GFL decoding and NMS on hand-built tensors, the
-shipped NanoDet-g graphs (fp32 and int8) on the committed photos, and the sha256 check."""
+shipped NanoDet-g graphs (fp32 and int8) on the committed photos, and the bundle's checks of its
+detector block and files."""
 
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_MODEL, ROOT
+from conftest import MODEL, REAL_MODEL, ROOT
 from runtime.errors import BundleError
+from runtime.model.bundle import load_bundle
 from runtime.model.detector import (Detection, Detector, Letterbox, decode_gfl, iou,
                                     load_detector, nms, preprocess)
 from runtime.model.session import SessionConfig
@@ -114,7 +118,7 @@ def test_nms_removes_a_duplicate_of_the_same_class_only():
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
 def detector(request) -> Detector:
-    return load_detector(REAL_MODEL, SPEC, request.param, SessionConfig(intra_op_threads=1))
+    return load_detector(load_bundle(REAL_MODEL), request.param, SessionConfig(intra_op_threads=1))
 
 
 def names(found: list[Detection]) -> list[str]:
@@ -168,20 +172,58 @@ def test_detections_are_sorted_and_inside_the_frame(detector):
 
 # -- the bundle's files --------------------------------------------------------------------------
 
+def _copy(tmp_path, *files: str, block=None):
+    """A bundle folder with the default's manifest (its detector block replaced by `block`)
+    and copies of these of its files."""
+    manifest = json.loads((REAL_MODEL / "manifest.json").read_text())
+    if block is not None:
+        manifest["detector"] = block
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    for name in files:
+        shutil.copy(REAL_MODEL / name, tmp_path)
+    return tmp_path
+
+
 def test_a_damaged_detector_file_is_refused(tmp_path):
-    shutil.copy(REAL_MODEL / SPEC["files"]["int8"]["path"], tmp_path)
-    path = tmp_path / SPEC["files"]["int8"]["path"]
+    path = _copy(tmp_path, "detector.int8.onnx") / "detector.int8.onnx"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="detector.int8.onnx: sha256 mismatch"):
-        load_detector(tmp_path, SPEC, "int8", SessionConfig())
+        load_detector(load_bundle(tmp_path), "int8", SessionConfig())
 
 
-def test_a_missing_detector_file_or_precision_is_named(tmp_path):
+def test_a_missing_file_is_named_and_a_missing_precision_falls_back():
     with pytest.raises(BundleError, match="detector.fp32.onnx: detector file missing"):
-        load_detector(tmp_path, SPEC, "fp32", SessionConfig())
-    with pytest.raises(BundleError, match="no fp16 detector"):
-        load_detector(REAL_MODEL, SPEC, "fp16", SessionConfig())
-    with pytest.raises(BundleError, match="no int8 detector"):
-        load_detector(REAL_MODEL, None, "int8", SessionConfig())  # a manifest without one
+        load_detector(load_bundle(_copy(Path(tempfile.mkdtemp()))), "fp32", SessionConfig())
+    # a GPU profile's fp16: the detector has fp32 and int8, and runs fp32
+    assert load_detector(load_bundle(REAL_MODEL), "fp16", SessionConfig()).precision == "fp32"
+    with pytest.raises(BundleError, match="has no detector"):
+        load_detector(load_bundle(MODEL), "int8", SessionConfig())  # the shapes bundle
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"strides": None}, "missing key 'strides'"),
+    ({"threshold": "high"}, "'threshold' has the wrong type"),
+    ({"threshold": 1.5}, r"detector.threshold must be a number in \(0, 1\]"),
+    ({"input": [416]}, "detector.input must be 2 numbers"),
+    ({"resize": "crop"}, "detector.resize must be one of letterbox, stretch"),
+    ({"thresholds": {"unicorn": 0.5}}, "detector.thresholds must map its classes"),
+    ({"files": {"int8": {"path": "../../etc/hostname", "sha256": "0" * 64}}}, "points outside"),
+    ({"files": {}}, "lists no graph"),
+])
+def test_a_bad_detector_block_is_one_line_at_load(tmp_path, change, error):
+    block = {k: v for k, v in {**SPEC, **change}.items() if v is not None}
+    with pytest.raises(BundleError, match=error):
+        load_bundle(_copy(tmp_path, block=block))
+
+
+def test_the_cli_says_a_bad_block_in_one_line(tmp_path):
+    from conftest import run_cli
+
+    _copy(tmp_path, block={**SPEC, "threshold": "high"})
+    r = run_cli("runtime", "caption", "assets/photos/chelsea.jpg", "--model", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'manifest.json'}:detector: "
+                                              "'threshold' has the wrong type (str; expected an "
+                                              "integer or a number)"]

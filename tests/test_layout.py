@@ -48,6 +48,6 @@ def test_every_runtime_module_sits_in_a_layer_and_imports_only_down():
 
 def test_the_layers_hold_what_their_names_say():
     have = {g: {p.stem for p in (RUNTIME / g).glob("*.py")} for g in LAYERS}
-    assert {"bundle", "captioner", "decoding", "io_spec", "session"} <= have["model"]
-    assert {"objects", "text", "compose"} <= have["channels"]
-    assert {"loop", "sources", "speech", "bench", "doctor"} <= have["app"]
+    assert {"bundle", "captioner", "decoding", "detector", "io_spec", "session"} <= have["model"]
+    assert {"base", "registry", "caption", "objects", "detector", "text", "compose"} <= have["channels"]
+    assert {"loop", "worker", "sources", "speech", "bench", "doctor"} <= have["app"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from runtime.app.policies import (ChangeGate, Change, Continuous, Find, Interval, Manual, Slideshow,
                                   make_policy)
-from runtime.channels.text import TextLine, places
+from runtime.channels.text import TextLine, words
 from runtime.model.where import place
 
 
@@ -17,7 +17,8 @@ class D:
     """What a policy reads of a Description."""
     text: str
     key: tuple = ()
-    places: tuple = ()  # (name or word, where), the most likely first
+    places: tuple = ()  # (thing's name, where), the surest first
+    words: tuple = ()  # (word read, where)
 
 
 def frame(level: int) -> np.ndarray:
@@ -96,7 +97,12 @@ def test_find_is_silent_until_seen_then_says_where_and_only_when_it_moves():
 def test_find_a_word_of_text_and_clock_positions():
     p = Find("exit", style="clock")
     line = TextLine("EMERGENCY EXIT", 0.99, (500, 10, 620, 40), "right")
-    assert p.decide(D("a door", places=places([line])), 0).text == "exit at 2 o'clock"
+    assert p.decide(D("a door", words=words([line])), 0).text == "exit at 2 o'clock"
+    # a word read is matched as it is: a sign saying COFFEE or MEN is no cup or person
+    for query, sign in (("cup", "COFFEE"), ("person", "MEN"), ("chair", "SEAT")):
+        read = words([TextLine(sign, 0.99, (10, 10, 90, 40), "left")])
+        assert Find(query).decide(D("a wall", words=read), 0) is None, query
+        assert Find(sign.lower()).decide(D("a wall", words=read), 0).text == f"{sign.lower()} on your left"
     assert place("left", "clock") == "at 10 o'clock" and place("right") == "on your right"
 
 

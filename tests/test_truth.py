@@ -205,3 +205,30 @@ def test_the_runtime_describes_real_photos_in_one_run(tmp_path):
     assert len(lines) == 2 and all(x["description"] for x in lines)
     command = json.loads(out.read_text())["settings"]["command"]
     assert command.endswith("caption <2 photos> --json --channel caption,objects")
+
+
+def test_readme_truth_table_is_the_committed_runs():
+    """The README's truth table gives the runs recorded in docs/truth.json, as measured."""
+    import json
+
+    from conftest import ROOT
+
+    runs = json.loads((ROOT / "docs" / "truth.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- truth-table -->\n", 1)[1].split("<!-- /truth-table -->", 1)[0]
+    rows = {"default": "default: brief, int8", "fp32": "brief, fp32 (detector and captioner)",
+            "full": "`--verbosity full`, int8",
+            "without_detector": "without the detector (`--channel caption,objects,text`)"}
+    for name, label in rows.items():
+        m = runs[name]["metrics"]
+        assert runs[name]["photos"] == 400
+        cells = (f"{m['stated_precision']:.3f} | {m['stated_coverage']:.3f} | "
+                 f"{m['named_precision']:.3f} | {m['recall']:.3f} | "
+                 f"{m['hedged_per_description']:.2f} | {m['words_per_description']:.1f} | "
+                 f"{m['bleu4']:.3f} / {m['cider']:.3f} |")
+        assert f"| {label} | {cells}" in table, (name, cells)
+    # what the default settings must hold to
+    d = runs["default"]["metrics"]
+    assert d["stated_precision"] >= 0.95 and d["stated_coverage"] >= 0.75
+    assert d["named_precision"] >= 0.80 and d["hedged_per_description"] <= 0.6
+    assert d["words_per_description"] <= 18

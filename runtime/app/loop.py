@@ -20,7 +20,7 @@ import select
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.app.eventlog import EventLog
@@ -58,6 +58,8 @@ class LoopConfig:
     channel: str = "caption"  # the channels, a comma list (runtime.channels.registry.resolve)
     each_still: bool = False  # a slideshow (a folder): every frame is a new scene, said in
     # full before the next is read
+    stills: bool = False  # the frames are stills (a folder, --fast too): each is a scene of
+    # its own for the slow channels
     find: str = ""  # stay quiet until this object's spoken name or word of text is seen, then
     # say where it is, again each time it moves (runtime.app.policies.Find)
     where: str = "words"  # how places are said: words ("a cat on your left") or clock ("a cat
@@ -132,9 +134,8 @@ class Pending:
     """A description waiting for the slow channels' findings on its scene."""
     say: Say | None  # what the policy decided on the fast findings (None: it decides on all)
     frame: Frame
-    caption: object  # the frame's runtime.model.captioner.Caption
     fast: list  # the fast channels' findings
-    since: int  # the first frame of its scene: slow findings of that frame or later do
+    job: int  # the slow channels' job it waits for (that one or a later one will do)
     deadline: float  # monotonic time after which it is said without them
 
 
@@ -155,10 +156,13 @@ class DescribeLoop:
         self.preamble = list(preamble)  # (event, fields) logged right after `start`
         self.policy = make_policy(cfg)
         self.last_spoken: str | None = None
-        self.worker = (SlowWorker(channels, lambda m: self.log.write("warning", message=m))
-                       if channels.slow else None)
+        warn = lambda m: self.log.write("warning", message=m)  # noqa: E731
+        channels.on_error = warn
+        self.worker = SlowWorker(channels, warn) if channels.slow else None
         self.held: Pending | None = None
-        self.scene: tuple[float, int] = (-1e9, 0)  # (last caption's time, first frame) of a burst
+        self.last_caption = -1e9  # when the last frame was described: a gap begins a scene
+        self.job = 0  # the newest slow channels' job submitted
+        self.logged = 0  # the newest slow channels' job logged
         self.frames = 0
         self.captions = 0
         self.latest: Frame | None = None  # manual mode: the frame Enter describes
@@ -198,23 +202,21 @@ class DescribeLoop:
                        **extra)
         if self.worker is not None:  # the slow channels look at the scene from the first frame
             # of a change on (captions come in bursts when a scene changes, and none when it is
-            # static); every still of a slideshow and every key press is a scene of its own
-            if self.policy.scenes_each or now - self.scene[0] > BURST_S:
-                self.scene = (now, frame.index)
-                self.worker.submit(frame.image, frame.index, result)
-            else:
-                self.worker.submit(frame.image, frame.index, result, if_idle=True)
-            self.scene = (now, self.scene[1])
+            # static), then at a later frame of it whenever they are idle; every still and
+            # every key press is a scene of its own
+            new = self.policy.scenes_each or self.cfg.stills or now - self.last_caption > BURST_S
+            job = self.worker.submit(frame.image, frame.index, result, if_idle=not new)
+            self.job = job or self.job
+        self.last_caption = now
         return result, fast, d
 
-    def _say(self, say: Say | None, frame, caption, fast: list, d: Description) -> None:
+    def _say(self, say: Say | None, frame, fast: list, d: Description) -> None:
         """Speak now, or, with slow channels, once they have reported on this scene."""
         if self.worker is None:
             if say is not None:
                 self._speak(say.text, frame, interrupt=say.interrupt)
             return
-        self.held = Pending(say, frame, caption, fast, self.scene[1],
-                            time.monotonic() + self.cfg.slow_wait_s)
+        self.held = Pending(say, frame, fast, self.job, time.monotonic() + self.cfg.slow_wait_s)
         self._release()
 
     def _release(self) -> None:
@@ -223,17 +225,18 @@ class DescribeLoop:
         held = self.held
         if held is None:
             return
-        got = self.worker.result_since(held.since)
-        if got is None and time.monotonic() < held.deadline:
+        done = self.worker.result(held.job)
+        if done is None and time.monotonic() < held.deadline:
             return
         self.held = None
-        slow, ms = got if got is not None else ([], {})
-        for f in slow:
-            self.log.write(f.channel, held.frame.index, ms=ms.get(f.channel), **f.report)
-        if got is None:
+        if done is not None and done.job > self.logged:  # each job's findings, logged once
+            self.logged = done.job
+            for f in done.findings:
+                self.log.write(f.channel, done.index, ms=done.ms.get(f.channel), **f.report)
+        if done is None:
             self.log.write("warning", held.frame.index, message="the slow channels took longer "
                            f"than {self.cfg.slow_wait_s} s; said without them")
-        d = self.channels.compose(held.fast + slow)
+        d = self.channels.compose(held.fast + (done.findings if done else []))
         say = held.say or self.policy.decide(d, time.monotonic())
         if say is not None:
             self._speak(say.text if held.say is None else d.text, held.frame, interrupt=say.interrupt)
@@ -252,13 +255,13 @@ class DescribeLoop:
         got = self._describe(frame)
         if got is None:
             return
-        caption, fast, d = got
-        if self.policy.complete and self.worker is not None:  # it decides on everything
-            self._say(None, frame, caption, fast, d)
-            return
+        _, fast, d = got
+        if self.worker is not None and (self.policy.complete or d.key == ()):
+            self._say(None, frame, fast, d)  # it decides on everything (or only slow channels
+            return  # speak: the fast findings alone cannot tell one scene from another)
         say = self.policy.decide(d, time.monotonic())
         if say is not None:
-            self._say(say, frame, caption, fast, d)
+            self._say(say, frame, fast, d)
 
     def on_key(self, key: str, frame) -> None:
         if key in ("\n", "\r", " "):
@@ -267,26 +270,40 @@ class DescribeLoop:
             if got is None:
                 self._speak("no picture yet", None, interrupt=True)
             else:
-                self._say(Manual().decide(got[2], 0.0), frame, *got)
+                self._say(Manual().decide(got[2], 0.0), frame, got[1], got[2])
         elif key in self.channels.keys:  # one channel, all of it, at once ("t": all the text)
             channel = self.channels.keys[key]
             self.log.write("key", -1, key=channel.name)
             if frame is None or frame.image is None:
                 self._speak("no picture yet", None, interrupt=True)
                 return
-            self.worker.submit(frame.image, frame.index, only=channel, everything=True)
-            deadline, got = time.monotonic() + 2 * self.cfg.slow_wait_s, None
-            while got is None and time.monotonic() < deadline and not self.stop.is_set():
-                time.sleep(0.02)
-                got = self.worker.result_since(frame.index)
-            said = self.channels.compose(got[0]).text if got else ""
-            self._speak(said if got and got[0] else f"no {channel.name}", frame, interrupt=True)
+            found = self._ask(channel, frame)
+            said = self.channels.compose(found).text if found else f"no {channel.name}"
+            self._speak(said, frame, interrupt=True)
         elif key == "r":
             self.log.write("key", -1, key="repeat")
             self._speak(self.last_spoken or "nothing described yet", kind="notice")
         elif key == "q":
             self.log.write("key", -1, key="quit")
             self.stop.set()
+
+    def _ask(self, channel, frame) -> list | None:
+        """One channel's findings on the frame at hand, all of it: a slow one in the worker
+        (waited for), a fast one here; None when it failed or took too long."""
+        if not channel.slow:
+            try:
+                return self.channels.run_slow(frame.image, self.cap.caption(frame.image), channel,
+                                              everything=True)
+            except Exception as e:
+                self.log.write("warning", frame.index, message=f"{channel.name} channel failed "
+                               f"({type(e).__name__}: {e})")
+                return None
+        job = self.worker.ask(channel, frame.image, frame.index)
+        deadline, done = time.monotonic() + 2 * self.cfg.slow_wait_s, None
+        while done is None and time.monotonic() < deadline and not self.stop.is_set():
+            time.sleep(0.02)
+            done = self.worker.answer(job)
+        return done.findings if done is not None else None
 
     def _stats(self, force: bool = False) -> None:
         """Health for long runs and the service journal: frames/s and resident memory."""
@@ -306,7 +323,7 @@ class DescribeLoop:
             elif name == "source_restored":
                 self._speak("camera back", kind="notice")
                 self.policy.reset()  # the wearer may have moved meanwhile: describe afresh
-                self.scene = (-1e9, 0)
+                self.last_caption = -1e9
 
     def _step(self, keys) -> None:
         """One turn of the loop: source events, a frame, keys, the held description, stats."""
@@ -316,9 +333,11 @@ class DescribeLoop:
                 self.held is not None or not self.speech.wait_idle(self.cfg.read_timeout_s)):
             time.sleep(0.01)
             return  # the next still waits until this one has been said
-        frame = self.source.read(self.cfg.read_timeout_s if self.held is None else 0.02)
+        limit = self.cfg.max_frames and self.frames >= self.cfg.max_frames  # then only drain
+        frame = None if limit else self.source.read(self.cfg.read_timeout_s if self.held is None
+                                                    else 0.02)
         if frame is None and self.held is not None:
-            time.sleep(0.01)  # a file that has ended: wait for the text of its last scene
+            time.sleep(0.01)  # a file that has ended: wait for the slow channels on its last scene
         if frame is not None:
             self.frames += 1
             if keys is None:

@@ -74,6 +74,8 @@ class ChangeGate:
 
 
 class Base:
+    """What a policy needs of the loop, by default nothing: see Policy."""
+
     scenes_each = waits_for_speech = complete = False
 
 
@@ -176,13 +178,14 @@ class Find(Base):
         return self.gate.passes(image)
 
     def seen_at(self, d) -> str | None:
-        """Where the description places `name`: the first of its places (the most likely
-        first, every channel's) whose name or word is it, or a name of its class."""
+        """Where the description places `name`: the first of its things (the surest first)
+        that is it or a thing of its class, else the first word read that is it, as it is (a
+        sign saying COFFEE is no cup)."""
         for name, where in getattr(d, "places", ()):
             name = name.lower()
             if name == self.name or (self.cls is not None and coco.canonical(name) == self.cls):
                 return where
-        return None
+        return next((where for word, where in getattr(d, "words", ()) if word == self.name), None)
 
     def decide(self, d, now):
         where = self.seen_at(d)

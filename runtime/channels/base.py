@@ -62,8 +62,9 @@ class Findings:
     sentence: Sentence | None = None
     said: str = ""  # said as it is, after the things seen
     read: str = ""  # text read off the scene ("Sign: EXIT"), said last
-    places: tuple[tuple[str, str], ...] = ()  # (name or word, left|ahead|right) for --find,
+    places: tuple[tuple[str, str], ...] = ()  # (thing's name, left|ahead|right) for --find,
     # the most likely first
+    words: tuple[tuple[str, str], ...] = ()  # (word read, where) for --find: matched as it is
     key: tuple = ()  # what must change for the change policy to speak again
     covers: bool = False  # it looks for every COCO class: one it did not see is likely absent
     report: dict = field(default_factory=dict)  # its keys in `caption --json` and the log

@@ -55,11 +55,12 @@ class ComposeConfig:
     # out, not hedged (chosen on the COCO-everyday dev photos: README, "Truth")
     guess_beside_facts: bool = False  # guessed things are said beside stated ones (brief:
     # only where nothing is stated)
+    place_guesses: bool = False  # say where a guessed thing is, where its channel knows
 
     @staticmethod
     def full() -> "ComposeConfig":
         return ComposeConfig(facts=8, facts_beside_caption=6, guesses=2, guessed_names=3,
-                             hedge_floor=0.0, guess_beside_facts=True)
+                             hedge_floor=0.0, guess_beside_facts=True, place_guesses=True)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class Description:
     caption_said: str | None = None  # stated | hedged | left out, None without a caption
     replaced: tuple[tuple[str, str], ...] = ()  # (caption word, object name) reconciled
     read: str | None = None  # what the text channel read, as spoken ("Sign: EXIT")
-    places: tuple[tuple[str, str], ...] = ()  # (name or word, where) of every channel
+    places: tuple[tuple[str, str], ...] = ()  # (thing's name, where), the surest first
+    words: tuple[tuple[str, str], ...] = ()  # (word read, where)
 
     @property
     def hedged(self) -> bool:
@@ -126,29 +128,42 @@ def listed(phrases: list[str], joint: str = "and") -> str:
     return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} {joint} {phrases[-1]}"
 
 
-def _facts(findings: tuple[Findings, ...]) -> tuple[list[Thing], list[Thing], bool]:
-    """(facts, guesses, whether a channel that covers COCO's classes ran). A fact that needs
-    confirming is dropped where another channel's fact has its class (that one is said), and
-    becomes a guess where the covering channel ran without seeing it."""
+def _facts(findings: tuple[Findings, ...], kinds: dict
+           ) -> tuple[list[Thing], list[Thing], bool, set[str]]:
+    """(facts, guesses, whether a channel that covers COCO's classes ran, what it glimpsed).
+    A fact that needs confirming (the ImageNet head's COCO thing) is dropped where another
+    channel's fact has its class (that one is said); it stays a fact where the covering
+    channel glimpsed it, and is a guess where that channel did not see it at all or stated
+    another thing of its group. A head's thing of the same kind as a detected thing of
+    another name ("a wolf" beside a detected dog) is a guess too."""
     covering = any(f.covers for f in findings)
     firm = [t for f in findings for t in f.facts if not t.confirm]
     seen = {t.cls for t in firm if t.cls}
     glimpsed = {c for f in findings for c in f.glimpsed}
-    facts, guesses = list(firm), [t for f in findings for t in f.guesses]
+    words = kinds.get("words", {})
+    kinds_seen = {words.get(t.name) for f in findings if f.covers for t in f.facts} - {None}
+    facts, guesses = [], [t for f in findings for t in f.guesses]
+    for t in firm:
+        clash = t.kind is not None and not t.cls and t.kind in kinds_seen
+        (guesses if clash else facts).append(t)
     for t in (t for f in findings for t in f.facts if t.confirm):
         if t.cls in seen:
             continue  # the detector's count and place are said
-        # a fact where the detector also glimpsed it (two models agree), else a guess
-        (guesses if covering and t.cls and t.cls not in glimpsed else facts).append(t)
+        unseen = covering and t.cls and (t.cls not in glimpsed or
+                                         any(coco.same_group(t.cls, c) for c in seen))
+        (guesses if unseen else facts).append(t)
     first = {id(t) for f in findings if f.covers for t in f.facts}  # boxes: placed and counted
     unique: dict[str, Thing] = {}
     for t in sorted(facts, key=lambda t: (id(t) not in first, -t.rank)):
         unique.setdefault(t.cls or t.name, t)
     guessed: dict[str, Thing] = {}
+    stated = {t.cls for t in unique.values() if t.cls}
     for t in sorted(guesses, key=lambda t: -t.score):
-        if (t.cls or t.name) not in unique:
-            guessed.setdefault(t.cls or t.name, t)
-    return list(unique.values()), list(guessed.values()), covering
+        if (t.cls or t.name) in unique or (t.cls and coco.group(t.cls) == "animal" and any(
+                coco.same_group(t.cls, c) for c in stated)):
+            continue  # a dog guessed where a cat is stated: a second opinion on one animal
+        guessed.setdefault(t.cls or t.name, t)
+    return list(unique.values()), list(guessed.values()), covering, glimpsed
 
 
 def _verdict(s: Sentence, facts: list[Thing], guesses: list[Thing], covering: bool,
@@ -174,20 +189,20 @@ def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None 
             cfg: ComposeConfig = ComposeConfig()) -> Description:
     """One utterance from the findings of the channels that ran, in the registry's order."""
     findings = tuple(findings)
-    facts, guesses, covering = _facts(findings)
+    facts, guesses, covering, glimpsed = _facts(findings, kinds or {})
     s = next((f.sentence for f in findings if f.sentence is not None), None)
     caption, replaced, verdict = (s.text if s else None), (), None
-    sure = next((t for t in facts if t.kind), None)  # the ImageNet head's sure thing
+    # the ImageNet head's sure thing (said by the detector instead where it saw it too)
+    sure = next((t for f in findings for t in f.facts if t.kind), None)
     if caption and sure is not None and kinds:
         text, swaps = reconcile(caption, sure.name, kinds)
         if swaps and sure.score >= REPLACE:
             caption, replaced = text, swaps
-        elif swaps:  # the two disagree, and the head is not sure enough to correct the caption
-            facts.remove(sure)
+        elif swaps and sure in facts:  # the two disagree, and the head is not sure enough to
+            facts.remove(sure)  # correct the caption: its name is only a guess
             guesses.insert(0, sure)
     if caption:
-        glimpses = {c for f in findings for c in f.glimpsed}
-        verdict = _verdict(replace(s, text=caption), facts, guesses, covering, glimpses,
+        verdict = _verdict(replace(s, text=caption), facts, guesses, covering, glimpsed,
                            cfg.hedge_floor)
     parts: list[str] = []
     if verdict == "stated":
@@ -202,7 +217,8 @@ def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None 
     maybes: list[str] = []
     if verdict == "hedged":
         maybes.append("maybe " + caption)
-    names = [coco.with_article(t.name) for t in guesses[:cfg.guessed_names]]
+    names = [t.phrase if cfg.place_guesses else coco.with_article(t.name)
+             for t in guesses[:cfg.guessed_names]]
     if names and (not s or not covering or verdict != "hedged") and (
             cfg.guess_beside_facts or not facts):
         maybes.append("maybe " + listed(names, "or"))
@@ -211,6 +227,12 @@ def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None 
     said = ". ".join(p for p in parts if p)
     said = (f"{said}. {read}" if said else read) if read else said
     key = tuple((f.channel, f.key) for f in findings if f.key != ())
-    places = tuple(p for f in sorted(findings, key=lambda f: not f.covers) for p in f.places)
+    # where things are, for --find: the detector's boxes first; a COCO thing another channel
+    # places is left out where the detector ran and saw nothing of it
+    known = {t.cls for t in facts if t.cls} | glimpsed
+    places = tuple((name, where) for f in sorted(findings, key=lambda f: not f.covers)
+                   for name, where in f.places
+                   if f.covers or not covering or coco.canonical(name) in known | {None})
+    words = tuple(w for f in findings for w in f.words)
     return Description(said or NOTHING, key, findings, caption, s.confidence if s else None,
-                       verdict, replaced, read or None, places)
+                       verdict, replaced, read or None, places, words)

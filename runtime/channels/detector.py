@@ -3,8 +3,8 @@ bundle's detector graph), said with their count and place, the most useful first
 
     "I see two people ahead, a table on your left and a cup on your right"
 
-A class is a fact at its threshold (the bundle's, chosen per class on the COCO-everyday dev
-photos where that helped), a guess under it down to `guess`, and only glimpsed (never said,
+A class is a fact at its threshold (the bundle's, chosen on the COCO-everyday dev photos; a
+class may have its own in the manifest's `thresholds`), a guess under it down to `guess`, and only glimpsed (never said,
 but enough for the caption to name it as a guess) down to `support`. Places come from the
 boxes' centres (thirds of the frame, or clock positions with --where clock). People come
 first, then the larger and the more central. It runs once per new scene, in the background
@@ -13,7 +13,8 @@ worker (slow), and --find uses its boxes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -66,14 +67,12 @@ class DetectorChannel:
     def __init__(self, setup: Setup, cfg: DetectorConfig = DetectorConfig()):
         from runtime.model.detector import load_detector
 
-        spec = setup.bundle.manifest.get("detector")
-        files = spec.get("files", {})
-        self.precision = setup.precision if setup.precision in files else "fp32"
-        self.detector = load_detector(setup.bundle.root, spec, self.precision,
-                                      setup.session or SessionConfig())
+        spec = setup.bundle.detector
+        self.detector = load_detector(setup.bundle, setup.precision,
+                                      own_engine_cache(setup.session or SessionConfig(), spec))
         self.cfg = cfg
-        self.thresholds = {k: float(v) for k, v in (spec.get("thresholds") or {}).items()}
-        self.fact = float(spec.get("threshold", cfg.fact))
+        self.thresholds = {k: float(v) for k, v in spec.get("thresholds", {}).items()}
+        self.fact = float(spec["threshold"])
 
     def run(self, frame: np.ndarray, context: Context) -> Findings:
         h, w = frame.shape[:2]
@@ -107,9 +106,25 @@ def findings(found: list, width: int, height: int, thresholds: dict[str, float],
                     report={"detections": report}, value=found)
 
 
+def own_engine_cache(session: SessionConfig, spec: dict) -> SessionConfig:
+    """The session options with TensorRT's engine cache in a folder of the detector's own,
+    named by its graphs' hashes (a rebuilt detector never loads a stale engine), and its fp16
+    mode off: the detector is validated in fp32 and int8 only."""
+    digest = "".join(sorted(f.sha256[:8] for f in spec["files"].values()))
+    providers = []
+    for name, options in session.providers:
+        if "trt_engine_cache_path" in options:
+            cache = str(Path(options["trt_engine_cache_path"]).parent / f"detector-{digest}")
+            options = {**options, "trt_engine_cache_path": cache, "trt_fp16_enable": False}
+            if "trt_timing_cache_path" in options:
+                options["trt_timing_cache_path"] = cache
+        providers.append((name, options))
+    return replace(session, providers=tuple(providers))
+
+
 def usable(setup: Setup) -> str | None:
-    spec = setup.bundle.manifest.get("detector")
-    if not isinstance(spec, dict):
-        return f"{setup.bundle.root} has no detector (make models-detector adds one)"
+    if setup.bundle.detector is None:
+        return (f"{setup.bundle.root} has no detector (`make models-detector` adds one to "
+                "models/default)")
     return None
 

@@ -88,12 +88,21 @@ def resolve(spec: str, setup: Setup) -> tuple[str, ...]:
     return tuple(n for n in REGISTRY if n in chosen)
 
 
+def _stderr(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class ChannelSet:
     """The channels of a run around one captioner: its encoder pass is shared by every fast
-    channel, the slow ones run where the caller says (the describe loop's worker)."""
+    channel, the slow ones run where the caller says (the describe loop's worker). A fast
+    channel that fails on a frame is left out of that frame's description, and `on_error`
+    hears of it once per channel."""
 
-    def __init__(self, captioner, names: tuple[str, ...], setup: Setup):
-        self.captioner, self.names, self.setup = captioner, names, setup
+    def __init__(self, captioner, names: tuple[str, ...], setup: Setup, on_error=_stderr):
+        self.captioner, self.names, self.setup, self.on_error = captioner, names, setup, on_error
+        self._failed: set[str] = set()
         channels = [build(n, setup) for n in names]
         self.fast = [c for c in channels if not c.slow]
         self.slow = [c for c in channels if c.slow]
@@ -106,13 +115,26 @@ class ChannelSet:
                        self.setup.verbosity, everything)
 
     def run_fast(self, frame: np.ndarray):
-        """(the frame's Caption, the fast channels' findings)."""
+        """(the frame's Caption, the fast channels' findings). A frame the captioner cannot
+        take raises InputError."""
         caption = self.captioner.caption(frame)
-        ctx = self.context(caption)
-        return caption, [c.run(frame, ctx) for c in self.fast]
+        return caption, self._guarded(self.fast, frame, self.context(caption))
+
+    def _guarded(self, channels: list, frame: np.ndarray, ctx: Context) -> list[Findings]:
+        found = []
+        for c in channels:
+            try:
+                found.append(c.run(frame, ctx))
+            except Exception as e:  # one channel failing never silences the others
+                if c.name not in self._failed:
+                    self._failed.add(c.name)
+                    self.on_error(f"{c.name} channel failed on a frame ({type(e).__name__}: {e})")
+        return found
 
     def run_slow(self, frame: np.ndarray, caption=None, only: Channel | None = None,
                  everything: bool = False) -> list[Findings]:
+        """The slow channels' findings (or `only` that channel's, with `everything`: all of
+        it, for a key); an exception is the caller's (the worker warns once per channel)."""
         ctx = self.context(caption, everything)
         return [c.run(frame, ctx) for c in ([only] if only is not None else self.slow)]
 
@@ -124,4 +146,4 @@ class ChannelSet:
     def describe(self, frame: np.ndarray):
         """(Caption, Description) of one frame with every channel, slow ones included."""
         caption, fast = self.run_fast(frame)
-        return caption, self.compose(fast + self.run_slow(frame, caption))
+        return caption, self.compose(fast + self._guarded(self.slow, frame, self.context(caption)))

@@ -83,7 +83,7 @@ def spoken(lines: list[TextLine], max_lines: int = 3) -> str:
     return f"{head}: {said}" + (". more text" if len(lines) > max_lines else "")
 
 
-def places(lines: list[TextLine]) -> tuple[tuple[str, str], ...]:
+def words(lines: list[TextLine]) -> tuple[tuple[str, str], ...]:
     """(word, where) of every word read, lower-cased: what --find looks for in text."""
     return tuple((w.lower(), l.where) for l in lines for w in l.text.split())
 
@@ -169,7 +169,7 @@ class TextChannel:
         read = spoken(lines, 1000 if context.everything else self.max_lines)
         if context.everything and not read:
             read = "no text"
-        return Findings(self.name, read=read, places=places(lines), key=(read,),
+        return Findings(self.name, read=read, words=words(lines), key=(read,),
                         report={"text": [l.as_json() for l in lines]}, value=lines)
 
 

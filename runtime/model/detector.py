@@ -1,11 +1,10 @@
 """COCO-80 object detector: frame in, named boxes out, through one ONNX graph.
 
-    spec = load_bundle("models/default").manifest["detector"]
-    det = load_detector(Path("models/default"), spec, "int8", SessionConfig())
+    det = load_detector(load_bundle("models/default"), "int8", SessionConfig())
     det.detect(cv2.imread("kitchen.jpg"))  # [Detection("cup", 0.71, (412, 230, 498, 330)), ...]
 
-The graph is NanoDet-g (export/detector.py converts it from TF.js; `spec` is the manifest's
-detector block, models/default/manifest.json): input `image`, (1,3,416,416) BGR letterboxed and
+The graph is NanoDet-g (export/detector.py converts it from TF.js; its spec is the manifest's
+detector block, checked by runtime.model.bundle): input `image`, (1,3,416,416) BGR letterboxed and
 normalised with NanoDet's mean/std; per stride s in spec["strides"] two outputs, `scores_{s}`
 (1,N_s,80) sigmoid class scores and `dists_{s}` (1,N_s,4*(reg_max+1)) GFL logits of the
 distances to the left, top, right and bottom sides in strides, N_s = (416/s)^2 cells in
@@ -23,6 +22,7 @@ import numpy as np
 
 from runtime.errors import BundleError, InputError
 from runtime.model.bundle import sha256
+from runtime.model.onnx_check import check_graph
 from runtime.model.session import SessionConfig, create_session
 
 INPUT = "image"
@@ -138,8 +138,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, threshold: f
 class Detector:
     """One detector graph in one ONNX Runtime session."""
 
-    def __init__(self, path: Path, spec: dict, session: SessionConfig):
-        self.spec, self.classes = spec, tuple(spec["classes"])
+    def __init__(self, path: Path, spec: dict, session: SessionConfig, precision: str = "fp32"):
+        self.spec, self.classes, self.precision = spec, tuple(spec["classes"]), precision
         self.session = create_session(path, session)
         strides = spec["strides"]
         self.outputs = [f"scores_{s}" for s in strides] + [f"dists_{s}" for s in strides]
@@ -160,14 +160,18 @@ class Detector:
                 for b, s, c in zip(frame_boxes, kept[idx], cls[idx])]
 
 
-def load_detector(root: Path, spec: dict, precision: str, session: SessionConfig) -> Detector:
-    """The bundle's detector graph of one precision, after checking its sha256."""
-    files = (spec or {}).get("files") or {}
-    if precision not in files:
-        raise BundleError(f"{root}: no {precision} detector (has {', '.join(files) or 'none'})")
-    path = Path(root) / files[precision]["path"]
-    if not path.is_file():
-        raise BundleError(f"{path}: detector file missing from the bundle")
-    if sha256(path) != files[precision]["sha256"]:
-        raise BundleError(f"{path}: sha256 mismatch, the file is damaged or was changed")
-    return Detector(path, spec, session)
+def load_detector(bundle, precision: str, session: SessionConfig) -> Detector:
+    """The bundle's detector graph of `precision`, or the nearest it has (fp32, then int8),
+    after checking its sha256 and the graph (opset, no data outside it)."""
+    spec = bundle.detector
+    if spec is None:
+        raise BundleError(f"{bundle.root}: this bundle has no detector (make models-detector)")
+    files = spec["files"]
+    chosen = next(p for p in (precision, "fp32", "int8", *files) if p in files)
+    f = files[chosen]
+    if not f.path.is_file():
+        raise BundleError(f"{f.path}: detector file missing from the bundle")
+    if sha256(f.path) != f.sha256:
+        raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
+    check_graph(f.path, bundle.root, None)
+    return Detector(f.path, spec, session, chosen)
