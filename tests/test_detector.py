@@ -1,6 +1,6 @@
 """runtime/model/detector.py: preprocessing, GFL decoding and NMS on hand-built tensors, the
-shipped NanoDet-g graphs (fp32 and int8) on the committed photos, and the bundle's checks of its
-detector block and files."""
+shipped NanoDet-g graphs (fp32 and int8) on the committed photos, and the checks of the detector
+folder's manifest and files."""
 
 import json
 import shutil
@@ -11,14 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MODEL, REAL_MODEL, ROOT
+from conftest import ROOT
 from runtime.errors import BundleError
-from runtime.model.bundle import load_bundle
-from runtime.model.detector import (Detection, Detector, Letterbox, decode_gfl, iou,
-                                    load_detector, nms, preprocess)
+from runtime.model.detector import (DEFAULT, Detection, Detector, Letterbox, decode_gfl, iou,
+                                    load_detector, load_detector_bundle, nms, preprocess)
 from runtime.model.session import SessionConfig
 
-SPEC = json.loads((REAL_MODEL / "manifest.json").read_text())["detector"]
+DETECTOR = ROOT / "models" / "detector"
+SPEC = json.loads((DETECTOR / "manifest.json").read_text())
 PHOTOS = ROOT / "assets" / "photos"
 ANIMALS = {"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"}
 
@@ -118,7 +118,7 @@ def test_nms_removes_a_duplicate_of_the_same_class_only():
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
 def detector(request) -> Detector:
-    return load_detector(load_bundle(REAL_MODEL), request.param, SessionConfig(intra_op_threads=1))
+    return load_detector(load_detector_bundle(), request.param, SessionConfig(intra_op_threads=1))
 
 
 def names(found: list[Detection]) -> list[str]:
@@ -172,15 +172,11 @@ def test_detections_are_sorted_and_inside_the_frame(detector):
 
 # -- the bundle's files --------------------------------------------------------------------------
 
-def _copy(tmp_path, *files: str, block=None):
-    """A bundle folder with the default's manifest (its detector block replaced by `block`)
-    and copies of these of its files."""
-    manifest = json.loads((REAL_MODEL / "manifest.json").read_text())
-    if block is not None:
-        manifest["detector"] = block
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+def _copy(tmp_path, *files: str, spec=None):
+    """A detector folder with the shipped manifest (or `spec`) and copies of these files."""
+    (tmp_path / "manifest.json").write_text(json.dumps(spec or SPEC))
     for name in files:
-        shutil.copy(REAL_MODEL / name, tmp_path)
+        shutil.copy(DETECTOR / name, tmp_path)
     return tmp_path
 
 
@@ -190,40 +186,46 @@ def test_a_damaged_detector_file_is_refused(tmp_path):
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="detector.int8.onnx: sha256 mismatch"):
-        load_detector(load_bundle(tmp_path), "int8", SessionConfig())
+        load_detector(load_detector_bundle(tmp_path), "int8", SessionConfig())
 
 
-def test_a_missing_file_is_named_and_a_missing_precision_falls_back():
+def test_a_missing_file_is_named_and_a_missing_precision_falls_back(tmp_path):
     with pytest.raises(BundleError, match="detector.fp32.onnx: detector file missing"):
-        load_detector(load_bundle(_copy(Path(tempfile.mkdtemp()))), "fp32", SessionConfig())
+        load_detector(load_detector_bundle(_copy(tmp_path)), "fp32", SessionConfig())
     # a GPU profile's fp16: the detector has fp32 and int8, and runs fp32
-    assert load_detector(load_bundle(REAL_MODEL), "fp16", SessionConfig()).precision == "fp32"
-    with pytest.raises(BundleError, match="has no detector"):
-        load_detector(load_bundle(MODEL), "int8", SessionConfig())  # the shapes bundle
+    assert load_detector(load_detector_bundle(), "fp16", SessionConfig()).precision == "fp32"
+    assert DEFAULT == DETECTOR
+    with pytest.raises(BundleError, match="no detector here"):
+        load_detector_bundle(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("change, error", [
     ({"strides": None}, "missing key 'strides'"),
     ({"threshold": "high"}, "'threshold' has the wrong type"),
-    ({"threshold": 1.5}, r"detector.threshold must be a number in \(0, 1\]"),
-    ({"input": [416]}, "detector.input must be 2 numbers"),
-    ({"resize": "crop"}, "detector.resize must be one of letterbox, stretch"),
-    ({"thresholds": {"unicorn": 0.5}}, "detector.thresholds must map its classes"),
+    ({"threshold": 1.5}, r"threshold must be a number in \(0, 1\]"),
+    ({"input": [416]}, "input must be 2 numbers"),
+    ({"resize": "crop"}, "resize must be one of letterbox, stretch"),
+    ({"thresholds": {"unicorn": 0.5}}, "thresholds must map its classes"),
+    ({"format": "scenespeak-bundle/1"}, "not a SceneSpeak detector"),
     ({"files": {"int8": {"path": "../../etc/hostname", "sha256": "0" * 64}}}, "points outside"),
     ({"files": {}}, "lists no graph"),
 ])
-def test_a_bad_detector_block_is_one_line_at_load(tmp_path, change, error):
-    block = {k: v for k, v in {**SPEC, **change}.items() if v is not None}
+def test_a_bad_detector_manifest_is_one_line_at_load(tmp_path, change, error):
+    spec = {k: v for k, v in {**SPEC, **change}.items() if v is not None}
     with pytest.raises(BundleError, match=error):
-        load_bundle(_copy(tmp_path, block=block))
+        load_detector_bundle(_copy(tmp_path, spec=spec))
 
 
-def test_the_cli_says_a_bad_block_in_one_line(tmp_path):
-    from conftest import run_cli
+def test_a_broken_detector_is_one_line_from_the_cli(tmp_path):
+    """The CLI builds the detector channel before the first image: a bad manifest there is
+    one `error:` line and exit 2 (as DetectorChannel reads it through load_detector_bundle)."""
+    from runtime.channels.base import Setup
+    from runtime.channels.detector import DetectorChannel, usable
+    from runtime.model.bundle import load_bundle
 
-    _copy(tmp_path, block={**SPEC, "threshold": "high"})
-    r = run_cli("runtime", "caption", "assets/photos/chelsea.jpg", "--model", str(tmp_path))
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'manifest.json'}:detector: "
-                                              "'threshold' has the wrong type (str; expected an "
-                                              "integer or a number)"]
+    _copy(tmp_path, spec={**SPEC, "threshold": "high"})
+    setup = Setup(load_bundle(ROOT / "models" / "default"), detector=tmp_path)
+    assert usable(setup) is None
+    with pytest.raises(BundleError, match="'threshold' has the wrong type"):
+        DetectorChannel(setup)
+    assert "no detector here" in usable(Setup(setup.bundle, detector=tmp_path / "nowhere"))

@@ -169,7 +169,7 @@ def test_channel_defaults_follow_the_bundle():
     assert chosen("auto") == "caption"
     assert chosen("auto", live=True, objects=False) == "caption"
     real = load_bundle(REAL_MODEL)
-    detector = "detector," if "detector" in real.manifest else ""
+    detector = "detector,"  # models/detector, beside the bundles
     # a real-photo bundle says its caption, the objects and what its detector sees together,
     # on every source, and reads any text it finds
     assert chosen("auto", real, live=True) == f"caption,objects,{detector}text"
@@ -178,14 +178,15 @@ def test_channel_defaults_follow_the_bundle():
     # comma lists, both and all, in one canonical order; all is every channel this bundle has
     assert chosen("text,caption") == "caption,text"
     assert chosen("both") == "caption,objects"
-    assert chosen("all") == "caption,objects,text"  # the shapes bundle has no detector
+    assert chosen("all") == "caption,objects,detector,text"
     with pytest.raises(InputError, match="use auto, all, both, or a comma list of caption, objects, "
                                          "detector, text"):
         chosen("caption,smell")
     with pytest.raises(InputError, match="no objects head"):
         chosen("objects", objects=False)
-    with pytest.raises(InputError, match="has no detector"):
-        chosen("detector")
+    assert chosen("detector") == "detector"  # the detector needs no captioner of its own kind
+    with pytest.raises(InputError, match="no detector here"):
+        resolve("detector", Setup(bundle, detector=REAL_MODEL / "nowhere"))
 
 
 def test_pooling_thresholds_and_articles():

@@ -433,8 +433,11 @@ def detector_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | N
     setup = _setup(model)
     if why_not("detector", setup):
         return None
-    spec = setup.bundle.detector
     try:
+        from runtime.channels.detector import folder
+        from runtime.model.detector import load_detector_bundle
+
+        spec = load_detector_bundle(folder(setup)).spec
         channels = {p: build("detector", _setup(model, p)) for p in spec["files"]}
         for channel in channels.values():
             channel.run(frames[0], Context())

@@ -129,7 +129,7 @@ def _channel_checks(bundle, where, cap, report: dict) -> list[Check]:
         if reason:
             checks.append(Check(name, "warn", f"no {name} channel: {reason}",
                                 "pip install -r requirements/runtime.txt" if name == "text" else
-                                "make models-detector" if name == "detector" else
+                                "make models-detector (it builds models/detector)" if name == "detector" else
                                 f"rebuild the bundle with `{_recipe(bundle)}`"))
         else:
             checks.append(Check(name, "ok", f"ready in {time.perf_counter() - t0:.2f} s"))

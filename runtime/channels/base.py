@@ -101,3 +101,4 @@ class Setup:
     verbosity: str = "brief"
     live: bool = False  # a camera or stream (not files)
     has_objects: bool = False  # the encoder has the ImageNet head
+    detector: object = None  # the detector's folder (None: this checkout's models/detector)

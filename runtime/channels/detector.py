@@ -20,6 +20,8 @@ import numpy as np
 
 from runtime.channels import coco
 from runtime.channels.base import Context, Findings, Setup, Thing
+from runtime.model.bundle import MANIFEST
+from runtime.model.detector import DEFAULT, load_detector, load_detector_bundle
 from runtime.model.session import SessionConfig
 from runtime.model.where import WHERE, place, third
 
@@ -65,10 +67,9 @@ class DetectorChannel:
     name, slow, key = "detector", True, ""
 
     def __init__(self, setup: Setup, cfg: DetectorConfig = DetectorConfig()):
-        from runtime.model.detector import load_detector
-
-        spec = setup.bundle.detector
-        self.detector = load_detector(setup.bundle, setup.precision,
+        bundle = load_detector_bundle(folder(setup))
+        spec = bundle.spec
+        self.detector = load_detector(bundle, setup.precision,
                                       own_engine_cache(setup.session or SessionConfig(), spec))
         self.cfg = cfg
         self.thresholds = {k: float(v) for k, v in spec.get("thresholds", {}).items()}
@@ -122,9 +123,11 @@ def own_engine_cache(session: SessionConfig, spec: dict) -> SessionConfig:
     return replace(session, providers=tuple(providers))
 
 
+def folder(setup: Setup) -> Path:
+    return Path(setup.detector) if setup.detector is not None else DEFAULT
+
+
 def usable(setup: Setup) -> str | None:
-    if setup.bundle.detector is None:
-        return (f"{setup.bundle.root} has no detector (`make models-detector` adds one to "
-                "models/default)")
-    return None
+    path = folder(setup) / MANIFEST
+    return None if path.is_file() else f"{path}: no detector here (`make models-detector` builds it)"
 

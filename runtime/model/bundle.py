@@ -75,8 +75,6 @@ class Bundle:
     # runtime/model/confidence.py
     kinds: dict = field(default_factory=dict)  # {"words": {word: kind}, "objects": {name: kind},
     # "same": {name: [words for the same thing]}} (export/kinds.py)
-    detector: dict | None = None  # the COCO detector's block, checked (runtime/model/detector.py),
-    # its "files" as {precision: GraphFile}
     _verified: set = field(default_factory=set, compare=False, repr=False)
 
     @property
@@ -202,8 +200,7 @@ def load_bundle(root: str | Path) -> Bundle:
         raise BundleError(f"{path}: lists no graph files")
     objects = _file(root, _get(m, "objects", dict, where), where, "objects") if "objects" in m else None
     return Bundle(root, m, Vocab(tuple(words)), pre, max_len, files, objects,
-                  _decoding(m, words, where), _confidence(m, where), _kinds(m, where),
-                  _detector(m, root, where))
+                  _decoding(m, words, where), _confidence(m, where), _kinds(m, where))
 
 
 def _decoding(m: dict, words: list, where: str) -> dict:
@@ -254,51 +251,3 @@ def _kinds(m: dict, where: str) -> dict:
     out["same"] = same
     return out
 
-
-def _detector(m: dict, root: Path, where: str) -> dict | None:
-    """The optional "detector" block: the COCO detector's graphs (each a file entry inside the
-    bundle), its preprocessing and decoding, class names and thresholds, each checked here so
-    that a bad block is one line, never a crash at the first frame."""
-    if "detector" not in m:
-        return None
-    d = _get(m, "detector", dict, where)
-    at = where + ":detector"
-
-    def numbers(key: str, n: int | None, ok) -> list:
-        values = _get(d, key, list, at)
-        if (n is not None and len(values) != n) or not values or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and ok(v) for v in values):
-            raise BundleError(f"{where}: detector.{key} must be {n or 'some'} numbers in range")
-        return values
-
-    numbers("input", 2, lambda v: isinstance(v, int) and 32 <= v <= 4096)
-    numbers("strides", None, lambda v: isinstance(v, int) and 1 <= v <= 512)
-    numbers("mean", 3, lambda v: abs(v) < 1e4)
-    numbers("std", 3, lambda v: 0 < v < 1e4)
-    for key, lo, hi in (("reg_max", 1, 64),):
-        if not lo <= _get(d, key, int, at) <= hi:
-            raise BundleError(f"{where}: detector.{key} must be {lo}..{hi}")
-    for key in ("nms_iou", "threshold"):
-        value = _get(d, key, (int, float), at)
-        if isinstance(value, bool) or not 0 < value <= 1:
-            raise BundleError(f"{where}: detector.{key} must be a number in (0, 1]")
-    for key, choices in (("resize", ("letterbox", "stretch")), ("channels", ("bgr", "rgb")),
-                         ("layout", ("nchw", "nhwc"))):
-        if _get(d, key, str, at) not in choices:
-            raise BundleError(f"{where}: detector.{key} must be one of {', '.join(choices)}")
-    classes = _get(d, "classes", list, at)
-    if not classes or not all(isinstance(c, str) and c for c in classes):
-        raise BundleError(f"{where}: detector.classes must be a list of class names")
-    thresholds = d.get("thresholds", {})
-    if not isinstance(thresholds, dict) or not all(
-            c in classes and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
-            for c, v in thresholds.items()):
-        raise BundleError(f"{where}: detector.thresholds must map its classes to numbers in (0, 1]")
-    files = {}
-    for precision, entry in _get(d, "files", dict, at).items():
-        if precision not in io_spec.PRECISIONS:
-            raise BundleError(f"{where}: detector.files: unknown precision {precision!r}")
-        files[precision] = _file(root, entry, where, f"detector.files.{precision}")
-    if not files:
-        raise BundleError(f"{where}: detector.files lists no graph")
-    return {**d, "files": files}

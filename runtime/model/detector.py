@@ -1,10 +1,10 @@
 """COCO-80 object detector: frame in, named boxes out, through one ONNX graph.
 
-    det = load_detector(load_bundle("models/default"), "int8", SessionConfig())
+    det = load_detector(load_detector_bundle("models/detector"), "int8", SessionConfig())
     det.detect(cv2.imread("kitchen.jpg"))  # [Detection("cup", 0.71, (412, 230, 498, 330)), ...]
 
-The graph is NanoDet-g (export/detector.py converts it from TF.js; its spec is the manifest's
-detector block, checked by runtime.model.bundle): input `image`, (1,3,416,416) BGR letterboxed and
+The graph is NanoDet-g (export/detector.py converts it from TF.js into models/detector, a folder
+of its own beside the captioner's bundle; its spec is that folder's manifest, checked here): input `image`, (1,3,416,416) BGR letterboxed and
 normalised with NanoDet's mean/std; per stride s in spec["strides"] two outputs, `scores_{s}`
 (1,N_s,80) sigmoid class scores and `dists_{s}` (1,N_s,4*(reg_max+1)) GFL logits of the
 distances to the left, top, right and bottom sides in strides, N_s = (416/s)^2 cells in
@@ -14,16 +14,22 @@ exercise; `Detector` only adds the session.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from runtime import ROOT
 from runtime.errors import BundleError, InputError
-from runtime.model.bundle import sha256
+from runtime.model import io_spec
+from runtime.model.bundle import MANIFEST, _file, _get, sha256
 from runtime.model.onnx_check import check_graph
 from runtime.model.session import SessionConfig, create_session
+
+DEFAULT = ROOT / "models" / "detector"  # the detector of this checkout (make models-detector)
+FORMAT = "scenespeak-detector/1"
 
 INPUT = "image"
 MAX_CANDIDATES = 1000  # boxes kept per frame before NMS, best first (NanoDet's nms_pre)
@@ -160,18 +166,83 @@ class Detector:
                 for b, s, c in zip(frame_boxes, kept[idx], cls[idx])]
 
 
-def load_detector(bundle, precision: str, session: SessionConfig) -> Detector:
-    """The bundle's detector graph of `precision`, or the nearest it has (fp32, then int8),
-    after checking its sha256 and the graph (opset, no data outside it)."""
-    spec = bundle.detector
-    if spec is None:
-        raise BundleError(f"{bundle.root}: this bundle has no detector (make models-detector)")
-    files = spec["files"]
+@dataclass(frozen=True)
+class DetectorBundle:
+    root: Path
+    spec: dict  # the checked manifest; spec["files"]: {precision: runtime.model.bundle.GraphFile}
+
+
+def load_detector_bundle(root: str | Path = DEFAULT) -> DetectorBundle:
+    """A detector folder: manifest.json (its source, licence, preprocessing, decoding, classes,
+    thresholds and files with their sha256) and its graphs, checked; a bad one is BundleError."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path}: no detector here (`make models-detector` builds one)")
+    try:
+        m = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise BundleError(f"{path}: not valid JSON ({str(e)[:120] or type(e).__name__})") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise BundleError(f"{path}: not a SceneSpeak detector (format is not {FORMAT!r})")
+    return DetectorBundle(root, _checked(m, root, str(path)))
+
+
+def load_detector(bundle: DetectorBundle, precision: str, session: SessionConfig) -> Detector:
+    """The detector graph of `precision`, or the nearest it has (fp32, then int8), after
+    checking its sha256 and the graph (opset, no data outside it)."""
+    files = bundle.spec["files"]
     chosen = next(p for p in (precision, "fp32", "int8", *files) if p in files)
     f = files[chosen]
     if not f.path.is_file():
-        raise BundleError(f"{f.path}: detector file missing from the bundle")
+        raise BundleError(f"{f.path}: detector file missing")
     if sha256(f.path) != f.sha256:
         raise BundleError(f"{f.path}: sha256 mismatch, the file is damaged or was changed")
     check_graph(f.path, bundle.root, None)
-    return Detector(f.path, spec, session, chosen)
+    return Detector(f.path, bundle.spec, session, chosen)
+
+
+def _checked(d: dict, root: Path, where: str) -> dict:
+    """The detector's manifest: its graphs (each a file entry inside its folder), its
+    preprocessing and decoding, class names and thresholds, each checked here so that a bad
+    manifest is one line, never a crash at the first frame."""
+    at = where
+
+    def numbers(key: str, n: int | None, ok) -> list:
+        values = _get(d, key, list, at)
+        if (n is not None and len(values) != n) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and ok(v) for v in values):
+            raise BundleError(f"{where}: {key} must be {n or 'some'} numbers in range")
+        return values
+
+    numbers("input", 2, lambda v: isinstance(v, int) and 32 <= v <= 4096)
+    numbers("strides", None, lambda v: isinstance(v, int) and 1 <= v <= 512)
+    numbers("mean", 3, lambda v: abs(v) < 1e4)
+    numbers("std", 3, lambda v: 0 < v < 1e4)
+    for key, lo, hi in (("reg_max", 1, 64),):
+        if not lo <= _get(d, key, int, at) <= hi:
+            raise BundleError(f"{where}: {key} must be {lo}..{hi}")
+    for key in ("nms_iou", "threshold"):
+        value = _get(d, key, (int, float), at)
+        if isinstance(value, bool) or not 0 < value <= 1:
+            raise BundleError(f"{where}: {key} must be a number in (0, 1]")
+    for key, choices in (("resize", ("letterbox", "stretch")), ("channels", ("bgr", "rgb")),
+                         ("layout", ("nchw", "nhwc"))):
+        if _get(d, key, str, at) not in choices:
+            raise BundleError(f"{where}: {key} must be one of {', '.join(choices)}")
+    classes = _get(d, "classes", list, at)
+    if not classes or not all(isinstance(c, str) and c for c in classes):
+        raise BundleError(f"{where}: classes must be a list of class names")
+    thresholds = d.get("thresholds", {})
+    if not isinstance(thresholds, dict) or not all(
+            c in classes and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+            for c, v in thresholds.items()):
+        raise BundleError(f"{where}: thresholds must map its classes to numbers in (0, 1]")
+    files = {}
+    for precision, entry in _get(d, "files", dict, at).items():
+        if precision not in io_spec.PRECISIONS:
+            raise BundleError(f"{where}: files: unknown precision {precision!r}")
+        files[precision] = _file(root, entry, where, f"files.{precision}")
+    if not files:
+        raise BundleError(f"{where}: files lists no graph")
+    return {**d, "files": files}
