@@ -182,8 +182,10 @@ def test_the_cat_photo_never_hears_of_a_dog():
 
 def test_the_head_never_states_another_thing_of_a_kind_the_detector_saw():
     dog = ("dog", 0.9, 0, 0, 300, 300)
-    # a wolf (not a COCO class) beside a detected dog: one animal, two opinions
+    # a wolf (not a COCO class) beside a detected dog: one animal, two opinions; and a guess
+    # corrects no caption
     assert compose(head("wolf", 0.9), detector(dog)).text == "I see a dog on your left"
+    assert compose(caption("a dog runs", 0.9), head("wolf", 0.97), detector(dog)).text == "a dog runs"
     # a bear the detector only glimpsed, where it stated a dog
     assert compose(head("bear", 0.9), detector(dog, glimpsed=("bear",))).text == "I see a dog on your left"
     # where it glimpsed the bear and stated nothing of its group, the two models agree

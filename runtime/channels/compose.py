@@ -192,8 +192,10 @@ def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None 
     facts, guesses, covering, glimpsed = _facts(findings, kinds or {})
     s = next((f.sentence for f in findings if f.sentence is not None), None)
     caption, replaced, verdict = (s.text if s else None), (), None
-    # the ImageNet head's sure thing (said by the detector instead where it saw it too)
+    # the ImageNet head's sure thing, still a fact (or said by the detector, which saw it too)
     sure = next((t for f in findings for t in f.facts if t.kind), None)
+    if sure is not None and sure not in facts and sure.cls not in {t.cls for t in facts if t.cls}:
+        sure = None  # a guess now: it corrects no caption
     if caption and sure is not None and kinds:
         text, swaps = reconcile(caption, sure.name, kinds)
         if swaps and sure.score >= REPLACE:
