@@ -4,8 +4,6 @@ folder's manifest and files."""
 
 import json
 import shutil
-import tempfile
-from pathlib import Path
 
 import cv2
 import numpy as np
