@@ -46,6 +46,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from tqdm import tqdm
 
 from export.optimize import _constants, _readers, fold_pads, store_exact_fp16, store_weights_as_fp16
+from runtime.channels import coco
 from runtime.errors import SceneSpeakError
 from runtime.model import detector as rt
 from runtime.model.bundle import sha256
@@ -63,17 +64,7 @@ TF_TOLERANCE = 1e-3  # ONNX Runtime against TensorFlow, absolute, on every outpu
 SCORE = 0.3  # the detections compared between fp32 and int8
 DUMP_SCORE = 0.2  # the detections --dump keeps
 
-COCO = ("person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-        "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
-        "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
-        "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
-        "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
-        "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-        "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
-        "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
-        "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
-        "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
-        "toothbrush")
+COCO = tuple(coco.CLASSES)  # the 80 class names in the detector's output order
 
 # What the runtime needs to run the graph (runtime/model/detector.py), from NanoDet-g's config
 # (config/legacy_v0.x_configs/nanodet-g.yml: keep_ratio, BGR mean/std, reg_max 10) and its

@@ -81,9 +81,13 @@ def confidence_split(results: list, samples: list[Sample], calibration: dict) ->
 
 def reconciled(results: list, bundle) -> tuple[list[str], int]:
     """Captions as the composer says them beside the objects channel, and how many changed."""
-    from runtime.channels.objects import reconciled as said
+    from runtime.channels.base import Context, Findings, Sentence, Setup
+    from runtime.channels.compose import compose
+    from runtime.channels.objects import ObjectsChannel
 
-    out = said(results, bundle)
+    objects = ObjectsChannel(Setup(bundle, has_objects=True))
+    out = [compose([Findings("caption", sentence=Sentence(r.text, None, None)),
+                    objects.run(None, Context(r))], bundle.kinds).caption for r in results]
     return out, sum(a != r.text for a, r in zip(out, results))
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 
-# class: (group, spoken name, its plural, other words that name it)
+# class, in COCO's order (the detector's outputs): (group, spoken name, its plural, other words
+# that name it)
 CLASSES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "person": ("person", "person", "people", (
         "man", "men", "woman", "women", "boy", "boys", "girl", "girls", "child", "children",

@@ -209,8 +209,8 @@ def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None 
     parts: list[str] = []
     if verdict == "stated":
         parts.append(caption)
-        rest = [t for t in facts if not (t.cls and t.cls in coco.classes_in(caption))
-                and not mentions(caption, t.name)]
+        named = coco.classes_in(caption)
+        rest = [t for t in facts if not (t.cls and t.cls in named) and not mentions(caption, t.name)]
         if rest[:cfg.facts_beside_caption]:
             parts.append("I see " + listed([t.phrase for t in rest[:cfg.facts_beside_caption]]))
     elif facts:
@@ -231,10 +231,10 @@ def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None 
     key = tuple((f.channel, f.key) for f in findings if f.key != ())
     # where things are, for --find: the detector's boxes first; a COCO thing another channel
     # places is left out where the detector ran and saw nothing of it
-    known = {t.cls for t in facts if t.cls} | glimpsed
+    known = {t.cls for t in facts if t.cls} | glimpsed | {None}  # None: no COCO thing
     places = tuple((name, where) for f in sorted(findings, key=lambda f: not f.covers)
                    for name, where in f.places
-                   if f.covers or not covering or coco.canonical(name) in known | {None})
+                   if f.covers or not covering or coco.canonical(name) in known)
     words = tuple(w for f in findings for w in f.words)
     return Description(said or NOTHING, key, findings, caption, s.confidence if s else None,
                        verdict, replaced, read or None, places, words)

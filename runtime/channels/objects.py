@@ -46,6 +46,11 @@ class Objects:
 with_article = coco.with_article  # "a cup", "sunglasses", "coffee"
 
 
+def placed(name: str, where: str | None, style: str = "words") -> str:
+    """'a cat on your left' ('a cat at 10 o'clock' with style clock), 'a cat' unplaced."""
+    return with_article(name) + (f" {place(where, style)}" if where else "")
+
+
 class ObjectNamer:
     """ImageNet logits (1000,) -> Objects, through the bundle's spoken-name table."""
 
@@ -73,9 +78,8 @@ class ObjectNamer:
             if places.get(t["name"]):
                 t["where"] = places[t["name"]]
 
-        def said(name: str, placed: bool = True) -> str:
-            where = places.get(name) if placed else None
-            return with_article(name) + (f" {place(where, style)}" if where else "")
+        def said(name: str, located: bool = True) -> str:
+            return placed(name, places.get(name) if located else None, style)
 
         best = float(pooled[order[0]])
         if best >= self.cfg.sure:
@@ -114,8 +118,7 @@ class ObjectsChannel:
 
         def thing(name: str) -> Thing:
             cls = coco.canonical(name)
-            where = places.get(name)
-            phrase = with_article(name) + (f" {place(where, context.where)}" if where else "")
+            phrase = placed(name, places.get(name), context.where)
             return Thing(name, phrase, scores.get(name, 0.0), cls, self.kinds.get(name),
                          confirm=cls is not None, rank=scores.get(name, 0.0))
 
@@ -130,18 +133,3 @@ def usable(setup: Setup) -> str | None:
     return None if setup.has_objects else (f"{setup.bundle.root} has no objects head (its encoder "
                                            "does not output ImageNet logits); export it again")
 
-
-def reconciled(results: list, bundle) -> list[str]:
-    """Captions as the composer says them beside the objects channel's sure names (their
-    words reconciled, runtime.channels.compose), for scoring."""
-    from runtime.channels.compose import REPLACE, reconcile
-
-    namer = ObjectNamer(bundle.object_names())
-    out = []
-    for r in results:
-        o = namer(r.imagenet_logits)
-        text = r.text
-        if o.sure and o.top[0]["score"] >= REPLACE:
-            text = reconcile(r.text, o.named[0], bundle.kinds)[0]
-        out.append(text)
-    return out
