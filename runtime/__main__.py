@@ -85,26 +85,26 @@ def _captioner(args, warn=_warn):
 
 
 def _add_channel_arg(p: argparse.ArgumentParser, default_help: str) -> None:
-    from runtime.channels.registry import REGISTRY
+    from runtime.channels.registry import AUTO, REGISTRY, summaries
 
+    what = "; ".join(f"{n}: {s}" for n, s in summaries().items())
+    default_help = default_help.format(auto=", ".join(AUTO))
     p.add_argument("--channel", default="auto", metavar="C",
-                   help="caption: the bundle's sentence; objects: real-world object names from the "
-                        "encoder's ImageNet head; detector: COCO's 80 kinds of things, counted and "
-                        "placed; text: signs and labels read aloud; a comma list of them, both "
-                        f"(caption,objects) or all. {default_help} (choices: auto, all, both, "
-                        f"{', '.join(REGISTRY)}, or a comma list)")
+                   help=f"{what}; a comma list of them, both (caption,objects) or all. "
+                        f"{default_help} (choices: auto, all, both, {', '.join(REGISTRY)}, or a "
+                        "comma list)")
 
 
 def _channels(args, cap, where, live: bool = False, find: bool = False):
     """The ChannelSet for the CLI's --channel (auto resolved for this bundle and source); with
     --find, every channel that can find a thing or a word."""
     from runtime.channels.base import Setup
-    from runtime.channels.registry import ChannelSet, resolve, why_not
+    from runtime.channels.registry import ChannelSet, finders, resolve
 
     setup = Setup(cap.bundle, cap.precision, where.session, args.where,
                   getattr(args, "verbosity", "brief"), live, cap.has_objects)
     if find:  # what can find a thing or a word
-        names = tuple(n for n in ("objects", "detector", "text") if why_not(n, setup) is None)
+        names = finders(setup)
     else:
         names = resolve(args.channel, setup)
     return ChannelSet(cap, names, setup, on_error=_warn)
@@ -287,8 +287,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     c.add_argument("--verbosity", default="brief", choices=("brief", "full"),
                    help="brief: the most useful first; full: more things, guesses and every line of "
                         "text (default: brief; choices: brief, full)")
-    _add_channel_arg(c, "auto (default): caption, objects, detector and text for a real-photo "
-                        "bundle, the caption for a synthetic one")
+    _add_channel_arg(c, "auto (default): {auto} for a real-photo bundle, the caption for a synthetic one")
     c.set_defaults(func=cmd_caption)
 
     d = sub.add_parser("describe", help="speak descriptions of a camera, stream, video or folder")
@@ -296,9 +295,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
                         "(default: the bundled sample clip)")
     _add_model_args(d)
-    _add_channel_arg(d, "auto (default): caption, objects, detector and text for a real-photo "
-                        "bundle; for a synthetic one, objects on a live camera or stream, else the "
-                        "caption")
+    _add_channel_arg(d, "auto (default): {auto} for a real-photo bundle; for a synthetic "
+                        "one, objects on a live camera or stream, else the caption")
     _add_describe_args(d)
     d.set_defaults(func=cmd_describe)
 

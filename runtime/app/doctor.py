@@ -111,7 +111,7 @@ def _channel_checks(bundle, where, cap, report: dict) -> list[Check]:
     import time
 
     from runtime.channels.base import Setup
-    from runtime.channels.registry import REGISTRY, build, why_not
+    from runtime.channels.registry import REGISTRY, build, hint, why_not
 
     setup = Setup(bundle, where.precision, where.session, has_objects=cap.has_objects)
     checks, report["channels"] = [], {}
@@ -128,9 +128,7 @@ def _channel_checks(bundle, where, cap, report: dict) -> list[Check]:
         report["channels"][name] = reason or "ready"
         if reason:
             checks.append(Check(name, "warn", f"no {name} channel: {reason}",
-                                "pip install -r requirements/runtime.txt" if name == "text" else
-                                "make models-detector (it builds models/detector)" if name == "detector" else
-                                f"rebuild the bundle with `{_recipe(bundle)}`"))
+                                hint(name) or f"rebuild the bundle with `{_recipe(bundle)}`"))
         else:
             checks.append(Check(name, "ok", f"ready in {time.perf_counter() - t0:.2f} s"))
     return checks

@@ -163,8 +163,9 @@ class Manual(Base):
 
 class Find(Base):
     """Quiet until `name` (an object's spoken name or a word of text) is seen; then where it
-    is, and again each time it moves to another place; silent while it stays put. A COCO
-    class is found by any of its names ("mobile phone", "sofa", "cups")."""
+    is, and again each time it moves to another place (or a channel's guide for it changes:
+    "barcode ahead, closer", then "barcode ahead, reads 4, 0 0 6, ..."); silent while it stays
+    put. A COCO class is found by any of its names ("mobile phone", "sofa", "cups")."""
 
     complete = True
 
@@ -172,7 +173,7 @@ class Find(Base):
         self.name, self.style = name.strip().lower(), style
         self.cls = coco.canonical(self.name)
         self.gate = gate or ChangeGate()
-        self.last: str | None = None  # where it was last said to be
+        self.last: tuple[str, str] | None = None  # (where, guide) it was last said to be
 
     def wants(self, image, now):
         return self.gate.passes(image)
@@ -187,12 +188,21 @@ class Find(Base):
                 return where
         return next((where for word, where in getattr(d, "words", ()) if word == self.name), None)
 
+    def guide(self, d) -> str:
+        """What a channel adds to the place ("closer": seen, too small to read), or ''."""
+        return next((g for f in getattr(d, "findings", ()) for name, g in f.guides
+                     if name == self.name), "")
+
     def decide(self, d, now):
         where = self.seen_at(d)
-        if where is None or where == self.last:
+        if where is None:
             return None
-        self.last = where
-        return Say(f"{self.name} {place(where, self.style)}", ("find", self.name, where), interrupt=True)
+        guide = self.guide(d)
+        if (where, guide) == self.last:
+            return None
+        self.last = (where, guide)
+        said = f"{self.name} {place(where, self.style)}" + (f", {guide}" if guide else "")
+        return Say(said, ("find", self.name, where, guide), interrupt=True)
 
     def reset(self):
         self.gate.reset()

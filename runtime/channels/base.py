@@ -65,6 +65,8 @@ class Findings:
     places: tuple[tuple[str, str], ...] = ()  # (thing's name, left|ahead|right) for --find,
     # the most likely first
     words: tuple[tuple[str, str], ...] = ()  # (word read, where) for --find: matched as it is
+    guides: tuple[tuple[str, str], ...] = ()  # (thing's name, what --find adds to its place):
+    # "closer" where it is seen but too small to read, what it reads once read
     key: tuple = ()  # what must change for the change policy to speak again
     covers: bool = False  # it looks for every COCO class: one it did not see is likely absent
     report: dict = field(default_factory=dict)  # its keys in `caption --json` and the log
@@ -86,6 +88,7 @@ class Channel(Protocol):
     name: str
     slow: bool  # runs once per scene in the background worker (True) or on every frame
     key: str  # manual mode's key for this channel alone ("t" for text), or ""
+    # and, optionally, finds = True: --find looks in its places or words (runtime.policies.Find)
 
     def run(self, frame: np.ndarray, context: Context) -> Findings:
         """8-bit BGR frame -> what this channel found in it."""

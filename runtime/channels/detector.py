@@ -26,6 +26,8 @@ from runtime.model.session import SessionConfig
 from runtime.model.where import WHERE, place, third
 
 
+HINT = "make models-detector (it builds models/detector)"
+
 @dataclass(frozen=True)
 class DetectorConfig:
     fact: float = 0.5  # least score of a detection said as a fact (the bundle's per-class
@@ -65,6 +67,7 @@ def group(detections: list, thresholds: dict[str, float], default: float, width:
 
 class DetectorChannel:
     name, slow, key = "detector", True, ""
+    finds = True  # --find looks in its places (or words)
 
     def __init__(self, setup: Setup, cfg: DetectorConfig = DetectorConfig()):
         bundle = load_detector_bundle(folder(setup))

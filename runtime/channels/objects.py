@@ -98,6 +98,7 @@ class ObjectsChannel:
     """The ImageNet head's names, from the encoder pass every frame has (fast)."""
 
     name, slow, key = "objects", False, ""
+    finds = True  # --find looks in its places (or words)
 
     def __init__(self, setup: Setup):
         full = setup.verbosity == "full"

@@ -8,7 +8,8 @@
 
 A channel module gives a class that takes a Setup and has `name`, `slow`, `key` and `run()`
 (runtime/channels/base.py), and `usable(setup)`: None, or why this bundle or machine cannot
-have it. A test or a plugin may also `register()` a factory of its own.
+have it; and may give `HINT`, what `doctor` says to do when it cannot. A test or a plugin may
+also `register()` a factory of its own.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ REGISTRY: dict[str, str | Callable[[Setup], Channel]] = {
     "objects": "runtime.channels.objects:ObjectsChannel",  # the ImageNet head's names
     "detector": "runtime.channels.detector:DetectorChannel",  # COCO things, counted and placed
     "text": "runtime.channels.text:TextChannel",  # signs, labels and pages read aloud
+    "barcode": "runtime.channels.barcode:BarcodeChannel",  # product codes and QR codes
+    "colour": "runtime.channels.colour:ColourChannel",  # the main colours of the centre
+    "light": "runtime.channels.light:LightChannel",  # dark, dim or bright, and where a light is
 }
-AUTO = ("caption", "objects", "detector", "text")  # what auto turns on, where usable
+AUTO = ("caption", "objects", "detector", "text", "barcode")  # what auto turns on, where usable
+ON_KEY = ("colour", "light")  # fast channels whose key works in manual mode when they are off
 ALIASES = {"both": ("caption", "objects")}
 
 
@@ -50,6 +55,12 @@ def why_not(name: str, setup: Setup) -> str | None:
     return check(setup) if check is not None else None
 
 
+def hint(name: str) -> str | None:
+    """What to do when the channel cannot run (its module's HINT), or None."""
+    module = _module(name)
+    return getattr(module, "HINT", None) if module is not None else None
+
+
 def build(name: str, setup: Setup) -> Channel:
     entry = REGISTRY[name]
     if isinstance(entry, str):
@@ -59,6 +70,28 @@ def build(name: str, setup: Setup) -> Channel:
 
 def choices() -> str:
     return ", ".join(REGISTRY)
+
+
+def summaries() -> dict[str, str]:
+    """name -> what the channel does: the comment on its REGISTRY line (for --help)."""
+    import inspect
+    import re
+
+    lines = inspect.getsource(inspect.getmodule(summaries)).splitlines()
+    found = (re.match(r'\s+"(\w+)": .*#\s*(.+)$', line) for line in lines)
+    return {m[1]: m[2] for m in found if m and m[1] in REGISTRY}
+
+
+def finders(setup: Setup) -> tuple[str, ...]:
+    """The usable channels that can place a thing or a word for --find (their class says
+    `finds = True`), in registry order."""
+    out = []
+    for name in REGISTRY:
+        entry = REGISTRY[name]
+        if isinstance(entry, str) and getattr(getattr(_module(name), entry.split(":")[1]), "finds", False) \
+                and why_not(name, setup) is None:
+            out.append(name)
+    return tuple(out)
 
 
 def resolve(spec: str, setup: Setup) -> tuple[str, ...]:
@@ -109,6 +142,10 @@ class ChannelSet:
         full = setup.verbosity == "full"
         self.compose_cfg = ComposeConfig.full() if full else ComposeConfig()
         self.keys = {c.key: c for c in channels if c.key}  # manual mode's keys
+        for name in ON_KEY:  # a key of its own even when off ("c": the colours now)
+            if name in REGISTRY and name not in names and why_not(name, setup) is None:
+                channel = build(name, setup)
+                self.keys.setdefault(channel.key, channel)
 
     def context(self, caption, everything: bool = False) -> Context:
         return Context(caption, getattr(self.captioner, "locator", None), self.setup.where,

@@ -28,6 +28,8 @@ from runtime.model.where import third
 from runtime.options import check, number
 
 
+HINT = "pip install -r requirements/runtime.txt"
+
 @dataclass(frozen=True)
 class TextConfig:
     min_score: float = 0.88  # a line the recogniser scores below this is not read, chosen on
@@ -157,6 +159,7 @@ class TextChannel:
     """Signs, labels and pages, read once per scene (slow); "t" reads every line."""
 
     name, slow, key = "text", True, "t"
+    finds = True  # --find looks in its places (or words)
 
     def __init__(self, setup: Setup):
         providers = tuple(n for n, _ in setup.session.providers) if setup.session else ()
