@@ -104,3 +104,13 @@ def test_bad_settings_are_refused():
 
     with pytest.raises(OptionError, match="strength"):
         ColourConfig(strength=2)
+
+
+def test_every_pixel_is_named_as_name_says():
+    """names() (every pixel at once) agrees with name() on a grid over CIELAB."""
+    from runtime.channels.colour import name, names
+
+    grid = np.array([(L, a, b) for L in range(0, 101, 4) for a in range(-100, 101, 6)
+                     for b in range(-100, 101, 6)], np.float32)
+    C, h = np.hypot(grid[:, 1], grid[:, 2]), np.degrees(np.arctan2(grid[:, 2], grid[:, 1])) % 360
+    assert names(grid).tolist() == [name(*v) for v in zip(grid[:, 0].tolist(), C.tolist(), h.tolist())]

@@ -68,10 +68,17 @@ def test_find_a_cup_on_its_boxes_silent_then_left_then_right_once(tmp_path):
 
 
 def test_every_channel_in_change_mode_speaks_within_400_ms_of_capture(tmp_path):
-    """Eight real photos, six with a sign pasted in, 2 s each at 15 fps, played in real time."""
+    """Eight real photos, six with a sign pasted in, and two with a product code (an EAN-13 and
+    a QR code), 2 s each at 15 fps, played in real time with every channel on."""
+    from codes import make_code
+    from runtime.channels.barcode import Code, spoken as code_said
+
     frames = [make_sign(i).image if i % 4 != 3 else
               cv2.resize(cv2.imread(str(p)), (640, 480))
               for i, p in enumerate(sorted((ROOT / "assets" / "photos").glob("*.jpg")) * 2)][:8]
+    codes = [make_code(310, kind="EAN-13"), make_code(311, kind="QR")]
+    frames[2:2] = [codes[0].image]
+    frames[6:6] = [codes[1].image]
     clip = _clip(tmp_path / "signs.mp4", frames, seconds=2.0, fps=15)
     log = tmp_path / "log.jsonl"
     r = run_cli("runtime", "describe", str(clip), "--channel", "all", "--no-speak", "--log", str(log),
@@ -83,11 +90,19 @@ def test_every_channel_in_change_mode_speaks_within_400_ms_of_capture(tmp_path):
     p95 = float(np.percentile(latency, 95))
     signs = [make_sign(i).text for i in range(8) if i % 4 != 3]
     read = sum(any(f"Sign: {t}" in e["caption"] for e in spoken) for t in signs)
+    heard = [code_said([Code("QR Code" if c.kind == "QR" else c.kind, c.text, (0, 0, 1, 1), "")])
+             for c in codes]
     print(f"\n--channel all: {len(spoken)} descriptions, capture-to-speech p50 "
-          f"{np.percentile(latency, 50):.0f} ms, p95 {p95:.0f} ms; {read}/{len(signs)} signs read")
-    assert len(spoken) >= 8 and read >= 5
+          f"{np.percentile(latency, 50):.0f} ms, p95 {p95:.0f} ms; {read}/{len(signs)} signs read; "
+          f"codes said: {[any(h in e['caption'] for e in spoken) for h in heard]}")
+    assert len(spoken) >= 10 and read >= 5
+    assert all(sum(h in e["caption"] for e in spoken) == 1 for h in heard), heard  # each once
     assert p95 <= 400, latency
     texts = [e for e in events if e["event"] == "text"]
     assert texts and all(isinstance(e["text"], list) for e in texts)
     detected = [e for e in events if e["event"] == "detector"]
     assert detected and all(isinstance(e["detections"], list) for e in detected)
+    read_codes = [c["text"] for e in events if e["event"] == "barcode" for c in e["codes"]]
+    assert {c.text for c in codes} <= set(read_codes) and set(read_codes) <= {c.text for c in codes}
+    described = [e for e in events if e["event"] == "caption"]
+    assert all(e["colours"] and e["light"]["level"] in ("dark", "dim", "bright") for e in described)

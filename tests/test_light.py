@@ -69,3 +69,31 @@ def test_a_clip_whose_lights_go_off_says_lights_off_exactly_once(tmp_path):
     assert said.count("lights off") == 1 and said[0] == "bright", said
     lights = [e["light"] for e in events if e["event"] == "caption"]
     assert {l["level"] for l in lights} == {"bright", "dark"} and all("mean" in l for l in lights)
+
+
+def test_manual_keys_say_the_light_and_the_colour_with_those_channels_off():
+    """"l" and "c" in manual mode answer for the frame at hand whichever channels are on."""
+    import time
+
+    from conftest import MODEL
+    from runtime.app.eventlog import EventLog
+    from runtime.app.loop import DescribeLoop, LoopConfig
+    from runtime.app.sources import Frame
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+
+    class Voice:
+        def __init__(self):
+            self.said = []
+
+        def say(self, text, kind="caption", frame=-1, interrupt=False, t_capture=None):
+            self.said.append(text)
+
+    voice, events = Voice(), []
+    loop = DescribeLoop(Captioner(load_bundle(MODEL), "int8"), None, voice,
+                        EventLog(None, echo=events.append), LoopConfig(mode="manual", channel="caption"))
+    assert loop.channels.names == ("caption",)
+    loop.on_key("l", Frame(exposed(0.05), 0, time.monotonic()))
+    loop.on_key("c", Frame(np.full((480, 640, 3), (40, 40, 200), np.uint8), 1, time.monotonic()))
+    assert voice.said == ["dark", "mostly red"]
+    assert [e["key"] for e in events if e["event"] == "key"] == ["light", "colour"]

@@ -171,14 +171,14 @@ def test_channel_defaults_follow_the_bundle():
     real = load_bundle(REAL_MODEL)
     detector = "detector,"  # models/detector, beside the bundles
     # a real-photo bundle says its caption, the objects and what its detector sees together,
-    # on every source, and reads any text it finds
-    assert chosen("auto", real, live=True) == f"caption,objects,{detector}text"
-    assert chosen("auto", real) == f"caption,objects,{detector}text"
-    assert chosen("auto", real, objects=False) == f"caption,{detector}text"
+    # on every source, and reads any text and product code it finds
+    assert chosen("auto", real, live=True) == f"caption,objects,{detector}text,barcode"
+    assert chosen("auto", real) == f"caption,objects,{detector}text,barcode"
+    assert chosen("auto", real, objects=False) == f"caption,{detector}text,barcode"
     # comma lists, both and all, in one canonical order; all is every channel this bundle has
     assert chosen("text,caption") == "caption,text"
     assert chosen("both") == "caption,objects"
-    assert chosen("all") == "caption,objects,detector,text"
+    assert chosen("all") == "caption,objects,detector,text,barcode,colour,light"
     with pytest.raises(InputError, match="use auto, all, both, or a comma list of caption, objects, "
                                          "detector, text"):
         chosen("caption,smell")

@@ -374,7 +374,8 @@ def run(cfg: BenchConfig) -> dict:
     frames = load_frames(cfg.images)
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
             "rounds": rounds, "speech": speech, "text": text_timing(frames, cfg.runs, cfg.model),
-            "detector": detector_timing(frames, cfg.runs, cfg.model), "results": results}
+            "detector": detector_timing(frames, cfg.runs, cfg.model),
+            "channels": channel_timing(frames, cfg.runs, cfg.model), "results": results}
 
 
 def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
@@ -461,6 +462,58 @@ def detector_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | N
                                   for p in channels if p != "fp32"} if base else None}
 
 
+def with_code(frame: np.ndarray, digits: str = "4006381333931") -> np.ndarray:
+    """The frame with an EAN-13 label (zxing-cpp's writer) pasted in its middle."""
+    import zxingcpp
+
+    code = zxingcpp.create_barcode(digits, zxingcpp.BarcodeFormat.EAN13)
+    label = np.asarray(zxingcpp.write_barcode_to_image(code, scale=2))
+    out = frame.copy()
+    h, w = out.shape[:2]
+    width = min(w - 2, int(w * 0.4))
+    height = min(h - 2, int(width * 0.45))
+    label = cv2.resize(label, (width, height), interpolation=cv2.INTER_AREA)
+    x0, y0 = (w - width) // 2, (h - height) // 2
+    out[y0:y0 + height, x0:x0 + width] = label[:, :, None]
+    return out
+
+
+def channel_timing(frames: list[np.ndarray], runs: int, model: str) -> dict:
+    """The price per frame of the channels that need no model of their own (barcode, colour,
+    light), built as `describe` builds them, on the bench images at 640x480 as a webcam gives
+    them; the barcode channel also on each with a product code pasted in (it runs once per new
+    scene, the others on every described frame)."""
+    from runtime.channels.base import Context
+    from runtime.channels.registry import REGISTRY, build, why_not
+
+    setup, out = _setup(model), {}
+    frames = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in frames]
+    for name in ("barcode", "colour", "light"):
+        if name not in REGISTRY or why_not(name, setup):
+            continue
+        try:
+            channel = build(name, setup)
+        except Exception as e:  # the benchmark still runs
+            out[name] = {"error": str(e)}
+            continue
+        sets = {"plain": frames}
+        if name == "barcode":
+            sets["with_code"] = [with_code(f) for f in frames]
+        times: dict[str, list[float]] = {k: [] for k in sets}
+        read = 0
+        for r in range(max(1, runs)):
+            for key, images in sets.items():
+                for image in images:
+                    t0 = time.perf_counter()
+                    found = channel.run(image, Context())
+                    times[key].append((time.perf_counter() - t0) * 1e3)
+                    read += key == "with_code" and r == 0 and "4, 0 0 6" in found.read
+        out[name] = {"ms": _pct(times["plain"])}
+        if name == "barcode":
+            out[name].update(code_ms=_pct(times["with_code"]), codes_read=f"{read}/{len(frames)}")
+    return out
+
+
 COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "decoding"),
            ("provider", "provider"),
            ("preprocess p50", "preprocess_ms.p50"), ("encoder p50", "encoder_ms.p50"),
@@ -511,6 +564,12 @@ def markdown(report: dict) -> str:
                   + "; ".join(f"{p} p50 {m['p50']:.1f} ms, p95 {m['p95']:.1f} ms"
                               + (f" (says what fp32 says on {agree[p]:.0%})" if p in agree else "")
                               for p, m in dt["ms"].items()) + " a frame."]
+    for name, ch in (report.get("channels") or {}).items():
+        if "ms" in ch:
+            extra = (f", {ch['code_ms']['p50']:.1f} ms with a product code (read on {ch['codes_read']})"
+                     if "code_ms" in ch else "")
+            lines += ["", f"{name.capitalize()} channel: p50 {ch['ms']['p50']:.1f} ms, p95 "
+                          f"{ch['ms']['p95']:.1f} ms a frame{extra}."]
     return "\n".join(lines)
 
 

@@ -75,10 +75,21 @@ def name(L: float, C: float, h: float) -> str:
 
 
 def names(lab: np.ndarray) -> np.ndarray:
-    """(N, 3) CIELAB -> (N,) palette names."""
+    """(N, 3) CIELAB -> (N,) palette names: name() on every row at once."""
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     C, h = np.hypot(a, b), np.degrees(np.arctan2(b, a)) % 360
-    return np.array([name(*v) for v in zip(L.tolist(), C.tolist(), h.tolist())])
+    grey = (C < 10) | ((L < 25) & (C < 14)) | ((L >= 82) & (C < 18) & (h >= 40) & (h <= 110))
+    reddish = (h >= 330) | (h < 41)
+    warm = ~reddish & (h < 90)
+    brownish = ((L < 50) & (C < 55)) | ((L < 65) & (C < 35))
+    conditions = [
+        grey & (L < 20), grey & (L >= 82), grey,
+        reddish & (L >= 65) & (C < 60), reddish & (h >= 330) & (h < 345), reddish,
+        warm & brownish, warm & (C < 30), warm & (h < 75), warm,
+        (h < 110) & (L >= 55), h < 110, h < 195, h < 311]
+    choices = ["black", "white", "grey", "pink", "purple", "red", "brown", "beige", "orange",
+               "yellow", "yellow", "brown", "green", "blue"]
+    return np.select(conditions, choices, default="purple")
 
 
 def linear(srgb8: np.ndarray) -> np.ndarray:
