@@ -20,8 +20,12 @@ sudo apt-get update
 sudo apt-get install -y espeak-ng alsa-utils python3-venv python3-opencv
 python3 -m venv --system-site-packages .venv      # keeps JetPack's GStreamer-enabled cv2
 .venv/bin/pip install --upgrade pip
-grep -v -e '^onnxruntime' -e '^opencv' requirements/runtime.txt > /tmp/scenespeak-req.txt
+grep -v -e '^onnxruntime' -e '^opencv' -e '^zxing-cpp' requirements/runtime.txt > /tmp/scenespeak-req.txt
 .venv/bin/pip install -r /tmp/scenespeak-req.txt
+# the barcode channel's reader: without a wheel for this board, describe runs without it and
+# `doctor` says so
+.venv/bin/pip install "$(grep '^zxing-cpp' requirements/runtime.txt | cut -d' ' -f1)" ||
+  echo "warning: zxing-cpp did not install: no barcode channel (see python -m runtime doctor)" >&2
 if [ -n "${ORT_WHEEL:-}" ]; then
   .venv/bin/pip install "$ORT_WHEEL"
 elif [ -n "$INDEX" ]; then

@@ -125,3 +125,17 @@ def test_find_barcode_says_closer_then_what_it_reads(tmp_path):
     assert r.returncode == 0, r.stderr
     said = [e["caption"] for e in read_events(log) if e["event"] == "spoken" and e["kind"] == "caption"]
     assert said == ["barcode on your left, closer", f"barcode on your left, reads {digits(near.text)}"], said
+
+
+def test_without_zxing_cpp_doctor_says_how_to_get_it_and_without_opencv_barcode_no_closer(monkeypatch):
+    import importlib.util
+
+    from runtime.channels import barcode, registry
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "zxingcpp" else real(n, *a))
+    reason = registry.why_not("barcode", None)
+    assert "zxing-cpp" in reason and "requirements/runtime.txt" in registry.hint("barcode")
+    monkeypatch.undo()
+    monkeypatch.delattr(barcode.cv2, "barcode")  # JetPack's older OpenCV has no barcode module
+    assert BarcodeReader().glimpse(np.zeros((480, 640, 3), np.uint8)) is None

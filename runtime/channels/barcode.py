@@ -108,7 +108,8 @@ class BarcodeReader:
         self.formats = F.EAN13 | F.EAN8 | F.UPCA | F.UPCE | F.Code128 | F.QRCode
         self.names = {F.EAN13: "EAN-13", F.EAN8: "EAN-8", F.UPCA: "UPC-A", F.UPCE: "UPC-E",
                       F.Code128: "Code 128", F.QRCode: "QR Code"}
-        self.stripes = cv2.barcode.BarcodeDetector()
+        # where the stripes are, read or not (OpenCV 4.8 on; JetPack's older one: no "closer")
+        self.stripes = cv2.barcode.BarcodeDetector() if hasattr(cv2, "barcode") else None
 
     def _gray(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
@@ -150,6 +151,8 @@ class BarcodeReader:
 
     def glimpse(self, frame: np.ndarray) -> str | None:
         """Where a barcode's stripes are seen (left | ahead | right), read or not; None."""
+        if self.stripes is None:
+            return None
         gray, scale = self._gray(frame)
         try:
             ok, corners = self.stripes.detect(gray)
