@@ -34,7 +34,6 @@ REGISTRY: dict[str, str | Callable[[Setup], Channel]] = {
     "light": "runtime.channels.light:LightChannel",  # dark, dim or bright, and where a light is
 }
 AUTO = ("caption", "objects", "detector", "text", "barcode")  # what auto turns on, where usable
-ON_KEY = ("colour", "light")  # fast channels whose key works in manual mode when they are off
 ALIASES = {"both": ("caption", "objects")}
 
 
@@ -53,6 +52,13 @@ def why_not(name: str, setup: Setup) -> str | None:
     module = _module(name)
     check = getattr(module, "usable", None) if module is not None else None
     return check(setup) if check is not None else None
+
+
+def _cls(name: str):
+    """The channel's class (None for a factory that is not one)."""
+    entry = REGISTRY[name]
+    return getattr(_module(name), entry.split(":")[1]) if isinstance(entry, str) else \
+        entry if isinstance(entry, type) else None
 
 
 def hint(name: str) -> str | None:
@@ -85,13 +91,14 @@ def summaries() -> dict[str, str]:
 def finders(setup: Setup) -> tuple[str, ...]:
     """The usable channels that can place a thing or a word for --find (their class says
     `finds = True`), in registry order."""
-    out = []
-    for name in REGISTRY:
-        entry = REGISTRY[name]
-        if isinstance(entry, str) and getattr(getattr(_module(name), entry.split(":")[1]), "finds", False) \
-                and why_not(name, setup) is None:
-            out.append(name)
-    return tuple(out)
+    return tuple(n for n in REGISTRY if getattr(_cls(n), "finds", False) and why_not(n, setup) is None)
+
+
+def on_key(names: tuple[str, ...], setup: Setup) -> tuple[str, ...]:
+    """The usable fast channels with a manual key that are not in `names`: their key works
+    whichever channels are on ("c": the colours now), as they cost next to nothing."""
+    return tuple(n for n in REGISTRY if n not in names and getattr(_cls(n), "key", "")
+                 and getattr(_cls(n), "slow", True) is False and why_not(n, setup) is None)
 
 
 def resolve(spec: str, setup: Setup) -> tuple[str, ...]:
@@ -142,10 +149,9 @@ class ChannelSet:
         full = setup.verbosity == "full"
         self.compose_cfg = ComposeConfig.full() if full else ComposeConfig()
         self.keys = {c.key: c for c in channels if c.key}  # manual mode's keys
-        for name in ON_KEY:  # a key of its own even when off ("c": the colours now)
-            if name in REGISTRY and name not in names and why_not(name, setup) is None:
-                channel = build(name, setup)
-                self.keys.setdefault(channel.key, channel)
+        for name in on_key(names, setup):  # a fast channel's key works even when it is off
+            channel = build(name, setup)
+            self.keys.setdefault(channel.key, channel)
 
     def context(self, caption, everything: bool = False) -> Context:
         return Context(caption, getattr(self.captioner, "locator", None), self.setup.where,
