@@ -2,3 +2,5 @@
 
 Run `python -m export --help`.
 """
+
+import runtime  # noqa: F401,E402  ONNX Runtime's telemetry off, before any module imports it

@@ -32,9 +32,9 @@ from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from runtime import ROOT  # noqa: E402
-from runtime.errors import InputError, SceneSpeakError  # noqa: E402
+from runtime.errors import InputError, SceneSpeakError, printable  # noqa: E402
 from runtime.model import io_spec  # noqa: E402
-from runtime.options import OptionError, add_fields, build, flag_of  # noqa: E402
+from runtime.options import OptionError, add_fields, build, flag_of, regular_output  # noqa: E402
 
 # the real-photo bundle of this checkout, found from the package, so that commands work from any
 # folder (models/shapes is the synthetic-scenes one)
@@ -67,7 +67,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    print(f"warning: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _captioner(args, warn=_warn):
@@ -122,12 +122,13 @@ def cmd_caption(args) -> int:
         try:
             frame = read_image(path)
         except InputError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
+            print(f"error: {printable(e)}", file=sys.stderr, flush=True)
             failed += 1
             continue
         result, d = channels.describe(to_bgr8(frame))
         if result.dropped:
-            print(f"warning: {path}: caption dropped ({result.dropped})", file=sys.stderr, flush=True)
+            print(f"warning: {printable(path)}: caption dropped ({result.dropped})", file=sys.stderr,
+                  flush=True)
         if args.json:
             line = {"image": path, "caption": result.text,
                     "confidence": None if result.confidence is None else round(result.confidence, 4),
@@ -136,7 +137,7 @@ def cmd_caption(args) -> int:
                     **d.report()}
             print(json.dumps(line), flush=True)
         else:
-            print(f"{path}\t{d.text}", flush=True)
+            print(f"{printable(path)}\t{printable(d.text)}", flush=True)
     return 2 if failed else 0
 
 
@@ -144,21 +145,25 @@ def _echo(line: dict) -> None:
     """Console view of the log: what is spoken and what goes wrong."""
     ev = line["event"]
     if ev == "spoken":
-        print(f"[{line['t']:7.2f}s] {line['caption']}", flush=True)
+        print(f"[{line['t']:7.2f}s] {printable(line['caption'])}", flush=True)
     elif ev in ("warning", "source_lost", "source_restored", "skipped"):
         detail = line.get("message") or line.get("reason") or ""
         if ev == "source_lost":
             detail = f"{line.get('source', '')}: {line.get('reason', 'lost')}; retrying"
-        print(f"[{line['t']:7.2f}s] {ev}: {detail}", file=sys.stderr, flush=True)
+        print(f"[{line['t']:7.2f}s] {ev}: {printable(detail)}", file=sys.stderr, flush=True)
 
 
 def cmd_describe(args) -> int:
     from runtime.app.eventlog import EventLog
-    from runtime.app.loop import DescribeLoop, LoopConfig
+    from runtime.app.loop import DescribeLoop, LoopConfig, stdin_fd
     from runtime.app.sources import SourceConfig, describe_uri, open_source, sample_clip
     from runtime.app.speech import SpeechConfig, SpeechWorker
 
     speech_cfg, loop_cfg = build(SpeechConfig, args), build(LoopConfig, args)  # ranges first
+    if loop_cfg.mode == "manual" and stdin_fd() is None:  # before any model loads
+        raise InputError("--mode manual: standard input is closed; keys come from the terminal")
+    if not regular_output(args.log):
+        raise InputError(f"--log {args.log}: not a regular file (a FIFO or socket); give a file's path")
     kind = describe_uri(args.source)[0] if args.source is not None else "file"
     warnings: list[str] = []
     cap, where = _captioner(args, warnings.append)
@@ -316,7 +321,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return p, {**sub.choices}
 
 
+def _any_locale() -> None:
+    """Console output that no locale can break: where its codec (ISO-8859-1, ASCII) cannot
+    write a character (a sign's €, an arrow), it is written as an escape, not a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # not a text stream of io's (a test's capture)
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _any_locale()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["describe"]:
         _stop_on_signals()
@@ -326,10 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except OptionError as e:
         flag = flag_of(commands[args.cmd], ALIASES.get(e.field, e.field))
-        print(f"error: {e.named(flag) if flag else e}", file=sys.stderr)
+        print(f"error: {printable(e.named(flag) if flag else e)}", file=sys.stderr)
         return 2
     except SceneSpeakError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the system refuses (a name over 255 bytes) or cannot read
+        name = printable(e.filename) if e.filename is not None else "error"
+        print(f"error: {name}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,3 +11,20 @@ class BundleError(SceneSpeakError):
 
 class InputError(SceneSpeakError):
     """An image, source or option given by the user cannot be used."""
+
+
+def printable(text: object) -> str:
+    """`text` safe to print on one console line: control characters (newlines, ANSI escapes)
+    and the undecodable bytes of a file name that is not UTF-8 are written as escapes
+    ('\\n', '\\x1b', '\\udce9'), so no name can forge or split a line."""
+    import unicodedata
+
+    out = []
+    for ch in str(text):
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cs") or (cat == "Cf" and ch not in "\u200d"):
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                       if cat != "Cs" else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

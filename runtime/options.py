@@ -146,3 +146,19 @@ def flag_of(parser: argparse.ArgumentParser, dest: str) -> str | None:
         if action.dest == dest and action.option_strings:
             return action.option_strings[-1]
     return None
+
+
+def regular_output(path: str | None) -> bool:
+    """Whether an output path can be written without blocking the run: none, a file that does
+    not exist yet, a regular file, or a character device (/dev/null). A FIFO blocks at open
+    until something reads it (and ignores SIGTERM meanwhile); a socket cannot be opened."""
+    import os
+    import stat
+
+    if path is None:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there yet (or its folder is missing: the writer warns about that)
+        return True
+    return stat.S_ISREG(mode) or stat.S_ISCHR(mode)

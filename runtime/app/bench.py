@@ -329,6 +329,7 @@ def speech_timing(captions: list[str]) -> dict | None:
         t = time.perf_counter()
         engine.render(text)
         times.append((time.perf_counter() - t) * 1e3)
+    engine.close()
     return {"engine": "pyttsx3/espeak-ng", "voice": engine.voice, "synth_ms": _pct(times)}
 
 

@@ -177,6 +177,7 @@ def _speech_checks(root: Path, report: dict) -> list[Check]:
     try:
         engine = Pyttsx3Engine(SpeechConfig())
         voice = engine.voice
+        engine.close()
         checks.append(Check("tts", "ok", f"pyttsx3 with {Path(espeak).name if espeak else 'its driver'}, "
                                          f"voice {voice}"))
     except Exception as e:  # pyttsx3 raises whatever its driver raises
@@ -230,6 +231,12 @@ def _system_checks(root: Path, report: dict) -> list[Check]:
     report["disk_free_mb"] = {str(probe): free}
     checks.append(Check("disk", "warn" if free < LOW_DISK_MB else "ok", f"{free} MB free at {probe}",
                         "free some space for TensorRT engines and logs" if free < LOW_DISK_MB else None))
+    off = os.environ.get("ORT_DISABLE_TELEMETRY") == "1"  # runtime/__init__.py sets it
+    report["telemetry"] = "off" if off else "on"
+    checks.append(Check("telemetry", "ok" if off else "error",
+                        "off: ONNX Runtime sends nothing and writes no device id" if off else
+                        "ONNX Runtime's telemetry is on", None if off else
+                        "run SceneSpeak through `python -m runtime`, which turns it off"))
     temps = temperatures(root)
     report["temperatures_c"] = temps
     if temps:

@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+from runtime.errors import printable
+
 
 class EventLog:
     def __init__(self, path: str | None, echo=None):
@@ -36,7 +38,7 @@ class EventLog:
         """Warn once; from now on lines go to stderr."""
         if not self._broken:
             self._broken = True
-            _print(f"warning: {msg}", sys.stderr)
+            _print(f"warning: {printable(msg)}", sys.stderr)
         self._close_file()
 
     def _close_file(self) -> None:

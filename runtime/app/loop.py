@@ -88,8 +88,14 @@ class LoopConfig:
         check(self, "where", self.where in ("words", "clock"), "choose words or clock")
         check(self, "verbosity", self.verbosity in ("brief", "full"), "choose brief or full")
         check(self, "find", isinstance(self.find, str) and len(self.find) <= 100 and
-              (not self.find or self.find.strip().replace(" ", "").replace("'", "").isalnum()),
-              "use an object's name or a word, e.g. cup")
+              (not self.find or _findable(self.find)), "use an object's name or a word, e.g. cup")
+
+
+def _findable(name: str) -> bool:
+    """A thing's name or a word: letters and digits, with the spaces and marks real names have
+    ("T-shirt", "Band-Aid", "potter's wheel", "handrail / baluster", "No. 2")."""
+    marks = set(" '-/,.&")
+    return any(c.isalnum() for c in name) and all(c.isalnum() or c in marks for c in name.strip())
 
 
 def resident_mb() -> float | None:
@@ -101,32 +107,54 @@ def resident_mb() -> float | None:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20, 1)
 
 
+def stdin_fd() -> int | None:
+    """Standard input's descriptor, or None where it is closed (`<&-`)."""
+    try:
+        fd = sys.stdin.fileno() if sys.stdin is not None else None
+        if fd is not None:
+            os.fstat(fd)
+        return fd
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 class KeyReader:
-    """Single keys from the terminal (raw mode when stdin is a TTY, else whole lines)."""
+    """Single keys from the terminal (cbreak mode when stdin is a TTY), read straight from its
+    descriptor: keys that arrive together ("r" typed with Enter) are each handled at once, not
+    left in a buffer that select() cannot see. The end of input is "q"."""
 
     def __init__(self):
-        self.tty = sys.stdin.isatty()
+        self.fd = stdin_fd()
+        if self.fd is None:
+            raise InputError("--mode manual: standard input is closed; keys come from the terminal")
+        self.tty = os.isatty(self.fd)
         self.saved = None
+        self.keys: list[str] = []
         if self.tty:
             import termios
             import tty
 
-            self.saved = termios.tcgetattr(sys.stdin)
-            tty.setcbreak(sys.stdin.fileno())
+            self.saved = termios.tcgetattr(self.fd)
+            tty.setcbreak(self.fd)
 
     def poll(self) -> str | None:
-        if not select.select([sys.stdin], [], [], 0)[0]:
-            return None
-        ch = sys.stdin.read(1)
-        if ch == "":
-            return "q"  # end of input
-        return ch
+        if not self.keys:
+            try:
+                if not select.select([self.fd], [], [], 0)[0]:
+                    return None
+                data = os.read(self.fd, 1024)
+            except OSError:
+                data = b""
+            keys = list(data.decode("utf-8", "replace")) if data else ["q"]
+            # r pressed many times at once is one repeat (not a queue of them)
+            self.keys = [k for i, k in enumerate(keys) if not (k == "r" and keys[i - 1:i] == ["r"])]
+        return self.keys.pop(0)
 
     def close(self) -> None:
         if self.saved is not None:
             import termios
 
-            termios.tcsetattr(sys.stdin, termios.TCSADRAIN, self.saved)
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
 
 @dataclass
@@ -282,7 +310,7 @@ class DescribeLoop:
             self._speak(said, frame, interrupt=True)
         elif key == "r":
             self.log.write("key", -1, key="repeat")
-            self._speak(self.last_spoken or "nothing described yet", kind="notice")
+            self._speak(self.last_spoken or "nothing described yet", kind="repeat")
         elif key == "q":
             self.log.write("key", -1, key="quit")
             self.stop.set()
@@ -367,6 +395,9 @@ class DescribeLoop:
                 self._step(keys)
                 if self.cfg.max_frames and self.frames >= self.cfg.max_frames and self.held is None:
                     break
+            while self.held is not None:  # q just after Enter: the description is still said
+                self._release()  # (its slow channels' wait is bounded by slow_wait_s)
+                time.sleep(0.01)
         finally:
             notify("STOPPING=1")
             if keys is not None:

@@ -9,6 +9,7 @@ once and carries on; the rest of the loop never notices.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from runtime.options import check, number
+from runtime.options import check, number, regular_output
 
 RATE = 22050  # espeak-ng's output rate, mono 16-bit
 
@@ -43,12 +44,17 @@ class SpeechConfig:
         check(self, "volume", number(self.volume) and 0 < self.volume <= 1,
               "use more than 0 up to 1 (--no-speak for silence)")
         check(self, "gap_s", number(self.gap_s) and 0 <= self.gap_s <= 10, "use 0..10 seconds")
+        check(self, "record", self.record is None or (isinstance(self.record, str) and
+                                                      regular_output(self.record)),
+              "not a regular file (a FIFO or socket): give a WAV file's path")
 
 
 @dataclass
 class Utterance:
     text: str
-    kind: str = "caption"  # caption | notice: notices (start, camera lost, keys) are never dropped
+    kind: str = "caption"  # caption | notice | repeat: notices (start, camera lost, keys) are
+    # never dropped; a caption replaces one waiting, and a repeat (manual mode's "r") one
+    # waiting or being said, so pressing r ten times says the description once more, not ten
     t_request: float = 0.0  # time.monotonic() when asked for
     frame: int = -1
     t_capture: float | None = None  # time.monotonic() when its frame was captured
@@ -74,18 +80,55 @@ class Pyttsx3Engine:
             if not match:
                 raise RuntimeError(f"no voice matches {cfg.voice!r}")
             self.engine.setProperty("voice", match[0].id)
-        self.tmp = Path(tempfile.mkdtemp(prefix="scenespeak-tts-")) / "u.wav"
+        self.folder = scratch()
+        self.tmp = self.folder / "u.wav"
 
     @property
     def voice(self) -> str:
         return str(self.engine.getProperty("voice"))
 
     def render(self, text: str) -> bytes:
+        """16-bit mono PCM of `text`; RuntimeError where it could not be rendered (a full
+        folder leaves espeak's file empty or cut short)."""
+        try:
+            self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         with contextlib.redirect_stdout(io.StringIO()):  # the espeak driver prints each save
             self.engine.save_to_file(text, str(self.tmp))
             self.engine.runAndWait()
-        with wave.open(str(self.tmp), "rb") as w:
-            return w.readframes(w.getnframes())
+        try:
+            with wave.open(str(self.tmp), "rb") as w:
+                return w.readframes(w.getnframes())
+        except (OSError, EOFError, wave.Error) as e:
+            raise RuntimeError(f"cannot render speech in {self.folder} ({e}); is it full?") from None
+
+    def close(self) -> None:
+        """Removes its folder (and the last utterance in it)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def scratch() -> Path:
+    """A folder of this run's own to render speech in, where 1 MB can be written: the temp
+    folder ($TMPDIR), else /dev/shm, else SceneSpeak's cache. RuntimeError where none can."""
+    from runtime.model.session import cache_root
+
+    tried = []
+    for base in (tempfile.gettempdir(), "/dev/shm", str(cache_root())):
+        folder = None
+        try:
+            Path(base).mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="scenespeak-tts-", dir=base))
+            with open(folder / "probe", "wb") as f:  # room for a long utterance
+                f.write(b"\0" * 2 ** 20)
+            (folder / "probe").unlink()
+            atexit.register(shutil.rmtree, folder, True)  # whoever forgets close()
+            return folder
+        except OSError as e:
+            tried.append(f"{base}: {e.strerror or e}")
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+    raise RuntimeError("no folder to render speech in (" + "; ".join(tried) + ")")
 
 
 class SpeechWorker:
@@ -127,8 +170,10 @@ class SpeechWorker:
             t_capture: float | None = None) -> None:
         u = Utterance(text, kind, time.monotonic(), frame, t_capture)
         with self._cond:
-            if kind == "caption":  # the newest caption replaces one still waiting
-                self._pending = [p for p in self._pending if p.kind != "caption"]
+            if kind in ("caption", "repeat"):  # the newest replaces one of its kind waiting
+                self._pending = [p for p in self._pending if p.kind != kind]
+            if kind == "repeat" and self._player and self._playing and self._playing.kind == "repeat":
+                self._player.terminate()
             self._pending.append(u)
             if interrupt and self._player and self._playing and self._playing.kind == "caption":
                 self._player.terminate()
@@ -182,6 +227,13 @@ class SpeechWorker:
                     self._busy = False
                     self._cond.notify_all()
         self._close_record()
+        self._close_engine()
+
+    def _close_engine(self) -> None:
+        """The engine's own folder goes with it (no scenespeak-tts-* left behind)."""
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
 
     def _render(self, u: Utterance) -> bytes | None:
         for attempt in range(2):  # an engine that dies mid-utterance is restarted, and the
@@ -191,6 +243,7 @@ class SpeechWorker:
                 return self.engine.render(u.text)
             except Exception as e:
                 self.on_event("warning", message=f"speech engine failed ({e}); restarting it")
+                self._close_engine()
                 try:
                     self.engine = self.engine_factory(self.cfg)
                 except Exception as e2:

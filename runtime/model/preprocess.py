@@ -13,38 +13,74 @@ import numpy as np
 
 from runtime.errors import InputError
 
-MAX_PIXELS = 50_000_000  # larger images are refused before decoding (a 20000 x 20000 PNG is 1.2 GB)
+from runtime import MAX_PIXELS  # larger images are refused before decoding (a 20000 x 20000
+# PNG is 1.2 GB); the same limit is OpenCV's own for every format (OPENCV_IO_MAX_IMAGE_PIXELS)
+
+# EXIF orientation (tag 0x0112) -> what makes the stored pixels upright: (rotation, mirror)
+ORIENTATION = {2: (None, True), 3: (cv2.ROTATE_180, False), 4: (cv2.ROTATE_180, True),
+               5: (cv2.ROTATE_90_CLOCKWISE, True), 6: (cv2.ROTATE_90_CLOCKWISE, False),
+               7: (cv2.ROTATE_90_COUNTERCLOCKWISE, True), 8: (cv2.ROTATE_90_COUNTERCLOCKWISE, False)}
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file's pixels as OpenCV decodes them, or one InputError naming the problem: a
-    folder, a FIFO or device (never opened: reading one can block forever), an image whose
-    header claims more than MAX_PIXELS (checked before decoding), or one that does not decode."""
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{path}: is a folder, not an image (describe plays a folder)")
-    if not p.exists():
-        raise InputError(f"{path}: no such image file")
-    if not p.is_file():
-        raise InputError(f"{path}: not a regular file (a FIFO or device), skipped")
+def _header(p: Path) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) from the header where PIL knows the format, else
+    (0, 0, 1): OpenCV's own pixel limit decides then."""
     try:
         from PIL import Image  # matplotlib's dependency: reads only the header here
 
         Image.MAX_IMAGE_PIXELS = None  # its own bomb check raises without the size; ours is below
         with Image.open(p) as im:
             w, h = im.size
-    except Exception:  # not a format PIL knows: OpenCV decides below
-        w = h = 0
-    if w * h > MAX_PIXELS:
-        raise InputError(f"{path}: {w}x{h} pixels is over the {MAX_PIXELS // 1_000_000}-megapixel "
-                         "limit for an image")
+            try:
+                orientation = int(im.getexif().get(0x0112, 1))
+            except Exception:  # a damaged EXIF block: the pixels as stored
+                orientation = 1
+            return w, h, orientation
+    except Exception:
+        return 0, 0, 1
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The decoded pixels turned as the photo's EXIF orientation says (a phone's portrait
+    photo is often stored sideways with tag 6)."""
+    rotation, mirror = ORIENTATION.get(orientation, (None, False))
+    if mirror:
+        image = cv2.flip(image, 1)
+    return cv2.rotate(image, rotation) if rotation is not None else image
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file's pixels as OpenCV decodes them, upright as its EXIF orientation says, or
+    one InputError naming the problem: a folder, a FIFO or device (never opened: reading one
+    can block forever), a name the system refuses (too long), an image whose header claims
+    more than MAX_PIXELS (checked before decoding, and by OpenCV for every format), or one that
+    does not decode. The file is read as bytes and decoded in memory, so any name the file
+    system holds works (OpenCV's imread crashes on a name that is not UTF-8)."""
+    p = Path(path)
     try:
-        image = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
+        if p.is_dir():
+            raise InputError(f"{path}: is a folder, not an image (describe plays a folder)")
+        if not p.exists():
+            raise InputError(f"{path}: no such image file")
+        if not p.is_file():
+            raise InputError(f"{path}: not a regular file (a FIFO or device), skipped")
+        w, h, orientation = _header(p)
+        if w * h > MAX_PIXELS:
+            raise InputError(f"{path}: {w}x{h} pixels is over the {MAX_PIXELS // 1_000_000}-megapixel "
+                             "limit for an image")
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as e:  # a name over 255 bytes, a file that vanished or cannot be read
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as e:  # OpenCV's pixel limit, read from the header of any format
+        if "MAX_IMAGE_PIXELS" in str(e):
+            raise InputError(f"{path}: over the {MAX_PIXELS // 1_000_000}-megapixel limit for an "
+                             "image") from None
         image = None
     if image is None or not image.size:
         raise InputError(f"{path}: cannot decode image")
-    return image
+    return upright(image, orientation) if orientation != 1 else image
 
 
 @dataclass(frozen=True)

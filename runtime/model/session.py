@@ -9,6 +9,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+if hasattr(ort, "disable_telemetry_events"):  # the environment (runtime/__init__.py) did it
+    ort.disable_telemetry_events()  # already; this holds where onnxruntime came in first
+
 from runtime.errors import BundleError
 from runtime.options import check, number
 

@@ -1,0 +1,255 @@
+"""What an adversarial trial broke, each held by a test: privacy (ONNX Runtime's telemetry),
+odd file names and images, locales, outputs, and words that were never said. Every input is
+made here, at run time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REAL_MODEL, ROOT, read_events, run_cli
+
+PHOTOS = ROOT / "assets" / "photos"
+
+
+def _env(tmp_path, **extra) -> dict:
+    """The environment of a run whose HOME and TMPDIR are fresh folders, ONNX Runtime's
+    telemetry switch removed (as on a user's machine)."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir(exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    return {**env, "HOME": str(home), "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(home / ".cache"), **extra}
+
+
+def _run(args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# 1. privacy
+def test_a_run_leaves_no_onnx_runtime_telemetry_files(tmp_path):
+    env = _env(tmp_path)
+    r = _run(["runtime", "caption", str(PHOTOS / "chelsea.jpg")], env)
+    assert r.returncode == 0, r.stderr
+    left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()
+            and ("onnxruntime" in str(p).lower() or "Microsoft" in str(p) or p.suffix == ".ses")]
+    assert not left, left
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")
+def test_describe_opens_no_network_socket(tmp_path):
+    """The whole sample clip (about 11 s: ONNX Runtime's telemetry looked up its servers 7 s
+    in), every process traced: no internet socket is ever connected or sent to."""
+    trace = tmp_path / "trace.txt"
+    env = _env(tmp_path)
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect,sendto", "-o", str(trace),
+                        sys.executable, "-m", "runtime", "describe", "assets/sample_photos.mp4",
+                        "--no-speak"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    calls = trace.read_text().splitlines()
+    inet = [c for c in calls if "AF_INET" in c]
+    assert not inet, inet[:5]
+
+
+def test_doctor_says_telemetry_is_off():
+    r = run_cli("runtime", "doctor")
+    assert "telemetry" in r.stdout and "off" in r.stdout.split("telemetry", 1)[1].splitlines()[0], r.stdout
+
+
+# 18. --find takes real names
+def test_find_takes_every_real_name_with_its_hyphens_and_capitals():
+    from runtime.app.loop import LoopConfig
+    from runtime.app.policies import Find
+    from runtime.channels import coco
+    from runtime.channels.compose import Description
+    from runtime.model.bundle import load_bundle
+
+    names = sorted(set(load_bundle(REAL_MODEL).object_names()) | set(coco.WORDS))
+    refused = []
+    for name in names:
+        try:
+            LoopConfig(find=name)
+        except Exception:
+            refused.append(name)
+    assert not refused, refused
+    for name in ("T-shirt", "Band-Aid", "go-kart"):
+        find = Find(name)
+        d = Description("", (), places=((name.lower(), "left"),))
+        assert find.decide(d, 0).text == f"{name.lower()} on your left"
+    for bad in ("<script>", "cup;rm", "---", ""):
+        if bad:
+            with pytest.raises(Exception, match="find"):
+                LoopConfig(find=bad)
+
+
+# 2, 3, 6. file names: not UTF-8, too long, with control characters
+def _odd_folder(tmp_path) -> tuple[str, str]:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    latin = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.jpg")  # 'café' in Latin-1 bytes
+    shutil.copy(PHOTOS / "coffee.jpg", latin)
+    forged = str(folder / "b\nerror: forged\x1b[31m.jpg")
+    shutil.copy(PHOTOS / "chelsea.jpg", forged)
+    return latin, forged
+
+
+def test_names_that_are_not_utf8_or_hold_control_characters_are_captioned_on_one_line_each(tmp_path):
+    latin, forged = _odd_folder(tmp_path)
+    r = run_cli("runtime", "caption", latin, forged, str(PHOTOS / "rocket.jpg"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and "Traceback" not in r.stderr, r.stdout
+    assert lines[0].split("\t")[0].endswith("caf\\udce9.jpg")
+    assert "b\\nerror: forged\\x1b[31m.jpg" in lines[1] and "\x1b" not in r.stdout
+    r = run_cli("runtime", "caption", forged + ".missing")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "\x1b" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_describe_a_folder_of_odd_names_says_each_and_ends(tmp_path):
+    _odd_folder(tmp_path)
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(tmp_path / "odd"), "--no-speak", "--log", str(log),
+                "--model", str(REAL_MODEL))
+    assert r.returncode == 0, r.stderr
+    events = read_events(log)
+    assert events[-1]["event"] == "end"
+    assert len([e for e in events if e["event"] == "spoken" and e["kind"] == "caption"]) == 2
+
+
+def test_a_name_over_255_bytes_is_one_line_for_an_image_a_model_and_a_device(tmp_path):
+    long = str(tmp_path / ("x" * 300 + ".jpg"))
+    for args in (["caption", long], ["caption", str(PHOTOS / "rocket.jpg"), "--model", long],
+                 ["caption", str(PHOTOS / "rocket.jpg"), "--device", "y" * 300]):
+        r = run_cli("runtime", *args)
+        assert r.returncode == 2, (args[1:], r.stderr)
+        assert r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+# 7. the pixel limit holds for every format
+def hdr_bomb(side: int = 10000) -> bytes:
+    """A valid Radiance HDR file of side x side pixels, run-length coded into 6 MB: it decodes
+    to gigabytes."""
+    line = bytes([2, 2, side >> 8, side & 255])
+    runs = []
+    for _ in range(4):  # R, G, B and the shared exponent, each in runs of 127
+        left = side
+        while left:
+            n = min(127, left)
+            runs += [128 + n, 128]
+            left -= n
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (side, side) + (line + bytes(runs)) * side
+
+
+def test_a_radiance_hdr_bomb_renamed_jpg_is_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "d" / "sunset.jpg"
+    bomb.parent.mkdir()
+    bomb.write_bytes(hdr_bomb())
+    r = run_cli("runtime", "caption", str(bomb), str(PHOTOS / "rocket.jpg"), timeout=60)
+    assert r.returncode == 2 and "megapixel limit" in r.stderr, r.stderr
+    assert len(r.stdout.splitlines()) == 1  # the rest of the batch still runs
+
+
+# 9. FIFOs as outputs
+def test_fifos_as_log_or_recording_are_refused_in_one_line(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for flag in ("--log", "--speech-wav"):
+        r = run_cli("runtime", "describe", str(PHOTOS), flag, str(fifo), "--no-speak", timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith(f"error: {flag} ") and "FIFO" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+# 17. EXIF orientation
+def test_a_phone_photo_stored_sideways_is_described_upright(tmp_path):
+    """A cat on the left of a wide photo, stored turned a quarter and tagged EXIF orientation
+    6 (as phones store portrait shots): read upright, and the cat is on the left."""
+    from PIL import Image
+
+    from runtime.model.preprocess import read_image
+
+    wide = np.full((720, 1280, 3), 128, np.uint8)
+    wide[150:570, 0:420] = cv2.resize(cv2.imread(str(PHOTOS / "chelsea.jpg")), (420, 420))
+    stored = cv2.rotate(wide, cv2.ROTATE_90_COUNTERCLOCKWISE)  # tag 6 turns it back clockwise
+    path = tmp_path / "phone.jpg"
+    image = Image.fromarray(stored[:, :, ::-1])
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(path, quality=92, exif=exif.tobytes())
+    upright = read_image(path)
+    assert upright.shape == wide.shape
+    assert np.abs(upright.astype(int) - wide).mean() < 4
+    import json
+
+    r = run_cli("runtime", "caption", str(path), "--json", "--channel", "objects")
+    assert r.returncode == 0, r.stderr
+    objects = json.loads(r.stdout)["objects"]
+    assert objects[0]["name"].endswith("cat") and objects[0]["where"] == "left", objects
+
+
+# 8. the voice's temp folder
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_speech_leaves_no_temp_folder_and_a_full_temp_folder_is_warned_of_and_spoken_past(tmp_path):
+    env = _env(tmp_path)
+    log = tmp_path / "log.jsonl"
+    r = _run(["runtime", "describe", str(PHOTOS), "--no-speak", "--max-frames", "2", "--log", str(log)], env)
+    assert r.returncode == 0, r.stderr
+    assert not list((tmp_path / "tmp").glob("scenespeak-tts-*"))
+    spoken = [e for e in read_events(log) if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert len(spoken) == 2
+
+
+# 16. manual mode
+def test_manual_mode_with_stdin_closed_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "runtime", "describe", "--mode", "manual", "--no-speak"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.close(0))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("error: --mode manual: standard input is closed") and len(r.stderr.splitlines()) == 1
+
+
+def _manual_on_a_pty(tmp_path, writes: list[tuple[float, bytes]]) -> list[dict]:
+    """describe --mode manual on the sample clip with a pseudo-terminal as its keyboard; each
+    (pause, bytes) is typed after the pause (the first once it is ready)."""
+    import pty
+    import time
+
+    log = tmp_path / "log.jsonl"
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "runtime", "describe", "assets/sample_photos.mp4",
+                          "--mode", "manual", "--no-speak", "--log", str(log)], cwd=ROOT,
+                         stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (log.exists() and '"start"' in log.read_text()):
+            time.sleep(0.1)
+        for pause, data in writes:
+            time.sleep(pause)
+            os.write(master, data)
+        p.wait(timeout=60)
+    finally:
+        p.kill() if p.poll() is None else None
+        os.close(master)
+    assert p.returncode == 0, p.stderr.read()
+    return read_events(log)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_manual_keys_typed_together_are_each_handled_at_once_and_q_after_enter_still_says_it(tmp_path):
+    events = _manual_on_a_pty(tmp_path, [(1.0, b"\nr"), (2.0, b"r" * 20), (0.3, b"\nq")])
+    keys = [e for e in events if e["event"] == "key"]
+    assert [k["key"] for k in keys[:2]] == ["describe", "repeat"]
+    assert keys[1]["t"] - keys[0]["t"] < 0.5, keys[:2]  # not when the next key comes
+    said = [e for e in events if e["event"] == "spoken"]
+    repeats = [e for e in said if e["kind"] == "repeat"]
+    assert 1 <= len(repeats) <= 4, len(repeats)  # 21 presses: not 21 repeats queued
+    captions = [e for e in said if e["kind"] == "caption"]
+    assert len(captions) == 2, [e["caption"] for e in said]  # the Enter just before q too
+    assert events[-1]["event"] == "end"
