@@ -253,3 +253,73 @@ def test_manual_keys_typed_together_are_each_handled_at_once_and_q_after_enter_s
     captions = [e for e in said if e["kind"] == "caption"]
     assert len(captions) == 2, [e["caption"] for e in said]  # the Enter just before q too
     assert events[-1]["event"] == "end"
+
+
+# 4. extreme aspect ratios
+def test_a_banner_and_a_sliver_are_read_without_a_channel_failing(tmp_path):
+    from signs import FONTS, board
+
+    sign = board("PLATFORM 2 THIS WAY", FONTS[0], 40, ((0, 110, 0), (255, 255, 255)))
+    banner = np.full((sign.shape[0], 2400, 3), 40, np.uint8)  # a 43:1 strip
+    banner[:, 900:900 + sign.shape[1]] = sign
+    rocket = cv2.imread(str(PHOTOS / "rocket.jpg"))
+    paths = []
+    for name, image in (("banner.png", banner), ("wide.png", cv2.resize(rocket, (3000, 20))),
+                        ("tall.png", cv2.resize(rocket, (20, 3000))), ("dot.png", rocket[:1, :1])):
+        paths.append(str(tmp_path / name))
+        cv2.imwrite(paths[-1], image)
+    r = run_cli("runtime", "caption", *paths, "--channel", "caption,text")
+    assert r.returncode == 0 and "failed" not in r.stderr, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and lines[0].endswith("Sign: PLATFORM 2 THIS WAY"), lines
+
+
+# 5. a locale whose codec cannot write what a sign says
+@pytest.fixture(scope="module")
+def latin1(tmp_path_factory) -> dict:
+    """The environment of a user whose locale is ISO-8859-1 (built here with localedef)."""
+    where = tmp_path_factory.mktemp("locale")
+    if shutil.which("localedef") is None or subprocess.run(
+            ["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(where / "en_US.ISO-8859-1")],
+            capture_output=True).returncode not in (0, 1) or not (where / "en_US.ISO-8859-1").exists():
+        pytest.skip("cannot build an ISO-8859-1 locale here (localedef)")
+    env = {**os.environ, "LOCPATH": str(where), "LANG": "en_US.ISO-8859-1", "LC_ALL": "en_US.ISO-8859-1"}
+    check = subprocess.run([sys.executable, "-c", "import sys; print(sys.stdout.encoding)"], env=env,
+                           capture_output=True, text=True)
+    assert check.stdout.strip() == "iso8859-1"
+    return env
+
+
+def _arrow_sign(tmp_path, text: str = "EXIT →") -> np.ndarray:
+    from signs import FONTS, board
+
+    sign = board(text, FONTS[0], 48, ((255, 255, 255), (0, 0, 0)))
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    frame[200:200 + sign.shape[0], 50:50 + sign.shape[1]] = sign
+    return frame
+
+
+def test_caption_prints_an_arrow_and_a_euro_in_a_latin1_locale(tmp_path, latin1):
+    path = tmp_path / "price.png"
+    cv2.imwrite(str(path), _arrow_sign(tmp_path, "PRICE €5 →"))
+    r = subprocess.run([sys.executable, "-m", "runtime", "caption", str(path), "--channel", "text"],
+                       cwd=ROOT, env=latin1, capture_output=True, timeout=120)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr.decode("latin-1")
+    assert r.stdout.decode("latin-1").strip().endswith("Sign: PRICE \\u20ac5 \\u2192")
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_a_sign_with_an_arrow_is_spoken_in_a_latin1_locale(tmp_path, latin1):
+    clip = tmp_path / "arrow.mp4"
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
+    for _ in range(20):
+        out.write(_arrow_sign(tmp_path))
+    out.release()
+    log = tmp_path / "log.jsonl"
+    r = subprocess.run([sys.executable, "-m", "runtime", "describe", str(clip), "--channel", "text",
+                        "--no-speak", "--log", str(log)], cwd=ROOT, env=latin1, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode("latin-1")
+    events = read_events(log)
+    assert not [e for e in events if e["event"] == "warning" and "speech failed" in e["message"]]
+    said = [e["caption"] for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert said == ["Sign: EXIT →"], said

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from runtime.channels.base import Context, Findings, Setup
@@ -135,6 +136,7 @@ class TextReader:
     def read(self, frame: np.ndarray, everything: bool = False) -> list[TextLine]:
         """BGR frame -> its lines in reading order (all of them with `everything`, else those
         scored at least min_score)."""
+        frame = padded(frame)
         out = self.engine(frame)
         if out.boxes is None or out.txts is None:
             return []
@@ -148,6 +150,18 @@ class TextReader:
             box = (int(q[:, 0].min()), int(q[:, 1].min()), int(q[:, 0].max()), int(q[:, 1].max()))
             lines.append(TextLine(text, float(score), box, third(box[0], box[2], width)))
         return reading_order(lines)
+
+
+def padded(frame: np.ndarray, most: float = 8.0, least: int = 32) -> np.ndarray:
+    """The frame padded at its right or bottom (boxes keep their coordinates) to at most `most`
+    times as long as it is wide, and `least` pixels a side: the detector scales the longest
+    side to `side`, and a 3000x20 banner would shrink to nothing (RapidOCR fails on it)."""
+    h, w = frame.shape[:2]
+    height, width = max(h, least, int(np.ceil(w / most))), max(w, least, int(np.ceil(h / most)))
+    if (height, width) == (h, w):
+        return frame
+    fill = int(np.median(frame)) if frame.size else 255  # the banner's own background, roughly
+    return cv2.copyMakeBorder(frame, 0, height - h, 0, width - w, cv2.BORDER_CONSTANT, value=(fill,) * 3)
 
 
 def _engine_cache() -> Path:
