@@ -323,3 +323,57 @@ def test_a_sign_with_an_arrow_is_spoken_in_a_latin1_locale(tmp_path, latin1):
     assert not [e for e in events if e["event"] == "warning" and "speech failed" in e["message"]]
     said = [e["caption"] for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
     assert said == ["Sign: EXIT →"], said
+
+
+# 14. a one-frame video, a very high frame rate
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+@pytest.mark.parametrize("fps, frames", [(10, 1), (500, 100)])
+def test_a_one_frame_or_500_fps_video_is_said(tmp_path, fps, frames):
+    """One frame at 10 fps; 0.2 s at 500 fps (realtime play skips most frames)."""
+    clip = tmp_path / "clip.mp4"
+    cat = cv2.resize(cv2.imread(str(PHOTOS / "chelsea.jpg")), (640, 480))
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    for _ in range(frames):
+        out.write(cat)
+    out.release()
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(clip), "--no-speak", "--log", str(log), "--model", str(REAL_MODEL))
+    assert r.returncode == 0, r.stderr
+    said = [e["caption"] for e in read_events(log) if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert len(said) == 1 and "cat" in said[0], said
+
+
+# 10. frames are rate-capped
+def _cpu_s(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_2000_fps_stream_of_a_still_scene_leaves_the_cores_idle(tmp_path):
+    """A still scene served over MJPEG on loopback as fast as it can go: describe decodes at
+    most the profile's 30 frames a second, so most of a core stays idle."""
+    import time
+
+    from mjpeg_server import MjpegServer
+
+    still = cv2.resize(cv2.imread(str(PHOTOS / "rocket.jpg")), (640, 480))
+    server = MjpegServer([still], fps=2000).start()
+    log = tmp_path / "log.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "runtime", "describe", server.url, "--no-speak",
+                          "--log", str(log), "--channel", "caption"], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (log.exists() and '"spoken"' in log.read_text()):
+            time.sleep(0.2)
+        time.sleep(2.0)  # the scene said: from now on it is still
+        served0, cpu0, t0 = server.served, _cpu_s(p.pid), time.monotonic()
+        time.sleep(4.0)
+        used = (_cpu_s(p.pid) - cpu0) / (time.monotonic() - t0)
+        rate = (server.served - served0) / (time.monotonic() - t0)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        server.stop()
+    print(f"\nstill scene at {rate:.0f} frames/s served: describe used {used:.0%} of a core")
+    assert used < 0.35, used  # before the cap: 600-700 frames/s taken, a whole core

@@ -194,6 +194,8 @@ class DescribeLoop:
         self.frames = 0
         self.captions = 0
         self.latest: Frame | None = None  # manual mode: the frame Enter describes
+        self.undecided: tuple | None = None  # (frame, fast findings, Description) the policy
+        # held back, for its flush() when the file ends
         self._stats_at = (time.monotonic(), 0)  # (time, frames) of the last stats event
 
     def _speak(self, text: str, frame: Frame | None = None, kind: str = "caption",
@@ -288,6 +290,7 @@ class DescribeLoop:
             self._say(None, frame, fast, d)  # it decides on everything (or only slow channels
             return  # speak: the fast findings alone cannot tell one scene from another)
         say = self.policy.decide(d, time.monotonic())
+        self.undecided = None if say is not None else (frame, fast, d)
         if say is not None:
             self._say(say, frame, fast, d)
 
@@ -395,6 +398,11 @@ class DescribeLoop:
                 self._step(keys)
                 if self.cfg.max_frames and self.frames >= self.cfg.max_frames and self.held is None:
                     break
+            if self.undecided is not None and not self.stop.is_set() and not self.source.live:
+                frame, fast, d = self.undecided  # the file ended on a scene not yet said
+                say = self.policy.flush(d)
+                if say is not None:
+                    self._say(say, frame, fast, d)
             while self.held is not None:  # q just after Enter: the description is still said
                 self._release()  # (its slow channels' wait is bounded by slow_wait_s)
                 time.sleep(0.01)

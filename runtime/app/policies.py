@@ -44,6 +44,10 @@ class Policy(Protocol):
     def reset(self) -> None:
         """Forget what was seen and said: the next scene is new."""
 
+    def flush(self, d) -> Say | None:
+        """The source has ended: what to say of its last description, which `decide` held
+        back (a one-frame video, a scene cut short), or None."""
+
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
     """8-bit BGR frame -> 32x32 gray, for the change gate."""
@@ -78,6 +82,9 @@ class Base:
 
     scenes_each = waits_for_speech = complete = False
 
+    def flush(self, d) -> Say | None:
+        return None
+
 
 class Change(Base):
     """Describe when the scene changes; say a description once it came out the same on
@@ -105,6 +112,13 @@ class Change(Base):
     def reset(self):
         self.gate.reset()
         self.pending = self.last_key = None
+
+    def flush(self, d):
+        """A description not yet stable when the file ended is said, unless it was just said."""
+        if d.key == self.last_key:
+            return None
+        self.pending, self.last_key = None, d.key
+        return Say(d.text, d.key, interrupt=True)
 
 
 class Interval(Base):

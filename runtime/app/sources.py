@@ -192,6 +192,7 @@ class LiveSource:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._index = 0
+        self.period = 1.0 / cfg.fps if cfg.fps and cfg.fps > 0 else 0.0  # the least time between frames
         cap = self._open()
         if cap is None:  # said and logged by the loop, and retried as for a lost camera
             self.events.put(("source_lost", {"source": self.name, "reason": "cannot open source",
@@ -239,6 +240,11 @@ class LiveSource:
                     self._latest = Frame(image, self._index, now)
                     self._index += 1
                     self._cond.notify_all()
+                # no faster than the device profile's camera rate: a 2000 fps stream would
+                # spend a core decoding frames that nobody looks at (a stream that sends more
+                # waits in its socket; a camera at its own rate is never held back)
+                if self._stop.wait(max(0.0, now + self.period - time.monotonic())):
+                    break
                 continue
             if lost_since is None:
                 lost_since = time.monotonic()
