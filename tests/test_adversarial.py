@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -377,3 +378,32 @@ def test_a_2000_fps_stream_of_a_still_scene_leaves_the_cores_idle(tmp_path):
         server.stop()
     print(f"\nstill scene at {rate:.0f} frames/s served: describe used {used:.0%} of a core")
     assert used < 0.35, used  # before the cap: 600-700 frames/s taken, a whole core
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_a_full_temp_folder_is_warned_of_once_and_every_description_is_still_spoken(tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        with open(full / "fill", "wb") as f:
+            try:
+                f.write(b"\0" * 2 ** 20)
+            except OSError:
+                pass  # full now
+        shm = set(Path("/dev/shm").glob("scenespeak-tts-*")) if Path("/dev/shm").is_dir() else set()
+        log = tmp_path / "log.jsonl"
+        r = _run(["runtime", "describe", str(PHOTOS), "--no-speak", "--max-frames", "3", "--log", str(log)],
+                 {**os.environ, "TMPDIR": str(full)}, timeout=120)
+        assert r.returncode == 0, r.stderr
+        events = read_events(log)
+        spoken = [e for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+        assert len(spoken) == 3
+        warned = [e["message"] for e in events if e["event"] == "warning"]
+        assert len([w for w in warned if str(full) in w]) == 1, warned
+        after = set(Path("/dev/shm").glob("scenespeak-tts-*")) if Path("/dev/shm").is_dir() else set()
+        assert after == shm  # cleaned up wherever it rendered
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)

@@ -80,8 +80,9 @@ class Pyttsx3Engine:
             if not match:
                 raise RuntimeError(f"no voice matches {cfg.voice!r}")
             self.engine.setProperty("voice", match[0].id)
-        self.folder = scratch()
+        self.folder, passed = scratch()
         self.tmp = self.folder / "u.wav"
+        self.warning = (f"speech is rendered in {self.folder}, as " + "; ".join(passed)) if passed else None
 
     @property
     def voice(self) -> str:
@@ -108,13 +109,16 @@ class Pyttsx3Engine:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def scratch() -> Path:
-    """A folder of this run's own to render speech in, where 1 MB can be written: the temp
-    folder ($TMPDIR), else /dev/shm, else SceneSpeak's cache. RuntimeError where none can."""
+def scratch() -> tuple[Path, list[str]]:
+    """(a folder of this run's own to render speech in, where 1 MB can be written: the temp
+    folder ($TMPDIR), else /dev/shm, else SceneSpeak's cache; why those before it could not
+    be used). RuntimeError where none can."""
     from runtime.model.session import cache_root
 
     tried = []
-    for base in (tempfile.gettempdir(), "/dev/shm", str(cache_root())):
+    bases = [os.environ.get("TMPDIR"), tempfile.gettempdir(), "/dev/shm", str(cache_root())]
+    for base in dict.fromkeys(b for b in bases if b):  # Python's gettempdir() passes over a
+        # full $TMPDIR without a word: it is tried first, so the user hears of it
         folder = None
         try:
             Path(base).mkdir(parents=True, exist_ok=True)
@@ -123,9 +127,9 @@ def scratch() -> Path:
                 f.write(b"\0" * 2 ** 20)
             (folder / "probe").unlink()
             atexit.register(shutil.rmtree, folder, True)  # whoever forgets close()
-            return folder
+            return folder, tried
         except OSError as e:
-            tried.append(f"{base}: {e.strerror or e}")
+            tried.append(f"{base} is not usable ({e.strerror or e})")
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
     raise RuntimeError("no folder to render speech in (" + "; ".join(tried) + ")")
@@ -199,6 +203,8 @@ class SpeechWorker:
             try:
                 self.engine = self.engine_factory(self.cfg)
                 self.voice = getattr(self.engine, "voice", None)
+                if getattr(self.engine, "warning", None):  # e.g. a full temp folder
+                    self._warn_once("scratch", self.engine.warning)
             except Exception as e:  # no pyttsx3, no espeak-ng, bad voice: speech is off, loop goes on
                 self._warn_once("engine", f"speech unavailable: {e}")
         if self._aplay is None and self.cfg.play and self.engine is not None:
