@@ -407,3 +407,123 @@ def test_a_full_temp_folder_is_warned_of_once_and_every_description_is_still_spo
         assert after == shm  # cleaned up wherever it rendered
     finally:
         subprocess.run(["umount", str(full)], capture_output=True)
+
+
+# 13. --find in a folder
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_find_in_a_folder_looks_at_every_still_and_logs_each_against_its_own(tmp_path):
+    folder = tmp_path / "a"
+    folder.mkdir()
+    for i, name in enumerate(("coffee", "chelsea", "rocket")):  # the cat second
+        shutil.copy(PHOTOS / f"{name}.jpg", folder / f"{i}.jpg")
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(folder), "--find", "cat", "--no-speak", "--log", str(log),
+                "--model", str(REAL_MODEL))
+    assert r.returncode == 0, r.stderr
+    events = read_events(log)
+    said = [(e["source_frame"] if "source_frame" in e else e["frame"], e["caption"]) for e in events
+            if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert [t for _, t in said] == ["cat ahead"] and said[0][0] == 1, said
+    for channel in ("detector", "text"):
+        assert [e["frame"] for e in events if e["event"] == channel] == [0, 1, 2], channel
+    cats = [e for e in events if e["event"] == "detector" and any(d["class"] == "cat" for d in e["detections"])]
+    assert [e["frame"] for e in cats] == [1]
+
+
+# 11. a new sign in an unchanged scene
+def _wall_with(text: str) -> np.ndarray:
+    from signs import FONTS, board
+
+    wall = cv2.resize(cv2.imread(str(PHOTOS / "camera.jpg")), (640, 480))
+    wall[:] = cv2.GaussianBlur(wall, (0, 0), 8)  # a plain wall, a little texture
+    sign = cv2.resize(board(text, FONTS[0], 40, ((0, 110, 0), (255, 255, 255))), (120, 28),
+                      interpolation=cv2.INTER_AREA)
+    wall[150:178, 170:290] = sign  # every sign on the same small board, in the same place
+    return wall
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_signs_changed_on_an_unchanged_wall_are_each_read_once(tmp_path):
+    from runtime.app.policies import ChangeGate
+
+    texts = ("EXIT", "TOILETS", "STAIRS DOWN", "NO ENTRY")
+    walls = [_wall_with(t) for t in texts]
+    gate = ChangeGate()
+    assert all(gate.passes(w) is (i == 0) for i, w in enumerate(walls))  # the gate sees no change
+    clip = tmp_path / "wall.mp4"
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
+    for wall in walls:
+        for _ in range(70):
+            out.write(wall)
+    out.release()
+    log = tmp_path / "log.jsonl"
+    r = run_cli("runtime", "describe", str(clip), "--channel", "text", "--no-speak", "--log", str(log),
+                "--model", str(REAL_MODEL))
+    assert r.returncode == 0, r.stderr
+    said = [e["caption"] for e in read_events(log) if e["event"] == "spoken" and e["kind"] == "caption"]
+    assert said == [f"Sign: {t}" for t in texts], said
+
+
+# 12. text slower than the description's wait
+def test_slow_text_is_said_when_it_comes_and_logged_with_its_time(monkeypatch):
+    import time
+
+    from conftest import MODEL
+    from runtime.app.eventlog import EventLog
+    from runtime.app.loop import DescribeLoop, LoopConfig
+    from runtime.app.sources import Frame
+    from runtime.channels import registry
+    from runtime.channels.base import Findings
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+
+    class SlowSign:
+        name, slow, key = "slow_sign", True, ""
+
+        def __init__(self, setup):
+            pass
+
+        def run(self, frame, context):
+            time.sleep(0.6)  # a dense page on two cores
+            return Findings(self.name, read="Text: PLATFORM 2", key=("PLATFORM 2",),
+                            report={"text": [{"text": "PLATFORM 2"}]})
+
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
+    registry.register("slow_sign", SlowSign)
+
+    class Voice:
+        def __init__(self):
+            self.said = []
+
+        def say(self, text, kind="caption", frame=-1, interrupt=False, t_capture=None):
+            self.said.append(text)
+
+        def wait_idle(self, timeout):
+            return True
+
+        def close(self):
+            pass
+
+    class OneFrame:
+        live, streaming = False, True
+        events = __import__("queue").Queue()
+
+        def read(self, timeout=1.0):
+            if not self.streaming:
+                return None
+            self.streaming = False
+            return Frame(cv2.resize(cv2.imread(str(PHOTOS / "rocket.jpg")), (320, 240)), 0, time.monotonic())
+
+        def close(self):
+            self.streaming = False
+
+    voice, events = Voice(), []
+    loop = DescribeLoop(Captioner(load_bundle(MODEL), "int8"), OneFrame(), voice,
+                        EventLog(None, echo=events.append),
+                        LoopConfig(channel="caption,slow_sign", slow_wait_s=0.1, stable_frames=1))
+    loop.run()
+    captions = [t for t in voice.said if t not in ("SceneSpeak ready", "SceneSpeak stopped")]
+    assert len(captions) == 2 and "PLATFORM 2" not in captions[0], captions
+    assert captions[1].endswith("Text: PLATFORM 2"), captions
+    logged = [e for e in events if e["event"] == "slow_sign"]
+    assert len(logged) == 1 and logged[0]["ms"] >= 500 and logged[0]["text"] == [{"text": "PLATFORM 2"}]

@@ -67,7 +67,9 @@ class LoopConfig:
     verbosity: str = "brief"  # brief: the most useful first, a page's first lines; full: more
     # names and every line of text
     slow_wait_s: float = 1.5  # a description waits this long at most for the slow channels
-    # (text, the detector) to report on its scene
+    # (text, the detector) to report on its scene; what they find later is said when it comes
+    recheck_s: float = 2.0  # on a still scene, the slow channels look again this often (when
+    # idle), so a new sign on an unchanged wall is read (0: never)
 
     def __post_init__(self):
         check(self, "mode", self.mode in MODES, f"choose one of {', '.join(MODES)}")
@@ -83,12 +85,19 @@ class LoopConfig:
               "use 1..255 grey levels")
         check(self, "change_fraction", number(self.change_fraction) and 0 < self.change_fraction <= 1,
               "use a share in (0, 1]")
+        check(self, "recheck_s", number(self.recheck_s) and (self.recheck_s == 0 or 0.5 <= self.recheck_s <= 3600),
+              "use 0 (never) or 0.5..3600 seconds")
         check(self, "read_timeout_s", number(self.read_timeout_s) and 0 < self.read_timeout_s <= 60,
               "use (0, 60] seconds")
         check(self, "where", self.where in ("words", "clock"), "choose words or clock")
         check(self, "verbosity", self.verbosity in ("brief", "full"), "choose brief or full")
         check(self, "find", isinstance(self.find, str) and len(self.find) <= 100 and
               (not self.find or _findable(self.find)), "use an object's name or a word, e.g. cup")
+
+
+def _reads(findings) -> tuple:
+    """What the slow channels read (text, codes): new reading is a change of its own."""
+    return tuple((f.channel, f.read) for f in findings if f.read)
 
 
 def _findable(name: str) -> bool:
@@ -191,6 +200,11 @@ class DescribeLoop:
         self.last_caption = -1e9  # when the last frame was described: a gap begins a scene
         self.job = 0  # the newest slow channels' job submitted
         self.logged = 0  # the newest slow channels' job logged
+        self.fast: list = []  # the fast findings of the last scene said
+        self.read_said: tuple = ()  # what the slow channels read in what was said last
+        self.new_read: tuple = ((), 0)  # (what a later look read, how many looks in a row)
+        self.overdue = 0  # the slow job a description was said without (too slow), or 0
+        self.looked = time.monotonic()  # when the slow channels last looked (see _recheck)
         self.frames = 0
         self.captions = 0
         self.latest: Frame | None = None  # manual mode: the frame Enter describes
@@ -237,6 +251,7 @@ class DescribeLoop:
             new = self.policy.scenes_each or self.cfg.stills or now - self.last_caption > BURST_S
             job = self.worker.submit(frame.image, frame.index, result, if_idle=not new)
             self.job = job or self.job
+            self.looked = now
         self.last_caption = now
         return result, fast, d
 
@@ -245,6 +260,13 @@ class DescribeLoop:
         if self.worker is None:
             if say is not None:
                 self._speak(say.text, frame, interrupt=say.interrupt)
+            return
+        if say is None and self.held is not None and self.held.say is None and \
+                not self.policy.scenes_each:
+            # a description that decides on the slow findings is already waiting for them:
+            # it keeps its place (replaced by each newer frame, it would wait for ever when
+            # they take longer than a frame, and nothing would be said)
+            self._release()
             return
         self.held = Pending(say, frame, fast, self.job, time.monotonic() + self.cfg.slow_wait_s)
         self._release()
@@ -259,17 +281,61 @@ class DescribeLoop:
         if done is None and time.monotonic() < held.deadline:
             return
         self.held = None
-        if done is not None and done.job > self.logged:  # each job's findings, logged once
-            self.logged = done.job
-            for f in done.findings:
-                self.log.write(f.channel, done.index, ms=done.ms.get(f.channel), **f.report)
-        if done is None:
+        if done is not None:
+            self._log_job(done)
+        else:
+            self.overdue = held.job
             self.log.write("warning", held.frame.index, message="the slow channels took longer "
-                           f"than {self.cfg.slow_wait_s} s; said without them")
+                           f"than {self.cfg.slow_wait_s} s; said without them, and what they find "
+                           "is said when it comes")
         d = self.channels.compose(held.fast + (done.findings if done else []))
+        self.fast = held.fast
         say = held.say or self.policy.decide(d, time.monotonic())
         if say is not None:
             self._speak(say.text if held.say is None else d.text, held.frame, interrupt=say.interrupt)
+            self.read_said = _reads(done.findings) if done else self.read_said
+
+    def _log_job(self, done) -> None:
+        """Each slow job's findings, logged once (with how long each channel took)."""
+        if done.job > self.logged:
+            self.logged = done.job
+            for f in done.findings:
+                self.log.write(f.channel, done.index, ms=done.ms.get(f.channel), **f.report)
+
+    def _late(self) -> None:
+        """Slow findings that came after their scene was said (text slower than slow_wait_s)
+        or from a look at a still scene (recheck_s): logged, and said where they read
+        something new (a new sign on the same wall), with the scene's fast findings."""
+        if self.worker is None or self.held is not None:
+            return
+        done = self.worker.result(self.logged + 1)
+        if done is None:
+            return
+        self._log_job(done)
+        reads = _reads(done.findings)
+        late = self.overdue and done.job >= self.overdue  # the scene said without them
+        if late:
+            self.overdue = 0
+        seen = self.new_read[1] + 1 if self.new_read[0] == reads else 1
+        self.new_read = (reads, seen)
+        if self.policy.complete or not reads or reads == self.read_said or self.stop.is_set():
+            return
+        if late or seen >= 2:  # a look at a still scene: read the same twice (no OCR flicker)
+            self.read_said = reads
+            d = self.channels.compose(self.fast + done.findings)
+            self.speech.say(d.text, "caption", done.index, True)
+            self.last_spoken = d.text
+
+    def _recheck(self, frame) -> None:
+        """A frame the policy passed over (a still scene): the slow channels look at it now
+        and then when idle, so text that appears without the scene changing is read."""
+        now = time.monotonic()
+        if self.worker is None or not self.cfg.recheck_s or self.policy.scenes_each or \
+                now - self.looked < self.cfg.recheck_s or self.held is not None:
+            return
+        self.looked = now
+        job = self.worker.submit(frame.image, frame.index, None, if_idle=True)
+        self.job = job or self.job
 
     def on_frame(self, frame) -> None:
         if frame.image is None:
@@ -281,7 +347,8 @@ class DescribeLoop:
             self.log.write("skipped", frame.index, reason=str(e))
             return
         if not self.policy.wants(frame.image, time.monotonic()):
-            return  # e.g. a static scene: the encoder is skipped
+            self._recheck(frame)  # e.g. a static scene: the encoder is skipped
+            return
         got = self._describe(frame)
         if got is None:
             return
@@ -382,6 +449,7 @@ class DescribeLoop:
             if key:
                 self.on_key(key, self.latest)
         self._release()
+        self._late()
         self._stats()
 
     def run(self) -> int:
@@ -406,6 +474,10 @@ class DescribeLoop:
             while self.held is not None:  # q just after Enter: the description is still said
                 self._release()  # (its slow channels' wait is bounded by slow_wait_s)
                 time.sleep(0.01)
+            late = time.monotonic() + max(5.0, 4 * self.cfg.slow_wait_s)
+            while self.overdue and time.monotonic() < late and not self.stop.is_set():
+                self._late()  # the last scene's slow findings, said when they come
+                time.sleep(0.02)
         finally:
             notify("STOPPING=1")
             if keys is not None:

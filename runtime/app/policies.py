@@ -227,7 +227,10 @@ def make_policy(cfg) -> Policy:
     """The policy a LoopConfig asks for."""
     gate = ChangeGate(cfg.change_delta, cfg.change_fraction)
     if cfg.find:
-        return Find(cfg.find, cfg.where, gate)
+        find = Find(cfg.find, cfg.where, gate)
+        if cfg.each_still and cfg.mode != "manual":  # a folder: each still is looked at in
+            find.waits_for_speech = find.scenes_each = True  # full (slow channels too) in turn
+        return find
     if cfg.each_still and cfg.mode != "manual":
         return Slideshow()
     return {"change": lambda: Change(cfg.stable_frames, gate), "interval": lambda: Interval(cfg.interval_s),
