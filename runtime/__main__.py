@@ -264,7 +264,9 @@ def _add_bench_args(b: argparse.ArgumentParser) -> None:
     from runtime.app.bench import BenchConfig
 
     add_fields(b, BenchConfig, "model", "precisions", "torch", "runs", "rounds", "warmup",
-               "threads", "beam", "images", metavars={"model": "DIR", "images": "DIR", "beam": "K"})
+               "threads", "beam", "images", "memory_frames",
+               metavars={"model": "DIR", "images": "DIR", "beam": "K", "memory_frames": "N"},
+               flags={"memory_frames": "--memory"})
     b.add_argument("--device", default="auto", metavar="NAME", help=_DEVICE_HELP)
     b.set_defaults(model=DEFAULT_MODEL)
     b.add_argument("--json", metavar="PATH", help="write the report as JSON")

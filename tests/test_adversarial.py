@@ -527,3 +527,31 @@ def test_slow_text_is_said_when_it_comes_and_logged_with_its_time(monkeypatch):
     assert captions[1].endswith("Text: PLATFORM 2"), captions
     logged = [e for e in events if e["event"] == "slow_sign"]
     assert len(logged) == 1 and logged[0]["ms"] >= 500 and logged[0]["text"] == [{"text": "PLATFORM 2"}]
+
+
+# 15. a slow camera is slow, not lost
+def test_a_camera_sending_a_frame_every_6_s_keeps_being_described(tmp_path):
+    import signal
+    import time
+
+    from mjpeg_server import MjpegServer
+
+    photos = [cv2.resize(cv2.imread(str(PHOTOS / f"{n}.jpg")), (320, 240)) for n in ("rocket", "chelsea")]
+    server = MjpegServer(photos, fps=1 / 6)
+    server.hold_s = 6  # each frame a new picture
+    server.start()
+    log = tmp_path / "log.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "runtime", "describe", server.url, "--no-speak",
+                          "--log", str(log), "--channel", "caption", "--stable-frames", "1"], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(32)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+        server.stop()
+    events = read_events(log)
+    described = [e for e in events if e["event"] == "caption"]
+    assert len(described) >= 3, [e["event"] for e in events]  # frames at 0, 6, 12, 18, 24, 30 s
+    lost = [e for e in events if e["event"] == "source_lost"]
+    assert len(lost) <= 1  # at most once, while it learns how slow the camera is

@@ -129,7 +129,9 @@ def test_float_frames_with_nan_and_inf_stay_finite(frame):
 
 # --- describe, end to end, with random options and random folders ----------------------------
 
-FILE_KINDS = ("image", "fifo", "empty", "bomb", "truncated")
+FILE_KINDS = ("image", "fifo", "empty", "bomb", "truncated", "wide", "tall")
+NAMES = ("plain", "latin1", "long", "control")  # the file name: 07.png, 07-caf\xe9.png (not
+# UTF-8), 255 bytes, or with a newline and an ANSI escape in it
 option_values = st.fixed_dictionaries({}, optional={
     "--mode": st.sampled_from(["change", "interval", "continuous", "manual", "sometimes"]),
     "--rate": st.integers(-10, 100000).map(str),
@@ -140,19 +142,23 @@ option_values = st.fixed_dictionaries({}, optional={
     "--stats-interval": st.sampled_from(["-5", "0", "0.5", "1", "60", "x"]),
     "--threads": st.integers(-1, 1000).map(str),
     "--beam": st.integers(-1, 20).map(str),
-    "--channel": st.sampled_from(["auto", "caption", "objects", "both", "text"]),
+    "--channel": st.sampled_from(["auto", "caption", "objects", "both", "text", "barcode", "colour",
+                                  "light", "all"]),
 })
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(options=option_values, kinds=st.lists(st.sampled_from(FILE_KINDS), max_size=5),
-       fast=st.booleans())
-@example(options={}, kinds=["image", "fifo", "empty", "bomb", "truncated"], fast=False)
+@given(options=option_values, kinds=st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.sampled_from(NAMES)),
+                                             max_size=5), fast=st.booleans())
+@example(options={}, kinds=[(k, "plain") for k in ("image", "fifo", "empty", "bomb", "truncated")], fast=False)
+@example(options={"--channel": "all"}, kinds=[("wide", "latin1"), ("tall", "control"), ("image", "long")],
+         fast=False)
 @example(options={"--rate": "100000"}, kinds=[], fast=False)
 def test_describe_never_tracebacks_or_hangs(tmp_path_factory, options, kinds, fast):
     """Either the run ends with `end` last and exit 0, or it is refused in one line with exit
     2; whatever the files (a FIFO, an empty file, a header claiming 100000x100000, a truncated
-    PNG) and whatever the options."""
+    PNG, a 3000x20 or 20x3000 image), their names (not UTF-8, 255 bytes, control characters)
+    and whatever the options."""
     import os
     import subprocess
     import sys
@@ -166,8 +172,10 @@ def test_describe_never_tracebacks_or_hangs(tmp_path_factory, options, kinds, fa
     tmp = tmp_path_factory.mktemp("describe-fuzz")
     folder = tmp / "photos"
     folder.mkdir()
-    for i, kind in enumerate(kinds):
-        path = folder / f"{i:02d}.png"
+    for i, (kind, name) in enumerate(kinds):
+        stem = {"plain": f"{i:02d}", "latin1": os.fsdecode(b"%02d-caf\xe9" % i),
+                "long": f"{i:02d}" + "x" * 249, "control": f"{i:02d}\n\x1b[31m"}[name]
+        path = folder / f"{stem}.png"
         if kind == "fifo":
             os.mkfifo(path)
         elif kind == "empty":
@@ -175,8 +183,11 @@ def test_describe_never_tracebacks_or_hangs(tmp_path_factory, options, kinds, fa
         elif kind == "bomb":
             _png_header_only(path, 100000, 100000)
         else:
-            ok, png = cv2.imencode(".png", make_scene(7, i)[0])
-            path.write_bytes(png.tobytes()[: None if kind == "image" else 300])
+            scene = make_scene(7, i)[0]
+            if kind in ("wide", "tall"):
+                scene = cv2.resize(scene, (3000, 20) if kind == "wide" else (20, 3000))
+            ok, png = cv2.imencode(".png", scene)
+            path.write_bytes(png.tobytes()[: 300 if kind == "truncated" else None])
     log = tmp / "log.jsonl"
     argv = [sys.executable, "-m", "runtime", "describe", str(folder), "--no-speak", "--log", str(log),
             "--model", str(MODEL), *(a for kv in options.items() for a in kv)] + ["--fast"] * fast

@@ -56,12 +56,15 @@ class BenchConfig:
     beam: int = 1  # K > 1 adds a beam-search row with K beams for every precision, beside the
     # greedy ones
     rounds: int = 3  # start every row's process this many times and pool the samples
+    memory_frames: int = 0  # also run describe with every channel on over this many frames
+    # and report its resident memory (0: not)
 
     def __post_init__(self):
         check(self, "precisions", bool(self.precisions) and set(self.precisions) <= set(PRECISIONS),
               f"use a comma list of {', '.join(PRECISIONS)}")
         for name, low, high in (("runs", 1, 10000), ("warmup", 0, 10000), ("rounds", 1, 100),
-                                ("beam", 1, 16), ("threads", 0, MAX_THREADS)):
+                                ("beam", 1, 16), ("threads", 0, MAX_THREADS),
+                                ("memory_frames", 0, 100000)):
             value = getattr(self, name)
             check(self, name, number(value, int) and low <= value <= high, f"use {low}..{high}")
 
@@ -376,7 +379,8 @@ def run(cfg: BenchConfig) -> dict:
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
             "rounds": rounds, "speech": speech, "text": text_timing(frames, cfg.runs, cfg.model),
             "detector": detector_timing(frames, cfg.runs, cfg.model),
-            "channels": channel_timing(frames, cfg.runs, cfg.model), "results": results}
+            "channels": channel_timing(frames, cfg.runs, cfg.model),
+            "memory": memory_with_every_channel(cfg.model, cfg.memory_frames), "results": results}
 
 
 def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
@@ -461,6 +465,46 @@ def detector_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | N
             "said": {p: [", ".join(f) for f in stated[p]] for p in channels},
             "agreement_vs_fp32": {p: round(float(np.mean([a == b for a, b in zip(stated[p], base)])), 4)
                                   for p in channels if p != "fp32"} if base else None}
+
+
+def memory_with_every_channel(model: str, frames: int) -> dict | None:
+    """`describe` as a user runs it with every channel on (--channel all), in a process of
+    its own: the sample clip looped into `frames` frames, each one described (continuous
+    mode, read as fast as it goes), its resident memory from the log's stats events."""
+    from runtime.app.sources import sample_clip
+    from runtime.model.bundle import load_bundle
+
+    if frames <= 0:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = cv2.VideoCapture(str(sample_clip(load_bundle(model).synthetic)))
+        clip, images = Path(tmp) / "loop.mp4", []
+        ok, image = src.read()
+        while ok and len(images) < 400:
+            images.append(image)
+            ok, image = src.read()
+        src.release()
+        if not images:
+            return {"error": "no sample clip"}
+        h, w = images[0].shape[:2]
+        out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
+        for i in range(frames):
+            out.write(images[i % len(images)])
+        out.release()
+        log = Path(tmp) / "log.jsonl"
+        r = subprocess.run([sys.executable, "-m", "runtime", "describe", str(clip), "--model", model,
+                            "--channel", "all", "--mode", "continuous", "--fast", "--no-speak",
+                            "--stats-interval", "1", "--log", str(log)],
+                           capture_output=True, text=True, timeout=3600)
+        if r.returncode or not log.exists():
+            return {"error": (r.stderr.strip().splitlines() or ["describe failed"])[-1]}
+        stats = [json.loads(l) for l in log.read_text().splitlines() if '"stats"' in l]
+    rss = [(e["frame"], e["rss_mb"]) for e in stats if e.get("rss_mb") is not None]
+    if not rss:
+        return None
+    return {"frames": frames, "channels": "all", "rss_mb_first": rss[0][1], "rss_mb_last": rss[-1][1],
+            "rss_mb_peak": max(m for _, m in rss),
+            "rss_mb_by_frame": [[f, m] for f, m in rss][:: max(1, len(rss) // 20)]}
 
 
 def with_code(frame: np.ndarray, digits: str = "4006381333931") -> np.ndarray:
@@ -571,6 +615,11 @@ def markdown(report: dict) -> str:
                      if "code_ms" in ch else "")
             lines += ["", f"{name.capitalize()} channel: p50 {ch['ms']['p50']:.1f} ms, p95 "
                           f"{ch['ms']['p95']:.1f} ms a frame{extra}."]
+    mem = report.get("memory") or {}
+    if "rss_mb_last" in mem:
+        lines += ["", f"Memory, `describe --channel all` over {mem['frames']} frames: resident "
+                      f"{mem['rss_mb_first']:.0f} MB at the first stats, {mem['rss_mb_last']:.0f} MB at "
+                      f"the end, {mem['rss_mb_peak']:.0f} MB at most."]
     return "\n".join(lines)
 
 

@@ -172,6 +172,9 @@ class VideoFileSource:
         self.cap.release()
 
 
+SLOWEST_S = 60.0  # the slowest source kept: one frame a minute (a read waits this long at most)
+
+
 class LiveSource:
     """Camera or stream, captured in a thread that keeps only the newest frame.
 
@@ -192,6 +195,7 @@ class LiveSource:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._index = 0
+        self.read_timeout_s = cfg.open_timeout_s  # grows for a source slower than it (SLOWEST_S)
         self.period = 1.0 / cfg.fps if cfg.fps and cfg.fps > 0 else 0.0  # the least time between frames
         cap = self._open()
         if cap is None:  # said and logged by the loop, and retried as for a lost camera
@@ -203,7 +207,7 @@ class LiveSource:
     def _open(self):
         # bounded waits, so a dead stream is noticed and retried instead of blocking forever
         timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
-                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000)]
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
         try:
             cap = cv2.VideoCapture(self.target, self.backend, timeouts)
         except cv2.error:
@@ -246,6 +250,10 @@ class LiveSource:
                 if self._stop.wait(max(0.0, now + self.period - time.monotonic())):
                     break
                 continue
+            if up_since is not None and self.read_timeout_s < SLOWEST_S:
+                # it sent frames, then none for a whole read timeout: maybe it is only slow (a
+                # camera at one frame in 6 s); wait twice as long for a frame from now on
+                self.read_timeout_s = min(SLOWEST_S, 2 * self.read_timeout_s)
             if lost_since is None:
                 lost_since = time.monotonic()
                 self.events.put(("source_lost", {"source": self.name, "reason": "no frames"}))
