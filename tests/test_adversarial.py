@@ -555,3 +555,16 @@ def test_a_camera_sending_a_frame_every_6_s_keeps_being_described(tmp_path):
     assert len(described) >= 3, [e["event"] for e in events]  # frames at 0, 6, 12, 18, 24, 30 s
     lost = [e for e in events if e["event"] == "source_lost"]
     assert len(lost) <= 1  # at most once, while it learns how slow the camera is
+
+
+# memory: the text models keep no memory pattern per input shape
+def test_the_text_models_are_built_without_memory_patterns():
+    pytest.importorskip("rapidocr")
+    from runtime.channels.text import TextReader
+
+    engine = TextReader().engine
+    sessions = [engine.text_det.session.session, engine.text_rec.session.session]
+    assert [s.get_session_options().enable_mem_pattern for s in sessions] == [False, False]
+    from rapidocr.inference_engine.onnxruntime import main as ort_engine
+
+    assert ort_engine.OrtInferSession._init_sess_opts.__name__ == "_init_sess_opts"  # restored
