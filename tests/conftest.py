@@ -17,6 +17,8 @@ REAL_MODEL = ROOT / "models" / "default"  # the shipped real-photo bundle (Flick
 TEST_SEED = 7  # never used in training (train 1, val 2, clip 11)
 
 sys.path.insert(0, str(ROOT))
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # as runtime/__init__.py does, for tests that load
+# onnxruntime before it (and for their subprocesses)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="training extras (torch) not installed")

@@ -446,14 +446,14 @@ def _wall_with(text: str) -> np.ndarray:
 def test_signs_changed_on_an_unchanged_wall_are_each_read_once(tmp_path):
     from runtime.app.policies import ChangeGate
 
-    texts = ("EXIT", "TOILETS", "STAIRS DOWN", "NO ENTRY")
+    texts = ("EXIT", "TOILETS", "NO ENTRY")
     walls = [_wall_with(t) for t in texts]
     gate = ChangeGate()
     assert all(gate.passes(w) is (i == 0) for i, w in enumerate(walls))  # the gate sees no change
     clip = tmp_path / "wall.mp4"
     out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
     for wall in walls:
-        for _ in range(70):
+        for _ in range(60):  # 6 s each
             out.write(wall)
     out.release()
     log = tmp_path / "log.jsonl"
@@ -545,14 +545,14 @@ def test_a_camera_sending_a_frame_every_6_s_keeps_being_described(tmp_path):
                           "--log", str(log), "--channel", "caption", "--stable-frames", "1"], cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        time.sleep(32)
+        time.sleep(21)
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=30)
         server.stop()
     events = read_events(log)
     described = [e for e in events if e["event"] == "caption"]
-    assert len(described) >= 3, [e["event"] for e in events]  # frames at 0, 6, 12, 18, 24, 30 s
+    assert len(described) >= 3, [e["event"] for e in events]  # frames at 0, 6, 12 and 18 s
     lost = [e for e in events if e["event"] == "source_lost"]
     assert len(lost) <= 1  # at most once, while it learns how slow the camera is
 

@@ -5,7 +5,7 @@ import json
 import cv2
 import pytest
 
-from conftest import MODEL, needs_torch, run_cli
+from conftest import MODEL, REAL_MODEL, needs_torch, run_cli
 from runtime.model import io_spec
 
 ROW_KEYS = {"backend", "precision", "provider", "encoder_ms", "decoder_step_ms", "caption_ms",
@@ -177,3 +177,14 @@ def test_detector_cost_is_timed_for_each_precision_as_describe_builds_it():
     for p in ("fp32", "int8"):  # what each states on each photo, as the channel says it
         assert "person" in t["said"][p][0] and t["said"][p][2] == "cat", t["said"][p]
     assert set(t["agreement_vs_fp32"]) == {"int8"} and t["agreement_vs_fp32"]["int8"] >= 0.6
+
+
+def test_memory_with_every_channel_is_measured_in_a_describe_process():
+    from runtime.app.bench import markdown, memory_with_every_channel
+
+    mem = memory_with_every_channel(str(REAL_MODEL), 120)
+    assert mem["frames"] == 120 and mem["channels"] == "all"
+    assert 100 < mem["rss_mb_first"] <= mem["rss_mb_peak"] < 2000 and mem["rss_mb_last"] <= mem["rss_mb_peak"]
+    text = markdown({"machine": {"cpu": "x", "cores": 2, "threads": 2, "onnxruntime": "1", "providers": []},
+                     "images": 1, "runs": 1, "results": [], "memory": mem})
+    assert f"over 120 frames: resident {mem['rss_mb_first']:.0f} MB" in text
