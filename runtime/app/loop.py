@@ -205,6 +205,7 @@ class DescribeLoop:
         self.new_read: tuple = ((), 0)  # (what a later look read, how many looks in a row)
         self.overdue = 0  # the slow job a description was said without (too slow), or 0
         self.looked = time.monotonic()  # when the slow channels last looked (see _recheck)
+        self.looks: dict = {}  # frame index -> Frame of a look whose findings may come late
         self.frames = 0
         self.captions = 0
         self.latest: Frame | None = None  # manual mode: the frame Enter describes
@@ -284,7 +285,7 @@ class DescribeLoop:
         if done is not None:
             self._log_job(done)
         else:
-            self.overdue = held.job
+            self.overdue, self.looks = held.job, {held.frame.index: held.frame}
             self.log.write("warning", held.frame.index, message="the slow channels took longer "
                            f"than {self.cfg.slow_wait_s} s; said without them, and what they find "
                            "is said when it comes")
@@ -323,8 +324,12 @@ class DescribeLoop:
         if late or seen >= 2:  # a look at a still scene: read the same twice (no OCR flicker)
             self.read_said = reads
             d = self.channels.compose(self.fast + done.findings)
-            self.speech.say(d.text, "caption", done.index, True)
-            self.last_spoken = d.text
+            frame = self.looks.get(done.index)  # for its capture-to-speech latency
+            if frame is not None:
+                self._speak(d.text, frame, interrupt=True)
+            else:
+                self.speech.say(d.text, "caption", done.index, True)
+                self.last_spoken = d.text
 
     def _recheck(self, frame) -> None:
         """A frame the policy passed over (a still scene): the slow channels look at it now
@@ -336,6 +341,8 @@ class DescribeLoop:
         self.looked = now
         job = self.worker.submit(frame.image, frame.index, None, if_idle=True)
         self.job = job or self.job
+        if job:
+            self.looks = {frame.index: frame}
 
     def on_frame(self, frame) -> None:
         if frame.image is None:

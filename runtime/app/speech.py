@@ -116,12 +116,14 @@ def scratch() -> tuple[Path, list[str]]:
     from runtime.model.session import cache_root
 
     tried = []
-    bases = [os.environ.get("TMPDIR"), tempfile.gettempdir(), "/dev/shm", str(cache_root())]
+    cache = str(cache_root())
+    bases = [os.environ.get("TMPDIR"), tempfile.gettempdir(), "/dev/shm", cache]
     for base in dict.fromkeys(b for b in bases if b):  # Python's gettempdir() passes over a
         # full $TMPDIR without a word: it is tried first, so the user hears of it
         folder = None
         try:
-            Path(base).mkdir(parents=True, exist_ok=True)
+            if base == cache:  # our own; a missing temp folder is not ours to make
+                Path(base).mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix="scenespeak-tts-", dir=base))
             with open(folder / "probe", "wb") as f:  # room for a long utterance
                 f.write(b"\0" * 2 ** 20)
