@@ -568,3 +568,28 @@ def test_the_text_models_are_built_without_memory_patterns():
     from rapidocr.inference_engine.onnxruntime import main as ort_engine
 
     assert ort_engine.OrtInferSession._init_sess_opts.__name__ == "_init_sess_opts"  # restored
+
+
+def test_every_exif_orientation_is_turned_as_pil_turns_it(tmp_path):
+    from PIL import Image, ImageOps
+
+    from runtime.model.preprocess import read_image
+
+    pixels = np.random.default_rng(3).integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    for tag in range(1, 9):
+        path = tmp_path / f"o{tag}.png"
+        image = Image.fromarray(pixels)
+        exif = image.getexif()
+        exif[0x0112] = tag
+        image.save(path, exif=exif.tobytes())
+        want = np.asarray(ImageOps.exif_transpose(Image.open(path)))[:, :, ::-1]
+        assert np.array_equal(read_image(path), want), tag
+
+
+def test_a_video_given_as_an_image_is_refused_before_it_is_read(tmp_path):
+    huge = tmp_path / "movie.jpg"
+    with open(huge, "wb") as f:  # sparse: 600 MB that take no disk
+        f.truncate(600 * 2 ** 20)
+    r = run_cli("runtime", "caption", str(huge), str(PHOTOS / "rocket.jpg"), timeout=120)
+    assert r.returncode == 2 and "too large for an image" in r.stderr and len(r.stdout.splitlines()) == 1
+

@@ -284,6 +284,8 @@ class DescribeLoop:
         self.held = None
         if done is not None:
             self._log_job(done)
+            if self.overdue and done.job >= self.overdue:
+                self.overdue = 0  # a newer scene's findings came first: they stand for it
         else:
             self.overdue, self.looks = held.job, {held.frame.index: held.frame}
             self.log.write("warning", held.frame.index, message="the slow channels took longer "
@@ -292,9 +294,12 @@ class DescribeLoop:
         d = self.channels.compose(held.fast + (done.findings if done else []))
         self.fast = held.fast
         say = held.say or self.policy.decide(d, time.monotonic())
+        if held.say is None:  # the policy decided here: what it held back, for flush()
+            self.undecided = None if say is not None else (held.frame, held.fast, d)
         if say is not None:
             self._speak(say.text if held.say is None else d.text, held.frame, interrupt=say.interrupt)
             self.read_said = _reads(done.findings) if done else self.read_said
+            self.new_read = ((), 0)  # a later look's count starts afresh
 
     def _log_job(self, done) -> None:
         """Each slow job's findings, logged once (with how long each channel took)."""
@@ -429,6 +434,7 @@ class DescribeLoop:
                 self._speak("camera back", kind="notice")
                 self.policy.reset()  # the wearer may have moved meanwhile: describe afresh
                 self.last_caption = -1e9
+                self.read_said, self.new_read = (), ((), 0)
 
     def _step(self, keys) -> None:
         """One turn of the loop: source events, a frame, keys, the held description, stats."""

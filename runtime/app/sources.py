@@ -225,6 +225,7 @@ class LiveSource:
     def _run(self, cap) -> None:
         lost_since = None if cap is not None else time.monotonic()  # the outage under way
         up_since = None  # first frame of the current connection
+        got, last = 0, 0.0  # frames on it, and when the last came
         attempts, delay = 0, self.cfg.reconnect_s[0]
         while not self._stop.is_set():
             try:
@@ -233,7 +234,8 @@ class LiveSource:
                 ok, image = False, None
             if ok and image is not None:
                 now = time.monotonic()
-                up_since = now if up_since is None else up_since
+                got = 1 if up_since is None else got + 1  # frames on this connection
+                up_since, last = (now if up_since is None else up_since), now
                 if lost_since is not None:
                     if now - up_since < self.cfg.stable_s:
                         continue  # not back until it stays up
@@ -250,9 +252,11 @@ class LiveSource:
                 if self._stop.wait(max(0.0, now + self.period - time.monotonic())):
                     break
                 continue
-            if up_since is not None and self.read_timeout_s < SLOWEST_S:
-                # it sent frames, then none for a whole read timeout: maybe it is only slow (a
-                # camera at one frame in 6 s); wait twice as long for a frame from now on
+            if up_since is not None and self.read_timeout_s < SLOWEST_S and (
+                    got < 3 or (last - up_since) / (got - 1) > self.read_timeout_s / 3):
+                # it sent frames, slowly, then none for a whole read timeout: maybe it is only
+                # slow (a camera at one frame in 6 s); wait twice as long for a frame from now
+                # on (a camera unplugged after steady frames is lost, and keeps its timeout)
                 self.read_timeout_s = min(SLOWEST_S, 2 * self.read_timeout_s)
             if lost_since is None:
                 lost_since = time.monotonic()

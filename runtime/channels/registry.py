@@ -83,7 +83,10 @@ def summaries() -> dict[str, str]:
     import inspect
     import re
 
-    lines = inspect.getsource(inspect.getmodule(summaries)).splitlines()
+    try:
+        lines = inspect.getsource(inspect.getmodule(summaries)).splitlines()
+    except (OSError, TypeError):  # installed without its sources: the names alone
+        return {}
     found = (re.match(r'\s+"(\w+)": .*#\s*(.+)$', line) for line in lines)
     return {m[1]: m[2] for m in found if m and m[1] in REGISTRY}
 

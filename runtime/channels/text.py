@@ -144,11 +144,11 @@ class TextReader:
     def read(self, frame: np.ndarray, everything: bool = False) -> list[TextLine]:
         """BGR frame -> its lines in reading order (all of them with `everything`, else those
         scored at least min_score)."""
+        width = frame.shape[1]  # places are thirds of the frame as it came, not as padded
         frame = padded(frame)
         out = self.engine(frame)
         if out.boxes is None or out.txts is None:
             return []
-        width = frame.shape[1]
         lines = []
         for quad, text, score in zip(out.boxes, out.txts, out.scores):
             text = " ".join(str(text).split())

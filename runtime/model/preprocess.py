@@ -16,10 +16,15 @@ from runtime.errors import InputError
 from runtime import MAX_PIXELS  # larger images are refused before decoding (a 20000 x 20000
 # PNG is 1.2 GB); the same limit is OpenCV's own for every format (OPENCV_IO_MAX_IMAGE_PIXELS)
 
-# EXIF orientation (tag 0x0112) -> what makes the stored pixels upright: (rotation, mirror)
-ORIENTATION = {2: (None, True), 3: (cv2.ROTATE_180, False), 4: (cv2.ROTATE_180, True),
-               5: (cv2.ROTATE_90_CLOCKWISE, True), 6: (cv2.ROTATE_90_CLOCKWISE, False),
-               7: (cv2.ROTATE_90_COUNTERCLOCKWISE, True), 8: (cv2.ROTATE_90_COUNTERCLOCKWISE, False)}
+MAX_FILE_BYTES = 512 * 2 ** 20  # an image file larger than this is refused before it is read
+# (a video given to `caption`, say); no image under the pixel limit needs as much
+
+# EXIF orientation (tag 0x0112) -> what makes the stored pixels upright, as PIL's exif_transpose
+UPRIGHT = {2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+           4: lambda a: cv2.flip(a, 0), 5: cv2.transpose,
+           6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+           7: lambda a: cv2.flip(cv2.transpose(a), -1),
+           8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}
 
 
 def _header(p: Path) -> tuple[int, int, int]:
@@ -43,10 +48,8 @@ def _header(p: Path) -> tuple[int, int, int]:
 def upright(image: np.ndarray, orientation: int) -> np.ndarray:
     """The decoded pixels turned as the photo's EXIF orientation says (a phone's portrait
     photo is often stored sideways with tag 6)."""
-    rotation, mirror = ORIENTATION.get(orientation, (None, False))
-    if mirror:
-        image = cv2.flip(image, 1)
-    return cv2.rotate(image, rotation) if rotation is not None else image
+    turn = UPRIGHT.get(orientation)
+    return turn(image) if turn is not None else image
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -68,7 +71,13 @@ def read_image(path: str | Path) -> np.ndarray:
         if w * h > MAX_PIXELS:
             raise InputError(f"{path}: {w}x{h} pixels is over the {MAX_PIXELS // 1_000_000}-megapixel "
                              "limit for an image")
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"{path}: {size // 2 ** 20} MB is too large for an image (a video? "
+                             "describe plays videos)")
         data = np.fromfile(p, dtype=np.uint8)
+    except MemoryError:
+        raise InputError(f"{path}: not enough memory to read it") from None
     except OSError as e:  # a name over 255 bytes, a file that vanished or cannot be read
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
