@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from signs import PHOTOS
+from signs import PHOTOS, pasted
 
 KINDS = ("EAN-13", "UPC-A", "QR")
 URLS = ("https://example.org/menu", "http://www.example.com/product/42", "https://shop.example.net/",
@@ -66,24 +66,6 @@ def make_code(i: int, size=(640, 480), photo=None, x: float | None = None,
     frame = cv2.resize(cv2.imread(str(photo)), size, interpolation=cv2.INTER_AREA)
     gray = label(text, kind, 1)
     target = rng.uniform(0.35, 0.5) * size[0]  # the label's width in the frame
-    scale = target / gray.shape[1]
-    h, w = gray.shape
-    w2, h2 = int(w * scale), int(h * scale)
-    big = cv2.resize(gray, (w, h), interpolation=cv2.INTER_NEAREST)
-    jitter = rng.uniform(-0.06, 0.06, (4, 2)) * [w2, h2]  # a perspective tilt
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = np.float32([[0, 0], [w2, 0], [w2, h2], [0, h2]]) + jitter.astype(np.float32)
-    dst -= dst.min(axis=0)
-    warp = cv2.getPerspectiveTransform(src, dst)
-    bw, bh = int(dst[:, 0].max()) + 1, int(dst[:, 1].max()) + 1
-    tilted = cv2.warpPerspective(cv2.cvtColor(big, cv2.COLOR_GRAY2BGR), warp, (bw, bh),
-                                 flags=cv2.INTER_AREA)
-    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), warp, (bw, bh))
-    cx = int((x if x is not None else rng.uniform(0.3, 0.7)) * size[0])
-    x0 = int(np.clip(cx - bw // 2, 0, size[0] - bw))
-    y0 = int(rng.integers(0, size[1] - bh))
-    region = frame[y0:y0 + bh, x0:x0 + bw]
-    region[mask > 127] = tilted[mask > 127]
-    frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.4, 1.0)))
-    ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])
-    return Code(cv2.imdecode(jpg, cv2.IMREAD_COLOR), kind, text, (x0, y0, x0 + bw, y0 + bh))
+    image, box = pasted(frame, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), target / gray.shape[1], rng,
+                        tilt=0.06, x=x, flags=cv2.INTER_AREA)
+    return Code(image, kind, text, box)

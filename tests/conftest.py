@@ -31,6 +31,34 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: b
                           env={**os.environ, **(env or {})}, **kw)
 
 
+class Voice:
+    """A speech worker that only remembers what it was asked to say (for DescribeLoop in-process)."""
+
+    def __init__(self):
+        self.said: list[str] = []
+
+    def say(self, text, kind="caption", frame=-1, interrupt=False, t_capture=None):
+        self.said.append(text)
+
+    def wait_idle(self, timeout):
+        return True
+
+    def close(self):
+        pass
+
+
+def write_clip(path: Path, frames, fps: float = 10) -> Path:
+    """An MPEG-4 clip of these BGR frames, in order, at `fps`."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        out.write(frame)
+    out.release()
+    return path
+
+
 def read_events(path: Path) -> list[dict]:
     """A describe log's lines as dicts."""
     import json

@@ -52,14 +52,26 @@ def make_sign(i: int, size=(640, 480), photo: Path | None = None, x: float | Non
     sign = board(text, FONTS[i % len(FONTS)], int(rng.integers(26, 44)), COLOURS[(i // 2) % len(COLOURS)])
     h, w = sign.shape[:2]
     scale = min(1.0, 0.6 * size[0] / w)
+    image, box = pasted(frame, sign, scale, rng, tilt=0.08, x=x)
+    return Sign(image, text, box)
+
+
+def pasted(frame: np.ndarray, board: np.ndarray, scale: float, rng: np.random.Generator,
+           tilt: float, x: float | None = None, flags: int = cv2.INTER_LINEAR):
+    """(the frame with `board` (BGR) scaled by `scale` and tilted in perspective by up to
+    `tilt` of its size pasted in, then blurred and saved as JPEG at quality 70; where it went,
+    x0 y0 x1 y1). Its centre is at `x` of the frame's width, or drawn from `rng`, as is the
+    rest, in that order: the tilt, the place, the blur."""
+    h, w = board.shape[:2]
+    size = frame.shape[1], frame.shape[0]
     w2, h2 = int(w * scale), int(h * scale)
-    jitter = rng.uniform(-0.08, 0.08, (4, 2)) * [w2, h2]  # a perspective tilt
+    jitter = rng.uniform(-tilt, tilt, (4, 2)) * [w2, h2]  # a perspective tilt
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     dst = np.float32([[0, 0], [w2, 0], [w2, h2], [0, h2]]) + jitter.astype(np.float32)
     dst -= dst.min(axis=0)
     warp = cv2.getPerspectiveTransform(src, dst)
     bw, bh = int(dst[:, 0].max()) + 1, int(dst[:, 1].max()) + 1
-    tilted = cv2.warpPerspective(sign, warp, (bw, bh))
+    tilted = cv2.warpPerspective(board, warp, (bw, bh), flags=flags)
     mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), warp, (bw, bh))
     cx = int((x if x is not None else rng.uniform(0.3, 0.7)) * size[0])
     x0 = int(np.clip(cx - bw // 2, 0, size[0] - bw))
@@ -68,7 +80,7 @@ def make_sign(i: int, size=(640, 480), photo: Path | None = None, x: float | Non
     region[mask > 127] = tilted[mask > 127]
     frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.4, 1.0)))
     ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])
-    return Sign(cv2.imdecode(jpg, cv2.IMREAD_COLOR), text, (x0, y0, x0 + bw, y0 + bh))
+    return cv2.imdecode(jpg, cv2.IMREAD_COLOR), (x0, y0, x0 + bw, y0 + bh)
 
 
 def read_right(lines, text: str) -> bool:

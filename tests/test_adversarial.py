@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_MODEL, ROOT, read_events, run_cli
+from conftest import REAL_MODEL, ROOT, Voice, read_events, run_cli, write_clip
 
 PHOTOS = ROOT / "assets" / "photos"
 
@@ -311,11 +311,7 @@ def test_caption_prints_an_arrow_and_a_euro_in_a_latin1_locale(tmp_path, latin1)
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_a_sign_with_an_arrow_is_spoken_in_a_latin1_locale(tmp_path, latin1):
-    clip = tmp_path / "arrow.mp4"
-    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
-    for _ in range(20):
-        out.write(_arrow_sign(tmp_path))
-    out.release()
+    clip = write_clip(tmp_path / "arrow.mp4", [_arrow_sign(tmp_path)] * 20)
     log = tmp_path / "log.jsonl"
     r = subprocess.run([sys.executable, "-m", "runtime", "describe", str(clip), "--channel", "text",
                         "--no-speak", "--log", str(log)], cwd=ROOT, env=latin1, capture_output=True, timeout=120)
@@ -331,12 +327,8 @@ def test_a_sign_with_an_arrow_is_spoken_in_a_latin1_locale(tmp_path, latin1):
 @pytest.mark.parametrize("fps, frames", [(10, 1), (500, 100)])
 def test_a_one_frame_or_500_fps_video_is_said(tmp_path, fps, frames):
     """One frame at 10 fps; 0.2 s at 500 fps (realtime play skips most frames)."""
-    clip = tmp_path / "clip.mp4"
     cat = cv2.resize(cv2.imread(str(PHOTOS / "chelsea.jpg")), (640, 480))
-    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
-    for _ in range(frames):
-        out.write(cat)
-    out.release()
+    clip = write_clip(tmp_path / "clip.mp4", [cat] * frames, fps)
     log = tmp_path / "log.jsonl"
     r = run_cli("runtime", "describe", str(clip), "--no-speak", "--log", str(log), "--model", str(REAL_MODEL))
     assert r.returncode == 0, r.stderr
@@ -450,12 +442,7 @@ def test_signs_changed_on_an_unchanged_wall_are_each_read_once(tmp_path):
     walls = [_wall_with(t) for t in texts]
     gate = ChangeGate()
     assert all(gate.passes(w) is (i == 0) for i, w in enumerate(walls))  # the gate sees no change
-    clip = tmp_path / "wall.mp4"
-    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
-    for wall in walls:
-        for _ in range(60):  # 6 s each
-            out.write(wall)
-    out.release()
+    clip = write_clip(tmp_path / "wall.mp4", [wall for wall in walls for _ in range(60)])  # 6 s each
     log = tmp_path / "log.jsonl"
     r = run_cli("runtime", "describe", str(clip), "--channel", "text", "--no-speak", "--log", str(log),
                 "--model", str(REAL_MODEL))
@@ -490,19 +477,6 @@ def test_slow_text_is_said_when_it_comes_and_logged_with_its_time(monkeypatch):
 
     monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
     registry.register("slow_sign", SlowSign)
-
-    class Voice:
-        def __init__(self):
-            self.said = []
-
-        def say(self, text, kind="caption", frame=-1, interrupt=False, t_capture=None):
-            self.said.append(text)
-
-        def wait_idle(self, timeout):
-            return True
-
-        def close(self):
-            pass
 
     class OneFrame:
         live, streaming = False, True

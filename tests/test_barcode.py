@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from codes import make_code
-from conftest import REAL_MODEL, ROOT, read_events, run_cli
+from conftest import REAL_MODEL, ROOT, read_events, run_cli, write_clip
 from runtime.channels.barcode import BarcodeReader, Code, body, grouped, spoken
 
 pytest.importorskip("zxingcpp", reason="zxing-cpp not installed (requirements/runtime.txt)")
@@ -114,11 +114,7 @@ def test_find_barcode_says_closer_then_what_it_reads(tmp_path):
     small = cv2.resize(label, ((x1 - x0) // 3, (y1 - y0) // 3), interpolation=cv2.INTER_AREA)
     far[200:200 + small.shape[0], 60:60 + small.shape[1]] = small
     assert not BarcodeReader().read(far) and BarcodeReader().glimpse(far) == "left"
-    path = tmp_path / "find.mp4"
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
-    for frame in [far] * 20 + [near.image] * 20:
-        out.write(frame)
-    out.release()
+    path = write_clip(tmp_path / "find.mp4", [far] * 20 + [near.image] * 20)
     log = tmp_path / "log.jsonl"
     r = run_cli("runtime", "describe", str(path), "--find", "barcode", "--no-speak", "--log", str(log),
                 "--model", str(REAL_MODEL))

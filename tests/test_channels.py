@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import MODEL, ROOT
+from conftest import MODEL, ROOT, Voice
 from runtime.channels.base import Context, Findings, Setup
 
 
@@ -43,17 +43,6 @@ def registry(monkeypatch):
     registry.register("brightness", Brightness)  # the one line a new channel adds
     registry.register("slow_brightness", SlowBrightness)
     return registry
-
-
-class Voice:
-    def __init__(self):
-        self.said = []
-
-    def say(self, text, kind="caption", frame=-1, interrupt=False, t_capture=None):
-        self.said.append(text)
-
-    def wait_idle(self, timeout):
-        return True
 
 
 def _loop(channel: str, mode: str = "continuous"):

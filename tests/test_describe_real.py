@@ -10,20 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_MODEL, ROOT, read_events, run_cli
+from conftest import REAL_MODEL, ROOT, read_events, run_cli, write_clip
 from signs import make_sign
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
 def _clip(path, frames: list[np.ndarray], seconds: float, fps: int = 10):
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        for _ in range(int(seconds * fps)):
-            out.write(f)
-    out.release()
-    return path
+    return write_clip(path, [f for f in frames for _ in range(int(seconds * fps))], fps)
 
 
 def _find(tmp_path, clip, name: str) -> tuple[list[dict], list[tuple[int, str]]]:

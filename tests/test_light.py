@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_MODEL, ROOT, read_events, run_cli
+from conftest import REAL_MODEL, ROOT, Voice, read_events, run_cli, write_clip
 from runtime.channels.base import Context
 from runtime.channels.light import LightChannel, LightMeter, spoken
 
@@ -55,11 +55,7 @@ def test_lights_off_is_said_when_the_light_falls_and_kept_while_it_stays_dark():
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_a_clip_whose_lights_go_off_says_lights_off_exactly_once(tmp_path):
     """3 s lit, 4 s with the lights off (the sensor's noise still moving pixels), in change mode."""
-    path = tmp_path / "off.mp4"
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (640, 480))
-    for i in range(70):
-        out.write(exposed(1.0 if i < 30 else 0.05, i))
-    out.release()
+    path = write_clip(tmp_path / "off.mp4", [exposed(1.0 if i < 30 else 0.05, i) for i in range(70)])
     log = tmp_path / "log.jsonl"
     r = run_cli("runtime", "describe", str(path), "--channel", "light", "--no-speak", "--log", str(log),
                 "--model", str(REAL_MODEL))
@@ -81,13 +77,6 @@ def test_manual_keys_say_the_light_and_the_colour_with_those_channels_off():
     from runtime.app.sources import Frame
     from runtime.model.bundle import load_bundle
     from runtime.model.captioner import Captioner
-
-    class Voice:
-        def __init__(self):
-            self.said = []
-
-        def say(self, text, kind="caption", frame=-1, interrupt=False, t_capture=None):
-            self.said.append(text)
 
     voice, events = Voice(), []
     loop = DescribeLoop(Captioner(load_bundle(MODEL), "int8"), None, voice,

@@ -10,7 +10,7 @@ import sys
 import cv2
 import pytest
 
-from conftest import REAL_MODEL, ROOT, run_cli
+from conftest import REAL_MODEL, ROOT, Voice, run_cli
 from signs import make_sign, read_right
 from runtime.channels.text import TextConfig, TextLine, TextReader, reading_order, spoken
 from runtime.model.where import third
@@ -116,13 +116,6 @@ def test_manual_mode_t_reads_all_of_a_page(reader):
     from runtime.app.sources import Frame
     from runtime.model.bundle import load_bundle
     from runtime.model.captioner import Captioner
-
-    class Voice:
-        def __init__(self):
-            self.said = []
-
-        def say(self, text, kind="caption", frame=-1, interrupt=False, t_capture=None):
-            self.said.append(text)
 
     page = cv2.cvtColor(skimage.page(), cv2.COLOR_GRAY2BGR)
     voice = Voice()
