@@ -5,14 +5,24 @@ STAMP   := .venv/.stamp
 OUT     := out
 MODEL   := models/default
 
-.PHONY: demo test models-real models-shapes clip photos setup-runtime setup-train clean
+.PHONY: demo test check lint models-real models-shapes clip photos setup-runtime setup-train clean
 
 demo: $(STAMP)-runtime
 	@mkdir -p $(OUT)
 	$(PY) -m runtime describe --model $(MODEL) --speech-wav $(OUT)/demo.wav --log $(OUT)/demo.jsonl
 
-test: $(STAMP)-train
+# lint, format, types, then every test (unit, system and slow tiers)
+test: $(STAMP)-train lint
 	$(PY) -m pytest -q tests
+
+# what a change is checked with in under a minute: lint, format, types and the unit tier
+check: $(STAMP)-train lint
+	$(PY) -m pytest -q -m unit -p no:cacheprovider tests
+
+lint: $(STAMP)-train
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 setup-runtime: $(STAMP)-runtime
 setup-train: $(STAMP)-train
@@ -29,17 +39,21 @@ $(STAMP)-venv:
 	$(PIP) install -q --upgrade pip
 	@touch $@
 
-$(STAMP)-runtime: requirements/runtime.txt $(STAMP)-venv $(STAMP)-system
-	$(PIP) install -q -r requirements/runtime.txt
+# The project itself, editable, with the exact versions of requirements/constraints.txt.
+PIPC := $(PIP) install -q -c requirements/constraints.txt
+$(STAMP)-runtime: pyproject.toml requirements/constraints.txt $(STAMP)-venv $(STAMP)-system
+	$(PIPC) -e .
 	@touch $@
 
 # WordNet 3.0 (wordnet-base): the hierarchy the exporter names the ImageNet classes from.
-$(STAMP)-train: requirements/train.txt requirements/test.txt $(STAMP)-runtime
+# torch comes first on its own, so that pip takes the CPU wheel (torch==2.13.0) and nothing
+# asks for a CUDA build.
+$(STAMP)-train: pyproject.toml requirements/constraints.txt $(STAMP)-runtime
 	@if [ -f /usr/share/wordnet/data.noun ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; \
 	else echo "note: WordNet is missing; run: sudo apt-get install wordnet-base" >&2; fi
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -r requirements/test.txt
+	$(PIPC) torch
+	$(PIPC) -e ".[train,test,dev]"
 	@touch $@
 
 # The default bundle, trained on real photos: Flickr8k from FLICKR8K (never copied here; read its

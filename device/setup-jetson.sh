@@ -20,12 +20,16 @@ sudo apt-get update
 sudo apt-get install -y espeak-ng alsa-utils python3-venv python3-opencv
 python3 -m venv --system-site-packages .venv      # keeps JetPack's GStreamer-enabled cv2
 .venv/bin/pip install --upgrade pip
-grep -v -e '^onnxruntime' -e '^opencv' -e '^zxing-cpp' requirements/runtime.txt > /tmp/scenespeak-req.txt
-.venv/bin/pip install -r /tmp/scenespeak-req.txt
+# the project (the `scenespeak` command) without its dependencies, then each of them at the
+# version requirements/constraints.txt pins for this Python, except onnxruntime (the GPU build,
+# below) and OpenCV (JetPack's, with GStreamer)
+PIPC=(.venv/bin/pip install -c requirements/constraints.txt)
+.venv/bin/pip install --no-deps -e .
+"${PIPC[@]}" numpy pillow pyttsx3 tqdm rapidocr matplotlib 'tomli; python_version < "3.11"'
 # the barcode channel's reader: without a wheel for this board, describe runs without it and
 # `doctor` says so
-.venv/bin/pip install "$(grep '^zxing-cpp' requirements/runtime.txt | cut -d' ' -f1)" ||
-  echo "warning: zxing-cpp did not install: no barcode channel (see python -m runtime doctor)" >&2
+"${PIPC[@]}" zxing-cpp ||
+  echo "warning: zxing-cpp did not install: no barcode channel (see scenespeak doctor)" >&2
 if [ -n "${ORT_WHEEL:-}" ]; then
   .venv/bin/pip install "$ORT_WHEEL"
 elif [ -n "$INDEX" ]; then
@@ -37,4 +41,4 @@ else
 fi
 sudo usermod -aG video,audio "$(id -un)"
 touch .venv/.stamp-venv .venv/.stamp-system .venv/.stamp-runtime
-echo "done. Log out and in (for the groups), then: .venv/bin/python -m runtime doctor"
+echo "done. Log out and in (for the groups), then: .venv/bin/scenespeak doctor"

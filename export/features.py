@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from export.datasets import Sample
 from export.model import EfficientNetLite0, ModelConfig
+from runtime.model import io_spec
 from runtime.model.preprocess import PreprocessConfig, preprocess, read_image
 
 FEATURE_CHANNELS = ModelConfig.feature_dim
@@ -40,21 +41,24 @@ def export_backbone(net: EfficientNetLite0, path: Path) -> Path:
     """The backbone's region features as ONNX at `path`, exported once per cache version."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.onnx.export(_Features(net).eval(), (_probe(),), str(path), input_names=["image"],
-                          output_names=["features"], opset_version=17, dynamo=False,
-                          dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
+        torch.onnx.export(_Features(net).eval(), (_probe(),), str(path),
+                          input_names=[io_spec.IMAGE], output_names=[io_spec.FEATURES],
+                          opset_version=io_spec.OPSET, dynamo=False,
+                          dynamic_axes={io_spec.IMAGE: {0: "batch"},
+                                        io_spec.FEATURES: {0: "batch"}})
         net.eval()
     return path
 
 
 def backbone_session(net: EfficientNetLite0, path: Path) -> ort.InferenceSession:
-    """A session on the exported backbone, checked against torch at atol 1e-3."""
+    """A session on the exported backbone, checked against torch at
+    io_spec.FEATURES_TOLERANCE (absolute)."""
     session = ort.InferenceSession(str(export_backbone(net, path)), providers=["CPUExecutionProvider"])
     probe = _probe()
     with torch.inference_mode():
         expected = net.region_features(probe).numpy()
-    got = session.run(None, {"image": probe.numpy()})[0]
-    if not np.allclose(got, expected, atol=1e-3):
+    got = session.run(None, {io_spec.IMAGE: probe.numpy()})[0]
+    if not np.allclose(got, expected, atol=io_spec.FEATURES_TOLERANCE):
         raise RuntimeError(f"{path}: ORT backbone differs from torch by {np.abs(got - expected).max()}")
     return session
 
@@ -128,7 +132,7 @@ def cache_features(samples: list[Sample], net: EfficientNetLite0, cache_dir: str
     desc = "caching features" + (" (int8)" if int8_calibration is not None else "") + (" (jpeg)" if jpeg else "")
     for i in tqdm(range(0, len(samples), batch), desc=desc, unit="batch"):
         blobs = load_images(samples[i:i + batch], pre, jpeg)
-        out[i:i + len(blobs)] = session.run(None, {"image": blobs})[0]
+        out[i:i + len(blobs)] = session.run(None, {io_spec.IMAGE: blobs})[0]
     out.flush()
     del out
     tmp.rename(path)

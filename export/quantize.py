@@ -41,7 +41,7 @@ class ImageCalibration(CalibrationDataReader):
         if self.i >= len(self.images):
             return None
         self.i += 1
-        return {"image": self.images[self.i - 1: self.i]}
+        return {io_spec.IMAGE: self.images[self.i - 1: self.i]}
 
     def rewind(self) -> None:
         self.i = 0
@@ -84,7 +84,8 @@ def last_map_product(graph: onnx.GraphProto) -> list[str]:
 # The objects head sees real photos, but calibration sees synthetic scenes, whose ImageNet
 # logits span a few units: calibrated on them, a confident real-world logit would saturate.
 # Its input (the mean of a ReLU6 map) and its logits get the ranges they can take instead.
-OBJECTS_RANGES = {"pooled": (0.0, 6.0), "logits": (-8.0, 24.0)}  # logits: step 1/8 in u8
+POOLED_RANGE = (0.0, 6.0)  # the head's input
+HEAD_RANGE = (-8.0, 24.0)  # its logits: step 1/8 in u8
 
 
 def _objects_ranges(graph: onnx.GraphProto) -> dict:
@@ -92,7 +93,7 @@ def _objects_ranges(graph: onnx.GraphProto) -> dict:
     head = producer.get(io_spec.OBJECTS)
     if head is None:
         return {}
-    ranges = {io_spec.OBJECTS: OBJECTS_RANGES["logits"], head.input[0]: OBJECTS_RANGES["pooled"]}
+    ranges = {io_spec.OBJECTS: HEAD_RANGE, head.input[0]: POOLED_RANGE}
     return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
 
 

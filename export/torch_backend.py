@@ -41,9 +41,11 @@ class TorchStepModel:
 
     @torch.inference_mode()
     def step(self, token: np.ndarray, state: State):
-        args = [torch.as_tensor(token if k == "token" else state[k]) for k in io_spec.DECODER_INPUTS]
+        feeds = {**state, io_spec.TOKEN: token}
+        args = [torch.as_tensor(feeds[k]) for k in io_spec.DECODER_INPUTS]
         logits, h, c, alpha = self.model.decoder.step(*args)
-        nxt = dict(state, **{io_spec.STATE[k]: v.numpy() for k, v in (("h_next", h), ("c_next", c))})
+        nxt = dict(state, **{io_spec.STATE[k]: v.numpy()
+                             for k, v in ((io_spec.H_NEXT, h), (io_spec.C_NEXT, c))})
         return logits.numpy(), nxt, alpha.numpy()
 
 

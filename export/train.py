@@ -143,7 +143,7 @@ def _val_score(cfg: TrainConfig, captions: list[str], val) -> float:
         return float(np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, val)]))
     scores = caption_scores(captions, [list(s.captions) for s in val], meteor=False)
     if scores is None:
-        raise InputError(f"--metric {cfg.metric} needs pycocoevalcap (requirements/train.txt)")
+        raise InputError(f"--metric {cfg.metric} needs pycocoevalcap (pip install -e '.[train]')")
     return scores[cfg.metric]
 
 

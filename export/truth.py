@@ -299,7 +299,7 @@ def caption_scores(captions: list[str], photos: list[Photo]) -> dict[str, float]
     out = scores(captions, [list(p.captions) for p in photos], meteor=False)
     if out is None:
         raise InputError("caption scores need pycocoevalcap "
-                         "(pip install -r requirements/train.txt)")
+                         "(pip install -c requirements/constraints.txt -e '.[train]')")
     return out
 
 

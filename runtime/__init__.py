@@ -3,7 +3,10 @@
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the checkout: models/, assets/, device/
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (or site-packages when installed)
+# models/, assets/ and device/profiles: the checkout's, else the copies `pip install .` puts in
+# the package (runtime/data), so that `scenespeak caption photo.jpg` works from any folder
+DATA = ROOT if (ROOT / "models").is_dir() else Path(__file__).resolve().parent / "data"
 
 # OpenCV and its FFmpeg print their own warnings for every failed reconnect; the runtime reports
 # source problems itself, in one line each. Set these variables to see them again.

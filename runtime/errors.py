@@ -28,3 +28,15 @@ def printable(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def console_safe() -> None:
+    """Console output no locale can break: a character its codec (ISO-8859-1, ASCII) cannot
+    write (a sign's €, an arrow) is written as an escape, not a traceback."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # not a text stream of io's (a test's capture)
+            pass

@@ -91,27 +91,34 @@ def comments(cls) -> dict[str, str]:
     return out
 
 
+def comma_list(value: str) -> tuple[str, ...]:
+    """A tuple field's value on the command line: 'fp32,int8' -> ('fp32', 'int8')."""
+    return tuple(v for v in value.split(",") if v)
+
+
 def _kind(f):
     t = str(f.type).replace(" ", "")
     for name, kind in (("int", int), ("float", float), ("bool", bool)):
         if t in (name, f"{name}|None"):
             return kind
-    return str
+    return comma_list if t.startswith("tuple[") else str
 
 
 def add_fields(p: argparse.ArgumentParser, cls, *names: str, flags: dict[str, str] | None = None,
                choices: dict[str, tuple] | None = None, invert: tuple[str, ...] = (),
-               metavars: dict[str, str] | None = None) -> None:
+               metavars: dict[str, str] | None = None, notes: dict[str, str] | None = None) -> None:
     """One option per named field (every field when none is named): `--field-name`, or the
-    flag `flags` gives it; its help from the field's comment, with the default and choices. A
+    flag `flags` gives it; its help from the field's comment (and `notes`, what the class cannot
+    know: the profiles on this machine), with the default and choices. A
     bool field is a flag: `--name` turns it on, or, for the fields in `invert`, the flag turns
     it off (`--no-speak` for `play`)."""
-    notes, flags, choices = comments(cls), flags or {}, choices or {}
+    helps, flags, choices = comments(cls), flags or {}, choices or {}
     by_name = {f.name: f for f in fields(cls)}
     for name in names or tuple(by_name):
         f = by_name[name]
         flag = flags.get(name, "--" + name.replace("_", "-"))
-        text = notes.get(name, "").replace("%", "%%")  # argparse formats help with %
+        text = " ".join(filter(None, (helps.get(name, ""), (notes or {}).get(name, ""))))
+        text = text.replace("%", "%%")  # argparse formats help with %
         kind = _kind(f)
         if kind is bool:
             action = "store_false" if name in invert else "store_true"

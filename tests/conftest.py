@@ -16,12 +16,54 @@ MODEL = Path(os.environ.get("SCENESPEAK_TEST_MODEL", ROOT / "models" / "shapes")
 REAL_MODEL = ROOT / "models" / "default"  # the shipped real-photo bundle (Flickr8k)
 TEST_SEED = 7  # never used in training (train 1, val 2, clip 11)
 
-sys.path.insert(0, str(ROOT))
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # as runtime/__init__.py does, for tests that load
 # onnxruntime before it (and for their subprocesses)
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="training extras (torch) not installed")
+
+# Every test is in a tier (pyproject.toml's markers): unit, or system, and slow on top of system.
+# A module's `pytestmark` tier is the default of its tests; a test's own `unit` or `system`
+# marker replaces it and `slow` adds to it. What is not so is listed here (test_tiers.py).
+TIERS = ("unit", "system", "slow")
+TIER_PROBLEMS = pytest.StashKey[list]()
+
+
+def tier_problem(tiers: set[str]) -> str | None:
+    """What is wrong with a test's set of tier markers, or None."""
+    if not tiers:
+        return "no tier (mark it unit, system, or system and slow)"
+    if {"unit", "system"} <= tiers:
+        return "both unit and system"
+    if "slow" in tiers and "system" not in tiers:
+        return "slow but not system"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects on the markers settled here
+def pytest_collection_modifyitems(config, items):
+    modules = set()
+    for item in items:
+        module = item.getparent(pytest.Module)
+        own: set[str] = set()
+        for node in reversed(item.listchain()):  # the test, its class: up to the module
+            if node is module:
+                break
+            own |= {m.name for m in node.own_markers if m.name in TIERS}
+        if module is not None:
+            modules.add(module)
+            if not own & {"unit", "system"}:
+                for mark in module.own_markers:
+                    if mark.name in TIERS and mark.name not in own:
+                        item.add_marker(mark.name)
+    for module in modules:  # now on each test: a test's own tier is no longer added to
+        module.own_markers[:] = [m for m in module.own_markers if m.name not in TIERS]
+    problems = []
+    for item in items:
+        problem = tier_problem({m.name for m in item.iter_markers() if m.name in TIERS})
+        if problem:
+            problems.append(f"{item.nodeid}: {problem}")
+    config.stash[TIER_PROBLEMS] = problems
 
 
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: bool = True, **kw):
@@ -45,6 +87,14 @@ class Voice:
 
     def close(self):
         pass
+
+
+def channels_of(model, channel: str = "caption", precision: str = "int8", **opts):
+    """The ChannelSet describe builds for `model` with these channels (runtime.app.assemble)."""
+    from runtime.app.assemble import ChannelOptions, ModelOptions, captioner, channel_set
+
+    cap, where = captioner(ModelOptions(model=str(model), precision=precision))
+    return channel_set(cap, where, ChannelOptions(channel=channel, **opts))
 
 
 def write_clip(path: Path, frames, fps: float = 10) -> Path:

@@ -9,6 +9,8 @@ import pytest
 from conftest import MODEL, run_cli
 from runtime.model.vocab import normalize
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def captions(test_scenes):

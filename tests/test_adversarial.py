@@ -14,7 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_MODEL, ROOT, Voice, read_events, run_cli, write_clip
+from conftest import REAL_MODEL, ROOT, Voice, channels_of, read_events, run_cli, write_clip
+
+pytestmark = pytest.mark.system
 
 PHOTOS = ROOT / "assets" / "photos"
 
@@ -65,6 +67,7 @@ def test_doctor_says_telemetry_is_off():
 
 
 # 18. --find takes real names
+@pytest.mark.unit
 def test_find_takes_every_real_name_with_its_hyphens_and_capitals():
     from runtime.app.loop import LoopConfig
     from runtime.app.policies import Find
@@ -452,6 +455,7 @@ def test_signs_changed_on_an_unchanged_wall_are_each_read_once(tmp_path):
 
 
 # 12. text slower than the description's wait
+@pytest.mark.unit
 def test_slow_text_is_said_when_it_comes_and_logged_with_its_time(monkeypatch):
     import time
 
@@ -492,9 +496,9 @@ def test_slow_text_is_said_when_it_comes_and_logged_with_its_time(monkeypatch):
             self.streaming = False
 
     voice, events = Voice(), []
-    loop = DescribeLoop(Captioner(load_bundle(MODEL), "int8"), OneFrame(), voice,
+    loop = DescribeLoop(channels_of(MODEL, "caption,slow_sign"), OneFrame(), voice,
                         EventLog(None, echo=events.append),
-                        LoopConfig(channel="caption,slow_sign", slow_wait_s=0.1, stable_frames=1))
+                        LoopConfig(slow_wait_s=0.1, stable_frames=1))
     loop.run()
     captions = [t for t in voice.said if t not in ("SceneSpeak ready", "SceneSpeak stopped")]
     assert len(captions) == 2 and "PLATFORM 2" not in captions[0], captions
@@ -532,6 +536,7 @@ def test_a_camera_sending_a_frame_every_6_s_keeps_being_described(tmp_path):
 
 
 # memory: the text models keep no memory pattern per input shape
+@pytest.mark.unit
 def test_the_text_models_are_built_without_memory_patterns():
     pytest.importorskip("rapidocr")
     from runtime.channels.text import TextReader
@@ -544,6 +549,7 @@ def test_the_text_models_are_built_without_memory_patterns():
     assert ort_engine.OrtInferSession._init_sess_opts.__name__ == "_init_sess_opts"  # restored
 
 
+@pytest.mark.unit
 def test_every_exif_orientation_is_turned_as_pil_turns_it(tmp_path):
     from PIL import Image, ImageOps
 

@@ -14,7 +14,9 @@ from codes import make_code
 from conftest import REAL_MODEL, ROOT, read_events, run_cli, write_clip
 from runtime.channels.barcode import BarcodeReader, Code, body, grouped, spoken
 
-pytest.importorskip("zxingcpp", reason="zxing-cpp not installed (requirements/runtime.txt)")
+pytestmark = pytest.mark.unit
+
+pytest.importorskip("zxingcpp", reason="zxing-cpp not installed (pip install -c requirements/constraints.txt zxing-cpp)")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +89,7 @@ def test_a_frame_without_a_code_says_nothing_and_a_key_says_no_code():
     assert found.places == (("barcode", found.report["codes"][0]["where"]),)
 
 
+@pytest.mark.system
 def test_caption_json_reports_the_codes(tmp_path):
     code = make_code(302, kind="QR")
     path = tmp_path / "qr.jpg"
@@ -101,6 +104,7 @@ def test_caption_json_reports_the_codes(tmp_path):
     assert out["description"].endswith(f"QR code: {body(Code('QR Code', code.text, (0, 0, 1, 1), ''))}")
 
 
+@pytest.mark.system
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_find_barcode_says_closer_then_what_it_reads(tmp_path):
     """A product held far off on the left (its stripes seen, too small to read), then close:
@@ -131,7 +135,7 @@ def test_without_zxing_cpp_doctor_says_how_to_get_it_and_without_opencv_barcode_
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "zxingcpp" else real(n, *a))
     reason = registry.why_not("barcode", None)
-    assert "zxing-cpp" in reason and "requirements/runtime.txt" in registry.hint("barcode")
+    assert "zxing-cpp" in reason and "requirements/constraints.txt" in registry.hint("barcode")
     monkeypatch.undo()
     monkeypatch.delattr(barcode.cv2, "barcode")  # JetPack's older OpenCV has no barcode module
     assert BarcodeReader().glimpse(np.zeros((480, 640, 3), np.uint8)) is None

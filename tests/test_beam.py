@@ -11,6 +11,8 @@ from runtime.model.bundle import load_bundle
 from runtime.model.captioner import Captioner
 from runtime.model.preprocess import read_image
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def held_out(test_scenes):

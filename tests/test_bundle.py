@@ -14,6 +14,8 @@ from runtime.errors import BundleError
 from runtime.model import io_spec
 from runtime.model.bundle import load_bundle, sha256
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def bundle_copy(tmp_path):
@@ -141,6 +143,7 @@ def test_external_data_the_manifest_does_not_list_is_refused(bundle_copy):
         load_bundle(bundle_copy).graph_paths("fp32")
 
 
+@pytest.mark.system
 def test_changed_file_is_refused_with_its_name(bundle_copy, tmp_path):
     target = bundle_copy / io_spec.graph_file("fp32", "decoder_step")
     data = bytearray(target.read_bytes())

@@ -10,6 +10,8 @@ from conftest import MODEL, TEST_SEED, run_cli
 from export.scenes import make_scene
 from runtime.model.vocab import normalize
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):

@@ -9,8 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import MODEL, ROOT, Voice
+from conftest import MODEL, ROOT, Voice, channels_of
 from runtime.channels.base import Context, Findings, Setup
+
+pytestmark = pytest.mark.unit
 
 
 class Brightness:
@@ -52,8 +54,8 @@ def _loop(channel: str, mode: str = "continuous"):
     from runtime.model.captioner import Captioner
 
     voice, events = Voice(), []
-    loop = DescribeLoop(Captioner(load_bundle(MODEL), "int8"), None, voice,
-                        EventLog(None, echo=events.append), LoopConfig(mode=mode, channel=channel))
+    loop = DescribeLoop(channels_of(MODEL, channel), None, voice,
+                        EventLog(None, echo=events.append), LoopConfig(mode=mode))
     return loop, voice, events
 
 
@@ -69,7 +71,7 @@ def test_a_new_channel_is_heard_without_touching_the_loop_or_the_composer(regist
     # its key, in manual mode, runs it alone on the frame at hand
     loop, voice, _ = _loop("caption,slow_brightness", "manual")
     loop.on_key("b", Frame(np.full((120, 160, 3), 230, np.uint8), 0, time.monotonic()))
-    loop.worker.close()
+    loop.slow.close()
     assert voice.said == ["it is bright"]
 
 
@@ -83,9 +85,9 @@ def test_a_slow_channel_runs_in_the_worker_and_joins_the_description(registry):
     assert time.monotonic() - t0 < 0.2 and voice.said == []  # capture never waited for it
     deadline = time.monotonic() + 5
     while not voice.said and time.monotonic() < deadline:
-        loop._release()
+        loop.slow.release()
         time.sleep(0.01)
-    loop.worker.close()
+    loop.slow.close()
     caption = [e for e in events if e["event"] == "caption"][0]["caption"]
     assert voice.said == [f"{caption}. it is bright"]
     slow = [e for e in events if e["event"] == "slow_brightness"]
@@ -116,7 +118,7 @@ class Broken(Brightness):
 def _settle(loop, voice, n: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while len(voice.said) < n and time.monotonic() < deadline:
-        loop._release()
+        loop.slow.release()
         time.sleep(0.01)
 
 
@@ -129,7 +131,7 @@ def test_only_slow_channels_in_change_mode_speak_each_new_scene(registry):
     for i, level in enumerate((230, 230, 20, 20)):
         loop.on_frame(Frame(np.full((120, 160, 3), level, np.uint8), i, time.monotonic()))
         _settle(loop, voice, len(voice.said) + 1, timeout=1.0)
-    loop.worker.close()
+    loop.slow.close()
     assert voice.said == ["it is bright", "it is dark"]
     assert len([e for e in events if e["event"] == "slow_brightness"]) == 4  # each job once
 
@@ -155,6 +157,6 @@ def test_a_key_answer_never_stands_in_for_a_scene(registry):
     loop.on_key("\n", Frame(np.full((120, 160, 3), 230, np.uint8), 0, time.monotonic()))
     loop.on_key("b", Frame(np.full((120, 160, 3), 20, np.uint8), 1, time.monotonic()))
     _settle(loop, voice, 2)
-    loop.worker.close()
+    loop.slow.close()
     assert voice.said[0] == "it is dark"  # the key's answer, at once
     assert voice.said[1].endswith("it is bright"), voice.said  # the scene, with its own findings

@@ -11,6 +11,8 @@ import pytest
 from conftest import needs_torch
 from runtime.options import add_fields, build, comments
 
+pytestmark = pytest.mark.unit
+
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

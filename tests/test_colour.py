@@ -11,6 +11,8 @@ from conftest import ROOT
 from runtime.channels.base import Context
 from runtime.channels.colour import ColourChannel, ColourConfig, ColourReader, blackbody, encoded, linear
 
+pytestmark = pytest.mark.unit
+
 PHOTOS = sorted((ROOT / "assets" / "photos").glob("*.jpg"))
 # one clear example of each palette colour (sRGB); each patch is drawn jittered from it
 PATCHES = {"red": (200, 30, 40), "orange": (240, 130, 20), "yellow": (240, 210, 30),

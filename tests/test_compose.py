@@ -12,6 +12,8 @@ from runtime.channels.compose import NOTHING, ComposeConfig, compose as _compose
 from runtime.channels.detector import group
 from runtime.model.detector import Detection
 
+pytestmark = pytest.mark.unit
+
 KINDS = {"words": {"dog": "mammal", "cat": "mammal", "puppy": "mammal", "bike": "wheeled vehicle",
                    "horse": "mammal", "car": "wheeled vehicle"},
          "objects": {"cat": "mammal", "dog": "mammal", "moped": "wheeled vehicle", "bear": "mammal",

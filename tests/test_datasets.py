@@ -18,7 +18,7 @@ from export.scenes import make_scene
 from runtime.errors import InputError
 from runtime.model.vocab import normalize
 
-pytestmark = needs_torch
+pytestmark = [pytest.mark.unit, needs_torch]
 SEED, N = 31, 24  # scenes per dataset; the first 16 train, the next 4 validate, the last 4 test
 
 
@@ -92,6 +92,7 @@ def test_wrong_images_folder_and_unknown_files_are_named(corpus, tmp_path):
         read_dataset(f"flickr8k:{root}/Flickr8k.token.txt@images#holdout")
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("fmt", ["jsonl", "coco", "karpathy", "flickr8k"])
 def test_each_format_trains_exports_and_captions_through_the_runtime(corpus, fmt, tmp_path):
     from export.evaluate import EvalConfig, evaluate
@@ -144,6 +145,7 @@ def _train_cli(corpus_root, out, *extra, procs: int = 1):
     return r
 
 
+@pytest.mark.system
 def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     import torch
 
@@ -160,6 +162,7 @@ def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     assert two["metrics"]["train_loss"] <= one["metrics"]["train_loss"] * 1.05
 
 
+@pytest.mark.system
 def test_resume_continues_and_patience_stops_early(corpus, tmp_path):
     import torch
 

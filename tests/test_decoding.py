@@ -1,8 +1,11 @@
 """The greedy loop against a scripted step model: EOS, max length and state handoff."""
 
 import numpy as np
+import pytest
 
 from runtime.model.decoding import BeamSearchDecoder, DecodingOptions, GreedyDecoder, decode
+
+pytestmark = pytest.mark.unit
 
 BOS, EOS, V = 1, 2, 8
 

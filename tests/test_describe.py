@@ -10,7 +10,8 @@ import pytest
 from conftest import MODEL, read_events, run_cli
 from runtime.model.vocab import normalize
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import pytest
 from conftest import REAL_MODEL, ROOT, read_events, run_cli, write_clip
 from signs import make_sign
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")]
 
 
 def _clip(path, frames: list[np.ndarray], seconds: float, fps: int = 10):
@@ -61,6 +62,7 @@ def test_find_a_cup_on_its_boxes_silent_then_left_then_right_once(tmp_path):
         assert scene and scene[-1][0]["where"] == where, (frame, boxes)
 
 
+@pytest.mark.slow
 def test_every_channel_in_change_mode_speaks_within_400_ms_of_capture(tmp_path):
     """Eight real photos, six with a sign pasted in, and two with a product code (an EAN-13 and
     a QR code), 2 s each at 15 fps, played in real time with every channel on."""

@@ -15,6 +15,8 @@ from runtime.model.detector import (DEFAULT, Detection, Detector, Letterbox, dec
                                     load_detector, load_detector_bundle, nms, preprocess)
 from runtime.model.session import SessionConfig
 
+pytestmark = pytest.mark.unit
+
 DETECTOR = ROOT / "models" / "detector"
 SPEC = json.loads((DETECTOR / "manifest.json").read_text())
 PHOTOS = ROOT / "assets" / "photos"

@@ -7,9 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import MODEL, ROOT, run_cli
 from runtime.model import io_spec
 from test_profiles import BOARDS, fake_board
+
+pytestmark = pytest.mark.system
 
 
 def jetson_root(tmp_path: Path, celsius: float = 48.5) -> Path:
@@ -115,6 +119,7 @@ def test_doctor_fails_on_a_damaged_bundle_and_names_the_file(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.unit
 def test_doctor_on_a_damaged_bundle_of_this_checkout_names_git(tmp_path):
     """The shipped bundle is checked through a copy of the checkout's layout: the hint is the
     git command that restores it, run from anywhere."""

@@ -13,6 +13,8 @@ from conftest import ROOT
 from export.datasets import read_dataset
 from runtime.errors import InputError
 
+pytestmark = pytest.mark.unit
+
 FLICKR8K = ROOT.parent / "shared" / "datasets" / "flickr8k"
 
 
@@ -72,6 +74,7 @@ def test_the_real_file_reads_the_three_lists():
     assert sizes == {"train": 6000, "dev": 1000, "test": 1000}
 
 
+@pytest.mark.system
 @needs_flickr8k
 @pytest.mark.slow
 def test_the_default_bundle_on_the_real_test_list(tmp_path):

@@ -18,6 +18,8 @@ from runtime.errors import BundleError, InputError
 from runtime.model.bundle import load_bundle
 from runtime.model.preprocess import PreprocessConfig, preprocess
 
+pytestmark = pytest.mark.unit
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
@@ -147,6 +149,7 @@ option_values = st.fixed_dictionaries({}, optional={
 })
 
 
+@pytest.mark.system
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(options=option_values, kinds=st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.sampled_from(NAMES)),
                                              max_size=5), fast=st.booleans())

@@ -21,6 +21,8 @@ from runtime.errors import BundleError
 from runtime.model import io_spec
 from runtime.model.bundle import load_bundle, sha256
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture
 def bundle_copy(tmp_path):
@@ -152,6 +154,7 @@ def _set(path: str, value):
     return edit
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path, value, message", [
     ("format", KeyError, "missing key 'format'"),
     ("format", 999, "format 999 is not 'scenespeak-bundle/1' (not a SceneSpeak bundle, or one "
@@ -183,6 +186,7 @@ def test_manifest_schema_errors_name_the_field(bundle_copy, path, value, message
     assert str(e.value).startswith(f"{manifest}") and message in str(e.value), str(e.value)
 
 
+@pytest.mark.unit
 def test_huge_or_deeply_nested_manifest_is_refused(bundle_copy):
     manifest = bundle_copy / "manifest.json"
     manifest.write_text("[" * 100_000 + "]" * 100_000)
@@ -194,6 +198,7 @@ def test_huge_or_deeply_nested_manifest_is_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
+@pytest.mark.unit
 @needs_torch
 def test_checkpoints_load_weights_only():
     """Pickled code in a checkpoint must never run: every torch.load is weights_only=True."""

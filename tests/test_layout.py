@@ -5,7 +5,11 @@ the source, every import counted, those inside functions too."""
 import ast
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.unit
 
 RUNTIME = ROOT / "runtime"
 LAYERS = ("model", "channels", "app")  # each may import the ones before it

@@ -9,9 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_MODEL, ROOT, Voice, read_events, run_cli, write_clip
+from conftest import REAL_MODEL, ROOT, Voice, channels_of, read_events, run_cli, write_clip
 from runtime.channels.base import Context
 from runtime.channels.light import LightChannel, LightMeter, spoken
+
+pytestmark = pytest.mark.unit
 
 PHOTO = ROOT / "assets" / "photos" / "astronaut.jpg"
 
@@ -52,6 +54,7 @@ def test_lights_off_is_said_when_the_light_falls_and_kept_while_it_stays_dark():
     assert key.run(exposed(0.05), Context()).said == "lights off"
 
 
+@pytest.mark.system
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_a_clip_whose_lights_go_off_says_lights_off_exactly_once(tmp_path):
     """3 s lit, 4 s with the lights off (the sensor's noise still moving pixels), in change mode."""
@@ -79,8 +82,8 @@ def test_manual_keys_say_the_light_and_the_colour_with_those_channels_off():
     from runtime.model.captioner import Captioner
 
     voice, events = Voice(), []
-    loop = DescribeLoop(Captioner(load_bundle(MODEL), "int8"), None, voice,
-                        EventLog(None, echo=events.append), LoopConfig(mode="manual", channel="caption"))
+    loop = DescribeLoop(channels_of(MODEL, "caption"), None, voice,
+                        EventLog(None, echo=events.append), LoopConfig(mode="manual"))
     assert loop.channels.names == ("caption",)
     loop.on_key("l", Frame(exposed(0.05), 0, time.monotonic()))
     loop.on_key("c", Frame(np.full((480, 640, 3), (40, 40, 200), np.uint8), 1, time.monotonic()))

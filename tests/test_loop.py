@@ -12,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import MODEL, ROOT, read_events
+from conftest import MODEL, ROOT, channels_of, read_events
 from mjpeg_server import MjpegServer
 from export.scenes import make_scene, write_clip
 from runtime.model.vocab import normalize
+
+pytestmark = pytest.mark.system
 
 
 def _describe(*args, **kw):
@@ -78,6 +80,7 @@ def test_change_mode_speaks_the_canonical_caption_for_90_percent(change_run, sce
     assert right >= 0.9 * len(per_scene), per_scene
 
 
+@pytest.mark.slow
 def test_scene_change_to_speech_start(change_run, scene_clip):
     """Figures for the closing note: from the first frame of a new scene to its speech."""
     truth = [json.loads(l) for l in scene_clip.with_suffix(".jsonl").read_text().splitlines()]
@@ -172,8 +175,7 @@ def test_slow_speech_never_stalls_capture(short_clip):
                           lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw),
                           engine_factory=lambda cfg: ThreeSecondEngine())
     source = open_source(str(short_clip), SourceConfig(realtime=True))
-    loop = DescribeLoop(Captioner(load_bundle(MODEL), "int8"), source, speech, log,
-                        LoopConfig(mode="change"))
+    loop = DescribeLoop(channels_of(MODEL), source, speech, log, LoopConfig(mode="change"))
     start = time.monotonic()
     loop.run()
     frames = rows[-1]["frames"]

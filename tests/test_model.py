@@ -5,7 +5,7 @@ import pytest
 
 from conftest import needs_torch
 
-pytestmark = needs_torch
+pytestmark = [pytest.mark.unit, needs_torch]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from conftest import MODEL, ROOT, read_events, run_cli
 from export.scenes import make_scene
 from runtime.app.speech import SpeechConfig, SpeechWorker
 
+pytestmark = pytest.mark.system
+
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
@@ -98,6 +100,7 @@ def _worker(engine, **cfg):
     return w, events
 
 
+@pytest.mark.unit
 def test_a_player_that_cannot_run_is_warned_once_and_speech_is_still_logged():
     w, events = _worker(Engine(), play=True)
     w._aplay = "/nonexistent/aplay"  # as if aplay were removed after start-up
@@ -111,6 +114,7 @@ def test_a_player_that_cannot_run_is_warned_once_and_speech_is_still_logged():
     assert len(plays) == 1 and plays[0].startswith("cannot play speech (No such file or directory)")
 
 
+@pytest.mark.unit
 def test_a_speech_worker_that_dies_is_restarted_and_the_log_says_so():
     """SystemExit in the engine is not an Exception: it ends the worker thread itself."""
     w, events = _worker(Engine(fail=SystemExit(3)), play=False)
@@ -125,6 +129,7 @@ def test_a_speech_worker_that_dies_is_restarted_and_the_log_says_so():
     assert [kw["caption"] for name, kw in events if name == "spoken"] == ["said by the new worker"]
 
 
+@pytest.mark.unit
 def test_an_utterance_that_fails_past_the_engine_is_dropped_with_a_warning_and_the_next_is_said():
     """A failure after rendering (here the first 'spoken' event itself) loses that utterance
     only; an engine failure is retried on a fresh engine instead (test_speech.py)."""

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import MODEL, REAL_MODEL, run_cli
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
@@ -37,6 +39,7 @@ def int8(photos):
     return _objects(photos, "int8")
 
 
+@pytest.mark.system
 def test_the_cat_photo_is_spoken_as_a_cat(int8):
     # the cat fills the photo: it is ahead (runtime.model.where; its left/right in test_where.py)
     assert int8["chelsea"]["description"] == "I see a cat ahead"
@@ -44,11 +47,13 @@ def test_the_cat_photo_is_spoken_as_a_cat(int8):
     assert top["name"] == "cat" and top["score"] > 0.7 and top["where"] == "ahead"
 
 
+@pytest.mark.system
 def test_the_coffee_photo_names_coffee_or_a_cup(int8):
     said = int8["coffee"]["description"]
     assert said.startswith("I see ") and ("coffee" in said or "cup" in said)
 
 
+@pytest.mark.system
 def test_unsure_photos_get_hedged_words_never_a_fact(int8):
     # the astronaut photo: a helmet and a bobsleigh share the mass; gravel: nothing at all
     assert int8["astronaut"]["description"].startswith("maybe ")
@@ -58,6 +63,7 @@ def test_unsure_photos_get_hedged_words_never_a_fact(int8):
         assert "I see" not in said
 
 
+@pytest.mark.system
 def test_json_lists_names_with_scores(int8):
     objects = int8["camera"]["objects"]
     assert [set(o) for o in objects] == [{"name", "score", "where"}] * 3
@@ -91,6 +97,7 @@ def _said(image, channel):
     return r.stdout.split("\t", 1)[1].strip()
 
 
+@pytest.mark.system
 def test_both_channels_say_the_caption_first(tmp_path):
     from export.scenes import make_scene
 
@@ -117,18 +124,21 @@ def test_an_empty_caption_is_said_as_nothing_i_can_describe(photos):
     assert said.text == NOTHING == "nothing I can describe" and said.caption is None
 
 
+@pytest.mark.system
 def test_a_real_photo_gets_its_object_named_after_the_caption(photos):
     # the synthetic-scene decoder can only speak of shapes; the objects channel names the cat
     caption, both = _said(photos["chelsea"], "caption"), _said(photos["chelsea"], "both")
     assert both.endswith("I see a cat ahead") and both.startswith(caption)
 
 
+@pytest.mark.system
 def test_caption_channel_keeps_the_json_as_it_was(photos):
     r = run_cli("runtime", "caption", str(photos["chelsea"]), "--model", str(MODEL), "--json")
     assert r.returncode == 0, r.stderr
     assert "objects" not in json.loads(r.stdout)
 
 
+@pytest.mark.system
 def test_describe_speaks_when_the_set_of_objects_changes(photos, tmp_path):
     # a real video, played at its native rate: cat 1.5 s, coffee 1.5 s, cat again 1.5 s
     clip = tmp_path / "photos.mp4"

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from runtime.app.policies import (ChangeGate, Change, Continuous, Find, Interval, Manual, Slideshow,
                                   make_policy)
 from runtime.channels.text import TextLine, words
-from runtime.model.where import place
+from runtime.channels.places import spoken_place
+
+pytestmark = pytest.mark.unit
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def test_find_a_word_of_text_and_clock_positions():
         read = words([TextLine(sign, 0.99, (10, 10, 90, 40), "left")])
         assert Find(query).decide(D("a wall", words=read), 0) is None, query
         assert Find(sign.lower()).decide(D("a wall", words=read), 0).text == f"{sign.lower()} on your left"
-    assert place("left", "clock") == "at 10 o'clock" and place("right") == "on your right"
+    assert spoken_place("left", "clock") == "at 10 o'clock"
+    assert spoken_place("right") == "on your right"
 
 
 def test_find_knows_a_thing_by_any_of_its_names():

@@ -5,6 +5,8 @@ from conftest import ROOT
 from runtime.errors import InputError
 from runtime.model.preprocess import PreprocessConfig, preprocess
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("shape,dtype", [((224, 224, 3), np.uint8), ((480, 640, 3), np.uint8),
                                          ((37, 1000, 3), np.uint8), ((300, 300), np.uint8),

@@ -26,6 +26,8 @@ from runtime.model.captioner import BoundStepModel, Captioner, OrtStepModel
 from runtime.model.session import SessionConfig
 from runtime.model.vocab import normalize
 
+pytestmark = pytest.mark.unit
+
 JETPACK_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 BOARDS = {  # /proc/device-tree/model and the first line of /etc/nv_tegra_release, as shipped
     "jetson-nano": ("NVIDIA Jetson Nano Developer Kit",
@@ -88,6 +90,7 @@ def test_pc_gets_cuda_profile_only_when_onnxruntime_has_cuda(tmp_path):
     assert select_profile("jetson-nano", board)[0].name == "jetson-nano"
 
 
+@pytest.mark.system
 def test_unknown_profile_name_lists_the_known_ones():
     r = run_cli("runtime", "caption", "x.png", "--device", "raspberry-pi", "--model", str(MODEL))
     assert r.returncode == 2
@@ -143,6 +146,7 @@ def test_missing_gpu_providers_fall_back_to_cpu_with_one_warning(tmp_path):
     assert where.precision == "int8"  # the fastest on the CPU, not the profile's GPU fp16
 
 
+@pytest.mark.system
 def test_cli_on_a_simulated_jetson_runs_on_cpu_and_warns_once(tmp_path):
     img, caps = make_scene(TEST_SEED, 3)
     path = tmp_path / "scene.png"
@@ -183,6 +187,7 @@ def test_io_binding_keeps_state_on_the_device_and_captions_the_same():
     assert isinstance(nxt["regions"], ort.OrtValue)
 
 
+@pytest.mark.system
 def test_describe_tells_systemd_it_is_ready(tmp_path):
     """Type=notify: READY=1 arrives on $NOTIFY_SOCKET once describe is up."""
     folder = tmp_path / "frames"

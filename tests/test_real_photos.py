@@ -14,6 +14,8 @@ from conftest import REAL_MODEL, ROOT, run_cli
 from runtime.model.bundle import load_bundle
 from runtime.model.decoding import degenerate
 
+pytestmark = pytest.mark.system
+
 PHOTOS = ROOT / "assets" / "photos"
 # what a sighted person would name first in each photo: any one of these words (the rocket is
 # left out: Flickr8k has no launch pads, and the model says "a large tent", hedged, beside

@@ -1,8 +1,11 @@
 import json
 
 import numpy as np
+import pytest
 
 from export.scenes import COLOURS, SHAPES, make_scene, write_scenes
+
+pytestmark = pytest.mark.unit
 
 
 def test_same_seed_same_scenes_and_prefix_stable(tmp_path):

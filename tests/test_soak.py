@@ -15,6 +15,8 @@ import pytest
 from conftest import MODEL, run_cli
 from export.scenes import write_clip
 
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
 FRAMES = 20_100  # 67 scenes of 20 s at 15 fps
 MAX_GROWTH_MB = 20.0
 

@@ -10,6 +10,8 @@ import pytest
 
 from runtime.app.speech import SpeechConfig, SpeechWorker
 
+pytestmark = pytest.mark.unit
+
 
 class Events:
     def __init__(self):
@@ -39,6 +41,7 @@ class SlowEngine:
         return b"\0\0" * 22050
 
 
+@pytest.mark.system
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_espeak_voice_is_recorded_to_one_wav(tmp_path):
     events = Events()

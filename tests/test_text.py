@@ -10,10 +10,12 @@ import sys
 import cv2
 import pytest
 
-from conftest import REAL_MODEL, ROOT, Voice, run_cli
+from conftest import REAL_MODEL, ROOT, Voice, channels_of, run_cli
 from signs import make_sign, read_right
 from runtime.channels.text import TextConfig, TextLine, TextReader, reading_order, spoken
-from runtime.model.where import third
+from runtime.channels.places import third
+
+pytestmark = pytest.mark.unit
 
 N_SIGNS = 40
 
@@ -38,6 +40,7 @@ def test_the_committed_photos_have_no_text_to_read(reader):
         assert reader.read(cv2.imread(str(path))) == [], path.name
 
 
+@pytest.mark.system
 def test_skimage_page_reads_its_title_first(tmp_path):
     skimage = pytest.importorskip("skimage.data")
     page = tmp_path / "page.png"
@@ -53,6 +56,7 @@ def test_skimage_page_reads_its_title_first(tmp_path):
         assert line["score"] >= TextConfig().min_score
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("x,side", [(0.17, "left"), (0.83, "right")])
 def test_a_sign_is_placed_left_or_right_in_a_wide_frame(tmp_path, x, side):
     sign = make_sign(1, size=(1280, 720), x=x)
@@ -66,6 +70,7 @@ def test_a_sign_is_placed_left_or_right_in_a_wide_frame(tmp_path, x, side):
     assert out["description"].endswith(f"Sign: {sign.text}")
 
 
+@pytest.mark.system
 def test_it_needs_no_network(tmp_path):
     """Every socket refused: the reader still builds and reads (its models are the wheel's)."""
     script = tmp_path / "offline.py"
@@ -119,10 +124,10 @@ def test_manual_mode_t_reads_all_of_a_page(reader):
 
     page = cv2.cvtColor(skimage.page(), cv2.COLOR_GRAY2BGR)
     voice = Voice()
-    loop = DescribeLoop(Captioner(load_bundle(REAL_MODEL), "int8"), None, voice, EventLog(None),
-                        LoopConfig(mode="manual", channel="caption,objects,text"))
+    loop = DescribeLoop(channels_of(REAL_MODEL, "caption,objects,text"), None, voice,
+                        EventLog(None), LoopConfig(mode="manual"))
     loop.on_key("t", Frame(page, 0, 0.0))
-    loop.worker.close()
+    loop.slow.close()
     lines = reader.read(page)
     assert len(lines) > 3 and voice.said == ["Text: " + ". ".join(l.text for l in lines)]
 

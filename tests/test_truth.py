@@ -14,6 +14,8 @@ from export.truth import (ObjectWords, Photo, TruthConfig, named, run_runtime, r
                           score, split_description, truth)
 from runtime.errors import SceneSpeakError
 
+pytestmark = pytest.mark.unit
+
 SYNONYMS = """\
 # a few classes of CHAIR's list, its format: the class, then its synonyms
 person, man, woman, child, children, people, baby
@@ -161,6 +163,7 @@ def test_the_runtime_is_asked_once_with_only_the_options_given():
     assert argv[-4:] == ["--model", "m", "--verbosity", "full"]
 
 
+@pytest.mark.system
 def test_a_failing_runtime_is_one_line_with_the_lines_it_gave():
     child = ("import sys; print('{\"image\": \"a.jpg\"}', flush=True); "
              "sys.stderr.write('warning: slow\\nerror: b.jpg: not an image\\n'); sys.exit(2)")
@@ -170,6 +173,7 @@ def test_a_failing_runtime_is_one_line_with_the_lines_it_gave():
     assert e.value.lines == ['{"image": "a.jpg"}']
 
 
+@pytest.mark.system
 @needs_torch
 def test_a_missing_data_file_is_one_line_and_exit_2():
     r = run_cli("export", "truth", "--data", "/nonexistent/dev.jsonl", timeout=120)
@@ -178,6 +182,7 @@ def test_a_missing_data_file_is_one_line_and_exit_2():
         ["error: /nonexistent/dev.jsonl: the data file does not exist"]
 
 
+@pytest.mark.system
 @needs_torch
 def test_a_missing_synonyms_list_is_one_line_and_exit_2(tmp_path):
     data = tmp_path / "dev.jsonl"
@@ -189,6 +194,7 @@ def test_a_missing_synonyms_list_is_one_line_and_exit_2(tmp_path):
     assert line.startswith("error: ") and "coco_synonyms.txt" in line
 
 
+@pytest.mark.system
 @needs_torch
 def test_the_runtime_describes_real_photos_in_one_run(tmp_path):
     photos = sorted((ROOT / "assets" / "photos").glob("*.jpg"))[:2]

@@ -1,4 +1,8 @@
+import pytest
+
 from runtime.model.vocab import BOS, EOS, PAD, UNK, Vocab, normalize, tokenize
+
+pytestmark = pytest.mark.unit
 
 
 def test_tokenize_lowercases_and_drops_punctuation():

@@ -11,6 +11,8 @@ import pytest
 
 from conftest import REAL_MODEL, ROOT, run_cli
 
+pytestmark = pytest.mark.unit
+
 CAT = ROOT / "assets" / "photos" / "chelsea.jpg"
 
 
@@ -23,6 +25,7 @@ def _wide_frame_with_the_cat(side: str) -> np.ndarray:
     return frame
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("precision", ["int8", "fp32", "fp16"])
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_the_cat_is_placed_on_its_side_of_a_wide_frame(tmp_path, side, precision):
@@ -37,6 +40,7 @@ def test_the_cat_is_placed_on_its_side_of_a_wide_frame(tmp_path, side, precision
     assert f"I see a cat on your {side}" in out["description"]
 
 
+@pytest.mark.system
 def test_clock_positions(tmp_path):
     path = tmp_path / "left.png"
     cv2.imwrite(str(path), _wide_frame_with_the_cat("left"))

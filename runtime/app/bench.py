@@ -8,11 +8,13 @@ belong to that row alone. The children are started together and warmed up, then 
 timed pass over the image set at a time, round-robin: pass 1 of every row, then pass 2 of
 every row, and so on. A slow spell on the machine then lands on every row alike instead of
 on one, so the ratios between rows hold even where absolute times drift. Each pass times
-preprocess, encoder, every decoder step and the whole caption. With `rounds` > 1 that is
-repeated with fresh processes and the samples are pooled. The parent adds the agreement with
-fp32 ONNX captions, BLEU-4 where references exist, text-to-speech synthesis time, and the
-machine block. The torch row is served by `python -m export bench-row` (training extras),
-since the runtime never imports torch.
+preprocess, encoder, every decoder step and the whole caption, and the caption's overhead
+beyond those parts. With `rounds` > 1 that is repeated with fresh processes and the samples are
+pooled. The parent adds the agreement with fp32 ONNX captions, BLEU-4 where references exist,
+each precision's size on disk against fp32's, PyTorch eager ÷ int8 against its floor,
+text-to-speech synthesis time, the channels' prices (the text channel's as `describe` builds
+it), and the machine block. The torch row is served by `python -m export bench-row` (training
+extras), since the runtime never imports torch.
 """
 
 from __future__ import annotations
@@ -25,36 +27,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from runtime import ROOT
+from runtime import DATA, ROOT
 from runtime.errors import InputError
 from runtime.model.io_spec import PRECISIONS
 from runtime.model.metrics import bleu
-from runtime.model.session import MAX_THREADS, auto_threads
+from runtime.app.assemble import ChannelOptions, ModelOptions, captioner, setup
+from runtime.model.session import auto_threads
 from runtime.options import check, number
-BENCH_IMAGES = ROOT / "assets" / "photos"  # real photos; assets/bench_scenes: the shapes set
+
+BENCH_IMAGES = DATA / "assets" / "photos"  # real photos; assets/bench_scenes: the shapes set
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    model: str = "models/default"  # bundle folder
+    options: ModelOptions = ModelOptions()  # the bundle, device profile, threads and beam
+    # (runtime.app.assemble; a beam K > 1 adds a beam row for every precision)
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")  # ONNX Runtime rows, a comma list
     torch: bool = False  # add PyTorch eager fp32 as the reference (needs the training extras)
     runs: int = 3  # timed passes over the image set per round, interleaved with the other rows
     warmup: int = 5  # untimed captions first
-    threads: int = 0  # ONNX Runtime intra-op threads of the encoder (0: the device profile's,
-    # else every core); the decoder step always uses one
     images: str | None = None  # folder of images, or with captions.jsonl (default: assets/photos,
     # real photos)
-    device: str = "auto"  # device profile from device/profiles (auto: detect the board)
-    beam: int = 1  # K > 1 adds a beam-search row with K beams for every precision, beside the
-    # greedy ones
     rounds: int = 3  # start every row's process this many times and pool the samples
     memory_frames: int = 0  # also run describe with every channel on over this many frames
     # and report its resident memory (0: not)
@@ -63,17 +63,34 @@ class BenchConfig:
         check(self, "precisions", bool(self.precisions) and set(self.precisions) <= set(PRECISIONS),
               f"use a comma list of {', '.join(PRECISIONS)}")
         for name, low, high in (("runs", 1, 10000), ("warmup", 0, 10000), ("rounds", 1, 100),
-                                ("beam", 1, 16), ("threads", 0, MAX_THREADS),
                                 ("memory_frames", 0, 100000)):
             value = getattr(self, name)
             check(self, name, number(value, int) and low <= value <= high, f"use {low}..{high}")
+
+    model = property(lambda self: self.options.bundle)
+    device = property(lambda self: self.options.device)
+    threads = property(lambda self: self.options.threads)
+    beam = property(lambda self: self.options.beam)
+
+    def to_json(self) -> dict:
+        """The config as the report and a row's child take it: one flat object."""
+        flat = {k: v for k, v in asdict(self).items() if k != "options"}
+        return {"model": self.model, "device": self.device, "threads": self.threads,
+                "beam": self.beam, **flat}
+
+    @classmethod
+    def from_json(cls, cfg: dict) -> BenchConfig:
+        opts = ModelOptions(model=cfg["model"], device=cfg["device"], threads=cfg["threads"],
+                            beam=cfg["beam"])
+        rest = {f.name: cfg[f.name] for f in fields(cls) if f.name != "options"}
+        return cls(options=opts, **{**rest, "precisions": tuple(rest["precisions"])})
 
 
 def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]:
     root = Path(folder) if folder else BENCH_IMAGES
     index = root / "captions.jsonl"
     if index.is_file():
-        rows = [json.loads(l) for l in index.read_text().splitlines() if l.strip()]
+        rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
         return [root / r["image"] for r in rows], [r["captions"] for r in rows]
     if root.is_dir():
         paths = sorted(p for p in root.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
@@ -126,21 +143,28 @@ def serve_row(row: dict, captioner, frames: list[np.ndarray], warmup: int, finis
     captioner.step_model = timed
     for i in range(warmup):
         captioner.caption(frames[i % len(frames)])
-    samples: dict[str, list[float]] = {k: [] for k in ("preprocess", "encoder", "decoder_step", "caption", "steps")}
+    samples: dict[str, list[float]] = {k: [] for k in SAMPLES}
     captions: list[str] = []
     _say("ready")
     for line in sys.stdin:
         if line.strip() != "pass":
             break
-        timed.times.clear()
         for frame in frames:
+            timed.times.clear()
             c = captioner.caption(frame)
-            for key, stage in (("preprocess", "preprocess"), ("encoder", "encoder"), ("caption", "total")):
-                samples[key].append(c.timings_ms[stage])
+            ms = c.timings_ms
+            steps_ms = sum(timed.times)
+            for key, stage in (("preprocess", "preprocess"), ("encoder", "encoder"),
+                               ("caption", "total")):
+                samples[key].append(ms[stage])
+            samples["decoder_step"] += timed.times
+            samples["decoder_steps"].append(steps_ms)
+            # what the caption costs beyond its parts: preprocessing is a part of its own, so
+            # none of it is counted here
+            samples["overhead"].append(ms["total"] - ms["preprocess"] - ms["encoder"] - steps_ms)
             samples["steps"].append(c.steps)
             if len(captions) < len(frames):
                 captions.append(c.text)
-        samples["decoder_step"] += timed.times
         _say("done")
     if not samples["caption"]:  # stopped before its first pass: nothing to report
         return
@@ -150,8 +174,14 @@ def serve_row(row: dict, captioner, frames: list[np.ndarray], warmup: int, finis
     _say(json.dumps(row))
 
 
+# a row's samples: per caption (ms), but decoder_step (every step, ms) and steps (a count)
+SAMPLES = ("preprocess", "encoder", "decoder_step", "decoder_steps", "overhead", "caption", "steps")
+
+
 def _stage_stats(samples: dict[str, list[float]]) -> dict:
-    stats = {f"{k}_ms": _pct(samples[k]) for k in ("preprocess", "encoder", "decoder_step", "caption")}
+    """Percentiles of every stage the samples have (decoder_steps and overhead: rows measured
+    before the caption was split into its parts lack them)."""
+    stats = {f"{k}_ms": _pct(samples[k]) for k in SAMPLES[:-1] if samples.get(k)}
     stats["steps_mean"] = round(float(np.mean(samples["steps"])), 3)
     stats["captions_per_s"] = round(1e3 / float(np.mean(samples["caption"])), 2)
     return stats
@@ -159,7 +189,8 @@ def _stage_stats(samples: dict[str, list[float]]) -> dict:
 
 def _objects_stats(times: dict[str, list[float]]) -> dict:
     with_head, without, plain = _pct(times["with"]), _pct(times["without"]), _pct(times["plain"])
-    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without, "encoder_plain_ms": plain,
+    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without,
+            "encoder_plain_ms": plain,
             "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2),
             "where_overhead_pct": round((with_head["p50"] / plain["p50"] - 1) * 100, 2)}
 
@@ -180,13 +211,8 @@ def pool(rounds: list[dict]) -> dict:
 
 def serve_onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> None:
     """One ONNX Runtime row, served in this process (a child of `run`)."""
-    from runtime.app.profiles import place
-    from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
-
-    bundle = load_bundle(cfg.model)
-    where = place(bundle, cfg.device, precision, cfg.threads)
-    cap = Captioner(bundle, precision, where.session, beam)
+    cap, where = captioner(replace(cfg.options, precision=precision, beam=beam))
+    bundle = cap.bundle
     frames = load_frames(cfg.images)
     row = {"backend": "onnxruntime", "precision": precision, "decoding": _decoding(beam),
            "provider": cap.providers[0],
@@ -248,8 +274,9 @@ class _Worker:
 
     def __init__(self, cfg: BenchConfig, backend: str, precision: str, beam: int):
         module = "export" if backend == "torch" else "runtime"
-        cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision, "--beam", str(beam),
-               "--config", json.dumps(asdict(cfg))]
+        cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision,
+               "--beam", str(beam),
+               "--config", json.dumps(cfg.to_json())]
         self.label = f"{backend} {precision}" + ("" if beam <= 1 else f" beam{beam}")
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a pipe could fill up and stall it
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -328,17 +355,22 @@ def speech_timing(captions: list[str]) -> dict | None:
     except Exception as e:  # no engine here: the benchmark still runs
         return {"error": str(e)}
     times = []
-    for text in dict.fromkeys(captions):
-        t = time.perf_counter()
-        engine.render(text)
-        times.append((time.perf_counter() - t) * 1e3)
-    engine.close()
+    try:
+        for text in dict.fromkeys(c for c in captions if c):
+            t = time.perf_counter()
+            engine.render(text)
+            times.append((time.perf_counter() - t) * 1e3)
+    except RuntimeError as e:  # the benchmark still runs
+        return {"error": str(e)}
+    finally:
+        engine.close()
     return {"engine": "pyttsx3/espeak-ng", "voice": engine.voice, "synth_ms": _pct(times)}
 
 
 def run(cfg: BenchConfig) -> dict:
     paths, refs = load_images(cfg.images)
-    rows = [("onnxruntime", p, 1) for p in cfg.precisions] + ([("torch", "fp32", 1)] if cfg.torch else [])
+    rows = [("onnxruntime", p, 1) for p in cfg.precisions]
+    rows += [("torch", "fp32", 1)] if cfg.torch else []
     rows += [("onnxruntime", p, cfg.beam) for p in cfg.precisions] if cfg.beam > 1 else []
     runs: list[list[dict]] = [[] for _ in rows]
     rounds = max(1, cfg.rounds)
@@ -367,20 +399,57 @@ def run(cfg: BenchConfig) -> dict:
                     w.close()
     results = [pool(r) for r in runs]
     captions = [r.pop("captions") for r in results]
-    base = next((c for r, c in zip(results, captions) if r["backend"] == "onnxruntime"
+    base = next((c for r, c in zip(results, captions, strict=True) if r["backend"] == "onnxruntime"
                  and r["precision"] == "fp32" and r["decoding"] == "greedy"), None)
-    for r, caps in zip(results, captions):
-        r["agreement_vs_fp32"] = (round(float(np.mean([a == b for a, b in zip(caps, base)])), 4)
-                                  if base is not None else None)
+    for r, caps in zip(results, captions, strict=True):
+        same = [a == b for a, b in zip(caps, base, strict=True)] if base is not None else None
+        r["agreement_vs_fp32"] = round(float(np.mean(same)), 4) if same is not None else None
         scores = bleu(caps, refs) if refs else None
         r["bleu4"] = round(scores[3], 4) if scores else None
+    disk = on_disk(cfg.model)
+    for r in results:
+        if r["backend"] == "onnxruntime":
+            r["model_vs_fp32"] = disk["vs_fp32"].get(r["precision"])
     speech = speech_timing(base if base is not None else captions[0])
     frames = load_frames(cfg.images)
     return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
-            "rounds": rounds, "speech": speech, "text": text_timing(frames, cfg.runs, cfg.model),
-            "detector": detector_timing(frames, cfg.runs, cfg.model),
-            "channels": channel_timing(frames, cfg.runs, cfg.model),
+            "rounds": rounds, "on_disk": disk, "torch_vs_int8": torch_vs_int8(results),
+            "speech": speech, "text": text_timing(frames, cfg.runs, describe_setup(cfg)),
+            "detector": detector_timing(frames, cfg.runs, cfg),
+            "channels": channel_timing(frames, cfg.runs, cfg),
             "memory": memory_with_every_channel(cfg.model, cfg.memory_frames), "results": results}
+
+
+TORCH_FLOOR = 3.0  # PyTorch eager ÷ ONNX Runtime int8, caption p50: at least this
+
+
+def on_disk(model: str) -> dict:
+    """What a user downloads for each precision of the bundle: its graphs and the weights files
+    they read (Bundle.size_bytes; the fp32 graphs read their weights, stored as fp16, from the
+    `.weights` files that fp16 shares), and each precision's bytes as a share of fp32's. The
+    manifest and the objects table, which every precision needs alike, are left out."""
+    from runtime.model.bundle import load_bundle
+
+    bundle = load_bundle(model)
+    files = {p: sorted(f.name for g in bundle.files[p].values() for f in g.files)
+             for p in bundle.precisions}  # one flat folder (io_spec.weights_file)
+    size = {p: bundle.size_bytes(p) for p in bundle.precisions}
+    fp32 = size.get("fp32")
+    return {"files": files, "mb": {p: round(b / 2**20, 2) for p, b in size.items()},
+            "vs_fp32": {p: round(b / fp32, 4) for p, b in size.items()} if fp32 else {}}
+
+
+def torch_vs_int8(results: list[dict]) -> dict | None:
+    """PyTorch eager fp32 ÷ ONNX Runtime int8, greedy caption p50, against its floor; None
+    without both rows."""
+    rows = {(r["backend"], r["precision"]): r for r in results
+            if r.get("decoding", "greedy") == "greedy"}
+    slow, fast = rows.get(("torch", "fp32")), rows.get(("onnxruntime", "int8"))
+    if slow is None or fast is None:
+        return None
+    a, b = slow["caption_ms"]["p50"], fast["caption_ms"]["p50"]
+    return {"torch_caption_p50": a, "int8_caption_p50": b, "ratio": round(a / b, 2),
+            "floor": TORCH_FLOOR}
 
 
 def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
@@ -396,25 +465,32 @@ def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
     return out
 
 
-def _setup(model: str, precision: str = "int8"):
-    """The Setup the describe command gives channels for this bundle (runtime.channels.base)."""
-    from runtime.channels.base import Setup
-    from runtime.model.bundle import load_bundle
+def _setup(cfg: BenchConfig, precision: str | None = None):
+    """The Setup `describe` gives its channels (runtime.channels.base) when it plays a file with
+    its default options: the precision given (else the bundle's default on cfg.device's
+    profile), its session (providers), places in words, brief, not live: the same assembly as
+    describe's (runtime.app.assemble)."""
+    cap, where = captioner(replace(cfg.options, precision=precision, beam=1))
+    return setup(cap, where, ChannelOptions(), live=False)
 
-    return Setup(load_bundle(model), precision)
+
+def describe_setup(cfg: BenchConfig):
+    """The Setup describe's text channel is built from (see _setup)."""
+    return _setup(cfg)
 
 
-def text_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | None:
-    """The text channel's price per frame (runtime.channels.text), built as `describe` builds
-    it, on the bench images as they are and with a sign pasted into each: it runs once per new
-    scene, in the slow channels' worker."""
+def text_timing(frames: list[np.ndarray], runs: int, setup) -> dict | None:
+    """The text channel's price per frame (runtime.channels.text), built from `setup` as
+    `describe` builds it (describe_setup), on the bench images as they are and with a sign
+    pasted into each: it runs once per new scene, in the slow channels' worker."""
     from runtime.channels.base import Context
     from runtime.channels.registry import build
 
     try:
-        channel = build("text", _setup(model))
+        channel = build("text", setup)
     except Exception as e:  # no rapidocr here: the benchmark still runs
         return {"error": str(e)}
+    context = Context(where=setup.where, verbosity=setup.verbosity)  # as describe's ChannelSet
     times: dict[str, list[float]] = {"without": [], "with": []}
     signed = [with_sign(f) for f in frames]
     read = 0
@@ -422,21 +498,29 @@ def text_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | None:
         for key, images in (("without", frames), ("with", signed)):
             for image in images:
                 t = time.perf_counter()
-                lines = channel.run(image, Context()).value
+                lines = channel.run(image, context).value
                 times[key].append((time.perf_counter() - t) * 1e3)
-                read += key == "with" and r == 0 and any(l.text == "EMERGENCY EXIT" for l in lines)
-    return {"engine": "rapidocr PP-OCRv6 (ONNX Runtime)", "no_text_ms": _pct(times["without"]),
-            "sign_ms": _pct(times["with"]), "signs_read": f"{read}/{len(frames)}"}
+                read += key == "with" and r == 0 and any(x.text == "EMERGENCY EXIT" for x in lines)
+    reader = channel.reader
+    built = {"precision": setup.precision, "where": setup.where, "verbosity": setup.verbosity,
+             "live": setup.live, "providers": [n for n, _ in setup.session.providers]
+             if setup.session else [], "engine": reader.engine_type,
+             "side": reader.cfg.side, "threads": reader.cfg.threads,
+             "min_score": reader.cfg.min_score, "max_lines": channel.max_lines}
+    engine = "TensorRT" if reader.engine_type == "tensorrt" else "ONNX Runtime"
+    return {"engine": f"rapidocr PP-OCRv6 ({engine})", "setup": built,
+            "no_text_ms": _pct(times["without"]), "sign_ms": _pct(times["with"]),
+            "signs_read": f"{read}/{len(frames)}"}
 
 
-def detector_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | None:
+def detector_timing(frames: list[np.ndarray], runs: int, cfg: BenchConfig) -> dict | None:
     """The detector channel's price per frame for each precision the bundle has for it, built
     as `describe` builds it (runtime.channels.detector) on the CPU provider, warmed up, the
     precisions' passes interleaved; and how often int8 states what fp32 states."""
     from runtime.channels.base import Context
     from runtime.channels.registry import build, why_not
 
-    setup = _setup(model)
+    setup = _setup(cfg)
     if why_not("detector", setup):
         return None
     try:
@@ -444,7 +528,7 @@ def detector_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | N
         from runtime.model.detector import load_detector_bundle
 
         spec = load_detector_bundle(folder(setup)).spec
-        channels = {p: build("detector", _setup(model, p)) for p in spec["files"]}
+        channels = {p: build("detector", _setup(cfg, p)) for p in spec["files"]}
         for channel in channels.values():
             channel.run(frames[0], Context())
     except Exception as e:  # a broken detector: the benchmark still runs
@@ -463,8 +547,9 @@ def detector_timing(frames: list[np.ndarray], runs: int, model: str) -> dict | N
     return {"model": spec.get("name", "detector"), "input": spec["input"],
             "ms": {p: _pct(t) for p, t in times.items()},
             "said": {p: [", ".join(f) for f in stated[p]] for p in channels},
-            "agreement_vs_fp32": {p: round(float(np.mean([a == b for a, b in zip(stated[p], base)])), 4)
-                                  for p in channels if p != "fp32"} if base else None}
+            "agreement_vs_fp32": {
+                p: round(float(np.mean([a == b for a, b in zip(stated[p], base, strict=True)])), 4)
+                for p in channels if p != "fp32"} if base else None}
 
 
 def memory_with_every_channel(model: str, frames: int) -> dict | None:
@@ -492,17 +577,19 @@ def memory_with_every_channel(model: str, frames: int) -> dict | None:
             out.write(images[i % len(images)])
         out.release()
         log = Path(tmp) / "log.jsonl"
-        r = subprocess.run([sys.executable, "-m", "runtime", "describe", str(clip), "--model", model,
+        r = subprocess.run([sys.executable, "-m", "runtime", "describe", str(clip),
+                            "--model", model,
                             "--channel", "all", "--mode", "continuous", "--fast", "--no-speak",
                             "--stats-interval", "1", "--log", str(log)],
                            capture_output=True, text=True, timeout=3600)
         if r.returncode or not log.exists():
             return {"error": (r.stderr.strip().splitlines() or ["describe failed"])[-1]}
-        stats = [json.loads(l) for l in log.read_text().splitlines() if '"stats"' in l]
+        stats = [json.loads(x) for x in log.read_text().splitlines() if '"stats"' in x]
     rss = [(e["frame"], e["rss_mb"]) for e in stats if e.get("rss_mb") is not None]
     if not rss:
         return None
-    return {"frames": frames, "channels": "all", "rss_mb_first": rss[0][1], "rss_mb_last": rss[-1][1],
+    return {"frames": frames, "channels": "all", "rss_mb_first": rss[0][1],
+            "rss_mb_last": rss[-1][1],
             "rss_mb_peak": max(m for _, m in rss),
             "rss_mb_by_frame": [[f, m] for f, m in rss][:: max(1, len(rss) // 20)]}
 
@@ -523,7 +610,7 @@ def with_code(frame: np.ndarray, digits: str = "4006381333931") -> np.ndarray:
     return out
 
 
-def channel_timing(frames: list[np.ndarray], runs: int, model: str) -> dict:
+def channel_timing(frames: list[np.ndarray], runs: int, cfg: BenchConfig) -> dict:
     """The price per frame of the channels that need no model of their own (barcode, colour,
     light), built as `describe` builds them, on the bench images at 640x480 as a webcam gives
     them; the barcode channel also on each with a product code pasted in (it runs once per new
@@ -531,7 +618,7 @@ def channel_timing(frames: list[np.ndarray], runs: int, model: str) -> dict:
     from runtime.channels.base import Context
     from runtime.channels.registry import REGISTRY, build, why_not
 
-    setup, out = _setup(model), {}
+    setup, out = _setup(cfg), {}
     frames = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in frames]
     for name in ("barcode", "colour", "light"):
         if name not in REGISTRY or why_not(name, setup):
@@ -563,12 +650,15 @@ COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "dec
            ("provider", "provider"),
            ("preprocess p50", "preprocess_ms.p50"), ("encoder p50", "encoder_ms.p50"),
            ("encoder p95", "encoder_ms.p95"), ("step p50", "decoder_step_ms.p50"),
-           ("steps", "steps_mean"), ("caption p50", "caption_ms.p50"),
-           ("caption p95", "caption_ms.p95"), ("caption p99", "caption_ms.p99"),
-           ("captions/s", "captions_per_s"), ("RSS MB", "rss_mb"), ("model MB", "model_mb"),
+           ("steps", "steps_mean"), ("overhead p50", "overhead_ms.p50"),
+           ("caption p50", "caption_ms.p50"), ("caption p95", "caption_ms.p95"),
+           ("caption p99", "caption_ms.p99"), ("captions/s", "captions_per_s"),
+           ("RSS MB", "rss_mb"), ("model MB", "model_mb"), ("model ÷ fp32", "model_vs_fp32"),
            ("= fp32", "agreement_vs_fp32"), ("BLEU-4", "bleu4"),
            ("objects head +%", "objects_overhead_pct"), ("where +%", "where_overhead_pct"))
-AGREEMENT = [k for _, k in COLUMNS].index("agreement_vs_fp32")
+# added since docs/bench.json was committed: shown where a row has them, so that an older
+# report renders as it did
+NEWER = {"overhead_ms.p50", "model_vs_fp32"}
 
 
 def _get(row: dict, dotted: str):
@@ -582,17 +672,34 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads, "
              f"onnxruntime {m['onnxruntime']} ({', '.join(m['providers'])}); "
-             f"{report['images']} images x {report['runs']} runs x {report.get('rounds', 1)} rounds, "
+             f"{report['images']} images x {report['runs']} runs x "
+             f"{report.get('rounds', 1)} rounds, "
              "the rows' passes interleaved.", ""]
-    lines.append("| " + " | ".join(c for c, _ in COLUMNS) + " |")
-    lines.append("|" + "---|" * len(COLUMNS))
+    columns = [(c, k) for c, k in COLUMNS
+               if k not in NEWER or any(_get(r, k) is not None for r in report["results"])]
+    agreement = [k for _, k in columns].index("agreement_vs_fp32")
+    lines.append("| " + " | ".join(c for c, _ in columns) + " |")
+    lines.append("|" + "---|" * len(columns))
     for r in report["results"]:
         cells = ["" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
-                 for v in (_get(r, k) for _, k in COLUMNS)]
+                 for v in (_get(r, k) for _, k in columns)]
         share, n = r.get("agreement_vs_fp32"), report["images"]
         if share is not None:  # the count too: with few images one caption is several points
-            cells[AGREEMENT] = f"{share:.3f} ({round(share * n)}/{n})"
+            cells[agreement] = f"{share:.3f} ({round(share * n)}/{n})"
         lines.append("| " + " | ".join(cells) + " |")
+    disk = report.get("on_disk") or {}
+    if "int8" in disk.get("vs_fp32", {}):
+        mb = disk["mb"]
+        lines += ["", f"On disk: int8 {mb['int8']:.2f} MB = {disk['vs_fp32']['int8']:.3f} × "
+                      f"fp32's {mb['fp32']:.2f} MB (a precision's graphs and the weights files "
+                      "they read: what a user downloads for it; fp32's weights are stored as "
+                      "fp16)."]
+    tv = report.get("torch_vs_int8")
+    if tv:
+        met = "met" if tv["ratio"] >= tv["floor"] else "NOT met"
+        lines += ["", "PyTorch eager ÷ ONNX Runtime int8, caption p50: "
+                      f"{tv['torch_caption_p50']:.2f} / {tv['int8_caption_p50']:.2f} = "
+                      f"{tv['ratio']:.2f} (floor {tv['floor']:g}: {met})."]
     sp = report.get("speech") or {}
     if "synth_ms" in sp:
         lines += ["", f"Speech synthesis ({sp['engine']}): p50 {sp['synth_ms']['p50']:.1f} ms, "
@@ -611,14 +718,16 @@ def markdown(report: dict) -> str:
                               for p, m in dt["ms"].items()) + " a frame."]
     for name, ch in (report.get("channels") or {}).items():
         if "ms" in ch:
-            extra = (f", {ch['code_ms']['p50']:.1f} ms with a product code (read on {ch['codes_read']})"
+            extra = (f", {ch['code_ms']['p50']:.1f} ms with a product code "
+                     f"(read on {ch['codes_read']})"
                      if "code_ms" in ch else "")
             lines += ["", f"{name.capitalize()} channel: p50 {ch['ms']['p50']:.1f} ms, p95 "
                           f"{ch['ms']['p95']:.1f} ms a frame{extra}."]
     mem = report.get("memory") or {}
     if "rss_mb_last" in mem:
         lines += ["", f"Memory, `describe --channel all` over {mem['frames']} frames: resident "
-                      f"{mem['rss_mb_first']:.0f} MB at the first stats, {mem['rss_mb_last']:.0f} MB at "
+                      f"{mem['rss_mb_first']:.0f} MB at the first stats, "
+                      f"{mem['rss_mb_last']:.0f} MB at "
                       f"the end, {mem['rss_mb_peak']:.0f} MB at most."]
     return "\n".join(lines)
 
@@ -671,7 +780,32 @@ def compare(a_path: str, b_path: str) -> str:
             continue
         ratios = [(_get(r, k) or 0) / (_get(other, k) or float("nan")) for k in keys]
         label = r["precision"] + ("" if key(r)[2] == "greedy" else f" {key(r)[2]}")
-        lines.append(f"| {r['backend']} | {label} | " + " | ".join(f"{v:.2f}" for v in ratios) + " |")
+        lines.append(f"| {r['backend']} | {label} | "
+                     + " | ".join(f"{v:.2f}" for v in ratios) + " |")
     if len(lines) == 3:
         raise InputError(f"{a_path} and {b_path} share no backend/precision rows")
     return "\n".join(lines)
+
+
+def config_from_json(text: str) -> BenchConfig:
+    """The BenchConfig a `bench-row` child is given (as `_Worker` wrote it)."""
+    return BenchConfig.from_json(json.loads(text))
+
+
+def run_and_save(cfg: BenchConfig, json_path: str | None = None, markdown_path: str | None = None,
+                 plot_path: str | None = None) -> str:
+    """Run the benchmark, write what was asked for, and return the table. A bundle of this
+    checkout is named in the report by its path from the checkout's root."""
+    report = run(cfg)
+    report["config"] = cfg.to_json()
+    if Path(cfg.model).resolve().is_relative_to(ROOT):
+        report["config"]["model"] = str(Path(cfg.model).resolve().relative_to(ROOT))
+    table = markdown(report)
+    for path, text in ((json_path, json.dumps(report, indent=1) + "\n"),
+                       (markdown_path, table + "\n")):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+    if plot_path:
+        plot(report, plot_path)
+    return table

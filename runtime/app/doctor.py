@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from runtime import ROOT
-from runtime.app.profiles import (detect_board, place, plan_providers, select_profile,
-                                  sysroot, temperatures)
+from runtime.app import assemble
+from runtime.app.assemble import ModelOptions
+from runtime.app.profiles import detect_board, plan_providers, select_profile, sysroot, temperatures
 from runtime.errors import SceneSpeakError
 from runtime.model.session import cache_root
 
@@ -53,10 +54,11 @@ def _restore_hint(model: str) -> str:
             "or export it again with `python -m export onnx`")
 
 
-def _bundle_checks(model: str, device: str, board, available: list[str], report: dict) -> list[Check]:
+def _bundle_checks(opts: ModelOptions, board, available: list[str], report: dict) -> list[Check]:
     from runtime.model.bundle import load_bundle
     from runtime.model.captioner import Captioner
 
+    model = opts.bundle
     try:
         bundle = load_bundle(model)
         for precision in bundle.precisions:
@@ -66,7 +68,7 @@ def _bundle_checks(model: str, device: str, board, available: list[str], report:
     report["bundle"] = {"path": str(bundle.root), "precisions": list(bundle.precisions),
                         "vocab": len(bundle.vocab)}
     checks = [Check("bundle", "ok", f"{model}: {', '.join(bundle.precisions)}, every sha256 matches")]
-    where = place(bundle, device, available=available, board=board)
+    where = assemble.placement(bundle, opts, available, board)
     report["profile"] = {"name": where.profile.name, "reason": where.reason,
                          "description": where.profile.description}
     report["providers"] = {"available": available,
@@ -110,10 +112,9 @@ def _channel_checks(bundle, where, cap, report: dict) -> list[Check]:
     """Each channel of the registry built as `describe` builds it: ready, or why not."""
     import time
 
-    from runtime.channels.base import Setup
     from runtime.channels.registry import REGISTRY, build, hint, why_not
 
-    setup = Setup(bundle, where.precision, where.session, has_objects=cap.has_objects)
+    setup = assemble.setup(cap, where)
     checks, report["channels"] = [], {}
     for name in REGISTRY:
         if name in ("caption", "objects"):
@@ -248,15 +249,15 @@ def _system_checks(root: Path, report: dict) -> list[Check]:
     return checks
 
 
-def diagnose(model: str, device: str = "auto") -> dict:
+def diagnose(opts: ModelOptions = ModelOptions()) -> dict:
     """Every check, as {"board": ..., "profile": ..., "checks": [...], "ok": bool}."""
     root = sysroot()
     board = detect_board(root)
     report: dict = {"board": asdict(board) | {"jetson": board.jetson}}
     available = _available()
-    checks = _bundle_checks(model, device, board, available, report)
+    checks = _bundle_checks(opts, board, available, report)
     if "profile" not in report:  # the bundle is broken: still say what this board would run
-        profile, reason = select_profile(device, board, available)
+        profile, reason = select_profile(opts.device, board, available)
         plan = plan_providers(profile, available)
         report["profile"] = {"name": profile.name, "reason": reason, "description": profile.description}
         report["providers"] = {"available": available, "wanted": list(profile.provider_names),

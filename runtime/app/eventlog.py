@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import threading
+from pathlib import Path
 import time
 
 from runtime.errors import printable
@@ -101,3 +102,45 @@ def _silence(stream) -> None:
         os.close(null)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def console(line: dict) -> None:
+    """The console view of describe's log: what is spoken (stdout) and what goes wrong
+    (stderr), one printable line each."""
+    ev, t = line["event"], f"[{line['t']:7.2f}s]"
+    if ev == "spoken":
+        print(f"{t} {printable(line['caption'])}", flush=True)
+        return
+    if ev == "source_lost":
+        detail = f"{line.get('source', '')}: {line.get('reason', 'lost')}; retrying"
+    elif ev in ("warning", "source_restored", "skipped"):
+        detail = line.get("message") or line.get("reason") or ""
+    else:
+        return
+    print(f"{t} {ev}: {printable(detail)}", file=sys.stderr, flush=True)
+
+
+class Stats:
+    """Health for long runs and the service journal: a `stats` event (frames/s, captions,
+    resident memory) every `every_s` seconds (0: only when forced, at the end)."""
+
+    def __init__(self, log: EventLog, every_s: float):
+        self.log, self.every_s = log, every_s
+        self.at = (time.monotonic(), 0)  # (time, frames) of the last stats event
+
+    def tick(self, frames: int, captions: int, force: bool = False) -> None:
+        now, (t, before) = time.monotonic(), self.at
+        if not force and (not self.every_s or now - t < self.every_s):
+            return
+        self.at = (now, frames)
+        fps = round((frames - before) / max(now - t, 1e-9), 1)
+        self.log.write("stats", frames, fps=fps, captions=captions, rss_mb=resident_mb())
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory now (Linux /proc), in MB; None where unreadable."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from runtime.channels import coco
-from runtime.model.where import place
+from runtime.channels.places import spoken_place
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Say:
 
 
 class Policy(Protocol):
+    """What a policy needs of the loop it declares: these flags, all False by default (Base)."""
+
+    keys: bool  # frames are described only when a key asks (Enter); the loop reads keys
     scenes_each: bool  # every frame it wants is a scene of its own (a slideshow, a key press)
     waits_for_speech: bool  # the next frame is read only once this one has been said
     complete: bool  # decides on the whole description, slow channels' findings included
@@ -47,6 +50,9 @@ class Policy(Protocol):
     def flush(self, d) -> Say | None:
         """The source has ended: what to say of its last description, which `decide` held
         back (a one-frame video, a scene cut short), or None."""
+
+    def asked(self, d) -> Say:
+        """What to say of a description a key asked for (Enter): all of it, at once."""
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -80,10 +86,13 @@ class ChangeGate:
 class Base:
     """What a policy needs of the loop, by default nothing: see Policy."""
 
-    scenes_each = waits_for_speech = complete = False
+    keys = scenes_each = waits_for_speech = complete = False
 
     def flush(self, d) -> Say | None:
         return None
+
+    def asked(self, d) -> Say:
+        return Say(d.text, d.key, interrupt=True)
 
 
 class Change(Base):
@@ -163,13 +172,13 @@ class Slideshow(Continuous):
 class Manual(Base):
     """Describe only when asked (a key): frames are never described on their own."""
 
-    scenes_each = True
+    keys = scenes_each = True
 
     def wants(self, image, now):
         return False
 
     def decide(self, d, now):
-        return Say(d.text, d.key, interrupt=True)
+        return self.asked(d)
 
     def reset(self):
         pass
@@ -215,7 +224,7 @@ class Find(Base):
         if (where, guide) == self.last:
             return None
         self.last = (where, guide)
-        said = f"{self.name} {place(where, self.style)}" + (f", {guide}" if guide else "")
+        said = f"{self.name} {spoken_place(where, self.style)}" + (f", {guide}" if guide else "")
         return Say(said, ("find", self.name, where, guide), interrupt=True)
 
     def reset(self):
@@ -223,11 +232,12 @@ class Find(Base):
         self.last = None
 
 
-def make_policy(cfg) -> Policy:
-    """The policy a LoopConfig asks for."""
+def make_policy(cfg, where: str = "words") -> Policy:
+    """The policy a LoopConfig asks for; `where`: how Find says places (words or clock)."""
     gate = ChangeGate(cfg.change_delta, cfg.change_fraction)
     if cfg.find:
-        find = Find(cfg.find, cfg.where, gate)
+        find = Find(cfg.find, where, gate)
+        find.keys = cfg.mode == "manual"  # found only when Enter asks
         if cfg.each_still and cfg.mode != "manual":  # a folder: each still is looked at in
             find.waits_for_speech = find.scenes_each = True  # full (slow channels too) in turn
         return find

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime import ROOT
+from runtime import DATA
 from runtime.errors import InputError
 from runtime.model.io_spec import PRECISIONS
 from runtime.model.session import CPU, GPU_PROVIDERS, SessionConfig, cache_root, default_precision
@@ -28,7 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # JetPack 6 ships Python 3.10
     import tomli as tomllib
 
-PROFILES_DIR = ROOT / "device" / "profiles"
+PROFILES_DIR = DATA / "device" / "profiles"
 FALLBACK = "laptop-cpu"
 USB_BACKENDS = ("v4l2", "any")
 # unknown Jetsons take the profile of their L4T generation

@@ -23,12 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime import ROOT
+from runtime import DATA
 from runtime.errors import InputError
 from runtime.model.preprocess import read_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-ASSETS = ROOT / "assets"
+ASSETS = DATA / "assets"
 SAMPLE_CLIP = ASSETS / "sample_photos.mp4"  # real photos: the default for a real-photo bundle
 SHAPES_CLIP = ASSETS / "sample_scenes.mp4"  # synthetic scenes: the default for models/shapes
 

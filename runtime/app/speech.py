@@ -91,18 +91,22 @@ class Pyttsx3Engine:
     def render(self, text: str) -> bytes:
         """16-bit mono PCM of `text`; RuntimeError where it could not be rendered (a full
         folder leaves espeak's file empty or cut short)."""
-        try:
-            self.tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        with contextlib.redirect_stdout(io.StringIO()):  # the espeak driver prints each save
-            self.engine.save_to_file(text, str(self.tmp))
-            self.engine.runAndWait()
-        try:
-            with wave.open(str(self.tmp), "rb") as w:
-                return w.readframes(w.getnframes())
-        except (OSError, EOFError, wave.Error) as e:
-            raise RuntimeError(f"cannot render speech in {self.folder} ({e}); is it full?") from None
+        for attempt in range(2):  # on a loaded machine espeak now and then writes no file
+            try:
+                self.tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            with contextlib.redirect_stdout(io.StringIO()):  # the espeak driver prints each save
+                self.engine.save_to_file(text, str(self.tmp))
+                self.engine.runAndWait()
+            try:
+                with wave.open(str(self.tmp), "rb") as w:
+                    return w.readframes(w.getnframes())
+            except (OSError, EOFError, wave.Error) as e:
+                if attempt:
+                    raise RuntimeError(f"cannot render speech in {self.folder} ({e}); is it "
+                                       "full?") from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Removes its folder (and the last utterance in it)."""

@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 
 from runtime.channels.base import Context, Findings, Setup
+from runtime.channels.places import third
 from runtime.errors import InputError
-from runtime.model.where import third
 from runtime.options import check, number
 
-HINT = "pip install -r requirements/runtime.txt (zxing-cpp==3.1.1)"
+HINT = "pip install -c requirements/constraints.txt zxing-cpp"
 LINEAR = ("EAN-13", "EAN-8", "UPC-A", "UPC-E", "Code 128")  # said as "Barcode" (Code 128 as "Code")
 
 
@@ -105,7 +105,7 @@ class BarcodeReader:
             raise InputError(f"the barcode channel needs zxing-cpp ({e}); {HINT}") from None
         self.cfg, self.zx = cfg, zxingcpp
         F = zxingcpp.BarcodeFormat
-        self.formats = F.EAN13 | F.EAN8 | F.UPCA | F.UPCE | F.Code128 | F.QRCode
+        self.formats = (F.EAN13, F.EAN8, F.UPCA, F.UPCE, F.Code128, F.QRCode)
         self.names = {F.EAN13: "EAN-13", F.EAN8: "EAN-8", F.UPCA: "UPC-A", F.UPCE: "UPC-E",
                       F.Code128: "Code 128", F.QRCode: "QR Code"}
         # where the stripes are, read or not (OpenCV 4.8 on; JetPack's older one: no "closer")

@@ -20,10 +20,10 @@ import numpy as np
 
 from runtime.channels import coco
 from runtime.channels.base import Context, Findings, Setup, Thing
-from runtime.model.bundle import MANIFEST
+from runtime.channels.places import THIRDS, spoken_place, third
 from runtime.model.detector import DEFAULT, load_detector, load_detector_bundle
+from runtime.model.io_spec import MANIFEST
 from runtime.model.session import SessionConfig
-from runtime.model.where import WHERE, place, third
 
 
 HINT = "make models-detector (it builds models/detector)"
@@ -56,9 +56,9 @@ def group(detections: list, thresholds: dict[str, float], default: float, width:
     things = []
     for cls, ds in by.items():
         ds = sorted(ds, key=lambda d: -rank(cls, d.box, width, height))
-        wheres = sorted({third(d.box[0], d.box[2], width) for d in ds}, key=WHERE.index)
+        wheres = sorted({third(d.box[0], d.box[2], width) for d in ds}, key=THIRDS.index)
         phrase = f"{coco.counted(cls, len(ds))} " + (
-            " and ".join(place(w, style) for w in wheres) if len(wheres) < 3 else
+            " and ".join(spoken_place(w, style) for w in wheres) if len(wheres) < 3 else
             "from left to right" if style == "words" else "from 10 to 2 o'clock")
         things.append(Thing(coco.spoken(cls), phrase, max(d.score for d in ds), cls,
                             rank=max(rank(cls, d.box, width, height) for d in ds)))

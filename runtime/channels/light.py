@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from runtime.channels.base import Context, Findings, Setup
-from runtime.model.where import WHERE, place
+from runtime.channels.places import THIRDS, spoken_place
 from runtime.options import check, number
 
 
@@ -88,14 +88,14 @@ class LightMeter:
                     change = "lights on"
         if remember:
             self.last, self.change = (level, mean), change
-        return Light(level, mean, WHERE[best] if lit else None, change if remember else None)
+        return Light(level, mean, THIRDS[best] if lit else None, change if remember else None)
 
 
 def spoken(light: Light, style: str = "words") -> str:
     said = light.change if light.change == "lights off" else (
         f"{light.change}, {light.level}" if light.change else light.level)
     if light.brightest:
-        said += f", bright light {place(light.brightest, style)}"
+        said += f", bright light {spoken_place(light.brightest, style)}"
     return said
 
 

@@ -10,7 +10,7 @@ spoken name (five cat breeds, 118 dog breeds) are pooled by adding their probabi
 A name below `sure` is never said as a fact, and a sure name that is one of COCO's classes is
 a fact only where the detector (runtime/channels/detector.py) saw it too: the head stays for
 what COCO lacks (the tripod, the espresso, the cat's breed). Its places come from the head's
-own class activation map (runtime.model.where).
+own class activation map (runtime.model.where), said by runtime.channels.places.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 
 from runtime.channels import coco
 from runtime.channels.base import Context, Findings, Setup, Thing
+from runtime.channels.places import spoken_place, third_of
 from runtime.errors import InputError
-from runtime.model.where import place
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ with_article = coco.with_article  # "a cup", "sunglasses", "coffee"
 
 def placed(name: str, where: str | None, style: str = "words") -> str:
     """'a cat on your left' ('a cat at 10 o'clock' with style clock), 'a cat' unplaced."""
-    return with_article(name) + (f" {place(where, style)}" if where else "")
+    return with_article(name) + (f" {spoken_place(where, style)}" if where else "")
 
 
 class ObjectNamer:
@@ -109,10 +109,10 @@ class ObjectsChannel:
     def run(self, frame: np.ndarray, context: Context) -> Findings:
         result = context.caption
         if result is None or result.imagenet_logits is None:
-            raise InputError("--channel objects: the encoder gave no ImageNet logits")
+            raise InputError("the objects channel: the encoder gave no ImageNet logits")
         locator, fmap = context.locator, result.feature_map
         locate = None if locator is None or fmap is None else \
-            (lambda name: locator.where(fmap, result.imagenet_logits, name))
+            (lambda name: third_of(locator.centre(fmap, result.imagenet_logits, name)))
         o = self.namer(result.imagenet_logits, locate, context.where)
         scores = {t["name"]: t["score"] for t in o.top}
         places = dict(o.places)

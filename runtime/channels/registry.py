@@ -22,6 +22,7 @@ import numpy as np
 from runtime.channels.base import Channel, Context, Findings, Setup
 from runtime.channels.compose import ComposeConfig, Description, compose
 from runtime.errors import InputError
+from runtime.options import OptionError
 
 # name -> "module:Class" (or a factory taking a Setup); auto: on by default for a real-photo bundle
 REGISTRY: dict[str, str | Callable[[Setup], Channel]] = {
@@ -121,13 +122,13 @@ def resolve(spec: str, setup: Setup) -> tuple[str, ...]:
         chosen = set()
         for name in (n.strip() for n in spec.split(",")):
             if name not in REGISTRY and name not in ALIASES:
-                raise InputError(f"--channel {spec!r}: use auto, all, both, or a comma list of "
-                                 f"{choices()}")
+                raise OptionError("channel", repr(spec), "use auto, all, both, or a comma list "
+                                  f"of {choices()}")
             chosen.update(ALIASES.get(name, (name,)))
         for name in sorted(chosen):
             reason = why_not(name, setup)
             if reason:
-                raise InputError(f"--channel {spec}: {reason}")
+                raise OptionError("channel", spec, reason)
     return tuple(n for n in REGISTRY if n in chosen)
 
 
@@ -183,6 +184,15 @@ class ChannelSet:
         it, for a key); an exception is the caller's (the worker warns once per channel)."""
         ctx = self.context(caption, everything)
         return [c.run(frame, ctx) for c in ([only] if only is not None else self.slow)]
+
+    def everything(self, frame: np.ndarray, channel: Channel) -> list[Findings] | None:
+        """All of one channel's findings on a frame (a key asked for it), the caption's
+        included; None, with a warning, when it failed."""
+        try:
+            return self.run_slow(frame, self.captioner.caption(frame), channel, everything=True)
+        except Exception as e:
+            self.on_error(f"{channel.name} channel failed ({type(e).__name__}: {e})")
+            return None
 
     def compose(self, findings: list[Findings]) -> Description:
         order = {n: i for i, n in enumerate(REGISTRY)}

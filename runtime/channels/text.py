@@ -24,13 +24,13 @@ import cv2
 import numpy as np
 
 from runtime.channels.base import Context, Findings, Setup
+from runtime.channels.places import third
 from runtime.errors import InputError
 from runtime.model.session import MAX_THREADS, cache_root
-from runtime.model.where import third
 from runtime.options import check, number
 
 
-HINT = "pip install -r requirements/runtime.txt"
+HINT = "pip install -c requirements/constraints.txt rapidocr"
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -55,7 +55,7 @@ class TextLine:
     text: str
     score: float
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
-    where: str  # left | ahead | right, from the box's centre (runtime.model.where.third)
+    where: str  # left | ahead | right, from the box's centre (runtime.channels.places.third)
 
     def as_json(self) -> dict:
         return {"text": self.text, "score": round(self.score, 4), "box": list(self.box),
@@ -113,7 +113,7 @@ class TextReader:
             from rapidocr import RapidOCR
         except ImportError as e:
             raise InputError(f"the text channel needs rapidocr ({e}); "
-                             "pip install -r requirements/runtime.txt") from None
+                             "pip install -c requirements/constraints.txt rapidocr") from None
         models = Path(rapidocr.__file__).resolve().parent / "models"
         det, rec = models / "PP-OCRv6_det_small.onnx", models / "PP-OCRv6_rec_small.onnx"
         for path in (det, rec):
@@ -230,4 +230,4 @@ def usable(setup: Setup) -> str | None:
     import importlib.util
 
     return None if importlib.util.find_spec("rapidocr") else \
-        "the text channel needs rapidocr; pip install -r requirements/runtime.txt"
+        "the text channel needs rapidocr; pip install -c requirements/constraints.txt rapidocr"

@@ -19,7 +19,6 @@ from runtime.model.onnx_check import check_graph
 from runtime.model.preprocess import PreprocessConfig
 from runtime.model.vocab import SPECIALS, Vocab
 
-MANIFEST = "manifest.json"
 FORMAT = "scenespeak-bundle/1"
 MAX_VOCAB = 1_000_000
 MAX_LEN = 1000
@@ -154,7 +153,7 @@ def _graph_file(root: Path, entry, manifest: str, what: str) -> GraphFile:
 def load_bundle(root: str | Path) -> Bundle:
     """Read and check a bundle's manifest; graph hashes are checked by graph_paths()."""
     root = Path(root)
-    path = root / MANIFEST
+    path = root / io_spec.MANIFEST
     if not path.is_file():
         raise BundleError(f"{path}: no bundle manifest here")
     if path.stat().st_size > MAX_MANIFEST_BYTES:

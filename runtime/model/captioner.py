@@ -21,7 +21,8 @@ from runtime.model.decoding import (DecodingOptions, State, decode, degenerate, 
                                     options_for)
 from runtime.model.preprocess import preprocess
 from runtime.model.session import GPU_PROVIDERS, SessionConfig, create_session
-from runtime.model.where import Locator, head_tensors, only, with_outputs
+from runtime.model.where import Locator, head_tensors, only
+from runtime.model.wire import with_outputs
 
 
 class OrtStepModel:
@@ -32,9 +33,10 @@ class OrtStepModel:
         self.outputs = list(io_spec.DECODER_OUTPUTS)
 
     def step(self, token: np.ndarray, state: State):
-        feeds = dict(state, token=token)
-        logits, h, c, alpha = self.session.run(self.outputs, feeds)
-        return logits, dict(state, h=h, c=c), alpha
+        feeds = {**state, io_spec.TOKEN: token}
+        got = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
+        nxt = {io_spec.STATE[k]: got[k] for k in io_spec.STATE}
+        return got[io_spec.LOGITS], dict(state, **nxt), got[io_spec.ALPHA]
 
 
 class BoundStepModel:
@@ -54,16 +56,15 @@ class BoundStepModel:
     def step(self, token: np.ndarray, state: State):
         state = {k: self._on_device(v) for k, v in state.items()}
         io = self.session.io_binding()
-        io.bind_cpu_input("token", np.ascontiguousarray(token))
+        io.bind_cpu_input(io_spec.TOKEN, np.ascontiguousarray(token))
         for name, value in state.items():
             io.bind_ortvalue_input(name, value)
-        out = {"logits": "cpu", "alpha": "cpu", "h_next": self.device, "c_next": self.device}
-        for name in io_spec.DECODER_OUTPUTS:
-            io.bind_output(name, out[name])
+        for name in io_spec.DECODER_OUTPUTS:  # the state stays on the device, the rest comes back
+            io.bind_output(name, self.device if name in io_spec.STATE else "cpu")
         self.session.run_with_iobinding(io)
         got = dict(zip(io_spec.DECODER_OUTPUTS, io.get_outputs()))
         nxt = {io_spec.STATE[k]: got[k] for k in io_spec.STATE}
-        return got["logits"].numpy(), dict(state, **nxt), got["alpha"].numpy()
+        return got[io_spec.LOGITS].numpy(), dict(state, **nxt), got[io_spec.ALPHA].numpy()
 
 
 @dataclass
@@ -95,11 +96,11 @@ def _check_io(session, spec: tuple[dict, dict], path, bundle: Bundle) -> None:
         raise BundleError(f"{path}: graph inputs {sorted(got_in)} / outputs {sorted(got_out)} "
                           f"do not match the SceneSpeak contract {sorted(inputs)} -> {sorted(outputs)}")
     model = bundle.manifest.get("model") if isinstance(bundle.manifest.get("model"), dict) else {}
-    sizes = {"regions": 49, **{k: v for k, v in model.items() if isinstance(v, int)}}
+    sizes = {**io_spec.FIXED_AXES, **{k: v for k, v in model.items() if isinstance(v, int)}}
     size = bundle.preprocess.size
     for arg in session.get_inputs():
         dtype, axes = inputs[arg.name]
-        if arg.name == "image":
+        if arg.name == io_spec.IMAGE:
             axes = ("batch", 3, size, size)
         want = tuple(sizes.get(a, a) for a in axes)
         ok = len(arg.shape) == len(want) and all(
@@ -152,7 +153,7 @@ class Captioner(CaptionPipeline):
     def __init__(self, bundle: Bundle, precision: str, session: SessionConfig = SessionConfig(),
                  beam_size: int = 1):
         if not 1 <= beam_size <= 16:
-            raise InputError(f"--beam {beam_size}: use 1 (greedy) to 16 beams")
+            raise InputError(f"beam size {beam_size}: use 1 (greedy) to 16 beams")
         paths = bundle.graph_paths(precision)
         self.bundle, self.precision = bundle, precision
         cache = next((Path(o["trt_engine_cache_path"]) for n, o in session.providers
@@ -199,7 +200,7 @@ class Captioner(CaptionPipeline):
         fmap, weight = found
         probe = create_session(path, replace(session, intra_op_threads=1), only(model, weight))
         size = self.bundle.preprocess.size
-        w = probe.run(None, {"image": np.zeros((1, 3, size, size), np.float32)})[0]
+        w = probe.run(None, {io_spec.IMAGE: np.zeros((1, 3, size, size), np.float32)})[0]
         try:
             names = self.bundle.object_names()
         except BundleError:
@@ -213,4 +214,5 @@ class Captioner(CaptionPipeline):
 
     def encode(self, blob: np.ndarray) -> dict[str, np.ndarray]:
         """(B,3,224,224) -> encoder outputs by io_spec name."""
-        return dict(zip(self.encoder_outputs, self.encoder.run(self.encoder_outputs, {"image": blob})))
+        return dict(zip(self.encoder_outputs,
+                        self.encoder.run(self.encoder_outputs, {io_spec.IMAGE: blob})))

@@ -249,7 +249,7 @@ def decode(model: StepModel, state: State, opts: DecodingOptions,
     if decoder is None:
         decoder = (BeamSearchDecoder(opts.beam_size, opts.eos, opts) if opts.beam_size > 1
                    else GreedyDecoder(opts.eos, opts))
-    batch = len(state["h"])
+    batch = len(state[io_spec.H])
     if decoder.beams > 1:  # K rows per image, side by side in one batch
         state = {k: np.repeat(v, decoder.beams, axis=0) for k, v in state.items()}
     tokens = np.full((batch * decoder.beams, 1), opts.bos, dtype=np.int64)

@@ -21,17 +21,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime import ROOT
+from runtime import DATA
 from runtime.errors import BundleError, InputError
 from runtime.model import io_spec
-from runtime.model.bundle import MANIFEST, _file, _get, sha256
+from runtime.model.bundle import _file, _get, sha256
 from runtime.model.onnx_check import check_graph
 from runtime.model.session import SessionConfig, create_session
 
-DEFAULT = ROOT / "models" / "detector"  # the detector of this checkout (make models-detector)
+DEFAULT = DATA / "models" / "detector"  # the detector of this checkout (make models-detector)
 FORMAT = "scenespeak-detector/1"
 
-INPUT = "image"
 MAX_CANDIDATES = 1000  # boxes kept per frame before NMS, best first (NanoDet's nms_pre)
 MAX_DETECTIONS = 100  # after NMS
 
@@ -148,7 +147,7 @@ class Detector:
         self.spec, self.classes, self.precision = spec, tuple(spec["classes"]), precision
         self.session = create_session(path, session)
         strides = spec["strides"]
-        self.outputs = [f"scores_{s}" for s in strides] + [f"dists_{s}" for s in strides]
+        self.outputs = io_spec.detector_outputs(strides)
         have = {o.name for o in self.session.get_outputs()}
         if missing := [n for n in self.outputs if n not in have]:
             raise BundleError(f"{path}: no output {', '.join(missing)}; not a detector graph")
@@ -156,7 +155,7 @@ class Detector:
     def detect(self, frame_bgr: np.ndarray, min_score: float = 0.3) -> list[Detection]:
         """The objects in a BGR frame scoring at least min_score, best first."""
         x, placed = preprocess(frame_bgr, self.spec)
-        got = [o[0] for o in self.session.run(self.outputs, {INPUT: x})]
+        got = [o[0] for o in self.session.run(self.outputs, {io_spec.DETECTOR_INPUT: x})]
         n = len(self.spec["strides"])
         boxes, kept, cls = decode_gfl(got[:n], got[n:], self.spec["strides"], self.spec["input"],
                                       min_score)
@@ -176,7 +175,7 @@ def load_detector_bundle(root: str | Path = DEFAULT) -> DetectorBundle:
     """A detector folder: manifest.json (its source, licence, preprocessing, decoding, classes,
     thresholds and files with their sha256) and its graphs, checked; a bad one is BundleError."""
     root = Path(root)
-    path = root / MANIFEST
+    path = root / io_spec.MANIFEST
     if not path.is_file():
         raise BundleError(f"{path}: no detector here (`make models-detector` builds one)")
     try:

@@ -1,16 +1,15 @@
 """ONNX Runtime sessions: providers with their options, threads and graph optimisation in one
-place. Which providers a board gets comes from its device profile (runtime/app/profiles.py)."""
+place. Which providers a board gets comes from its device profile (runtime/app/profiles.py).
+
+onnxruntime is imported when a session is first made, so options are checked (and `--help`
+shown) without loading it.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import onnxruntime as ort
-
-if hasattr(ort, "disable_telemetry_events"):  # the environment (runtime/__init__.py) did it
-    ort.disable_telemetry_events()  # already; this holds where onnxruntime came in first
 
 from runtime.errors import BundleError
 from runtime.options import check, number
@@ -43,17 +42,27 @@ class SessionConfig:
         return any(name in GPU_PROVIDERS for name, _ in self.providers)
 
 
-_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+_LEVELS = {  # name -> onnxruntime.GraphOptimizationLevel's
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
 }
+
+
+def onnxruntime():
+    """The onnxruntime module, its telemetry off: the environment (runtime/__init__.py) did it
+    already; this holds where onnxruntime came in first."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+    return ort
 
 
 def usable_providers(wanted: tuple[tuple[str, dict], ...]) -> list[tuple[str, dict]]:
     """The wanted providers this onnxruntime offers, in order, always ending with CPU."""
-    have = set(ort.get_available_providers())
+    have = set(onnxruntime().get_available_providers())
     chosen = [(n, o) for n, o in wanted if n in have and n != CPU]
     return chosen + [next(((n, o) for n, o in wanted if n == CPU), (CPU, {}))]
 
@@ -93,13 +102,14 @@ def _options(options: dict) -> dict[str, str]:
 
 
 def create_session(path: Path, cfg: SessionConfig = SessionConfig(),
-                   model: bytes | None = None) -> ort.InferenceSession:
-    """A session of the graph at `path`, or of `model` (that graph's bytes, edited), whose
-    external weights are then read from beside `path`."""
+                   model: bytes | None = None):
+    """An onnxruntime.InferenceSession of the graph at `path`, or of `model` (that graph's
+    bytes, edited), whose external weights are then read from beside `path`."""
+    ort = onnxruntime()
     so = ort.SessionOptions()
     so.intra_op_num_threads = cfg.intra_op_threads or auto_threads()
     so.inter_op_num_threads = 1
-    so.graph_optimization_level = _LEVELS[cfg.optimization]
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[cfg.optimization])
     so.log_severity_level = 3
     if cfg.stop_spinning:
         so.add_session_config_entry("session.force_spinning_stop", "1")
