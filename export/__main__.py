@@ -13,7 +13,6 @@ from runtime.errors import SceneSpeakError
 from runtime.model.io_spec import PRECISIONS
 from runtime.options import add_fields, build
 
-
 DATASET_SPEC = """dataset specs (--train, --val, --data, --calib):
   [FORMAT:]PATH[@IMAGES][#SPLIT], FORMAT one of coco, karpathy, flickr8k, jsonl (guessed from
   the file when left out); IMAGES: the images folder; SPLIT: train|dev|test, or a file of names.
@@ -51,8 +50,13 @@ with fp32 on the dev photos (--min-agreement). export/detector.py has the steps.
 
 def _config_parser(sub, name: str, cls, help: str) -> argparse.ArgumentParser:
     """A subcommand whose options are cls's fields, their help from the fields' comments."""
-    p = sub.add_parser(name, help=help, description=help, epilog=DATASET_SPEC,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=DATASET_SPEC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_fields(p, cls)
     return p
 
@@ -70,8 +74,12 @@ def _torch_bench_row(cfg: dict) -> None:
     bundle = load_bundle(cfg["model"])
     frames = bench.load_frames(cfg.get("images"))
     captioner = TorchCaptioner(bundle)
-    row = {"backend": "torch", "precision": "fp32", "decoding": "greedy",
-           "provider": f"torch {torch.__version__} eager"}
+    row = {
+        "backend": "torch",
+        "precision": "fp32",
+        "decoding": "greedy",
+        "provider": f"torch {torch.__version__} eager",
+    }
     # every weight it runs in fp32: the encoder computes the objects channel's ImageNet logits
     # too, as encoder.onnx does
     size = round(sum(p.numel() * 4 for p in captioner.model.parameters()) / 2**20, 2)
@@ -89,50 +97,100 @@ def build_parser() -> argparse.ArgumentParser:
     from export.truth import TruthConfig
 
     p = argparse.ArgumentParser(prog="scenespeak-export", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{scenes,clip,photos,train,onnx,"
-                           "calibrate,evaluate,truth,detector}")
+    sub = p.add_subparsers(
+        dest="cmd",
+        required=True,
+        metavar="{scenes,clip,photos,train,onnx,calibrate,evaluate,truth,detector}",
+    )
 
     s = sub.add_parser("scenes", help="render a synthetic scene set")
     s.add_argument("--out", required=True, type=Path, help="folder for the PNGs and captions.jsonl")
     s.add_argument("--n", required=True, type=int, help="how many scenes")
-    s.add_argument("--seed", required=True, type=int,
-                   help="scene seed (1 trains, 2 validates, 7 tests, 11 is the sample clip)")
+    s.add_argument(
+        "--seed",
+        required=True,
+        type=int,
+        help="scene seed (1 trains, 2 validates, 7 tests, 11 is the sample clip)",
+    )
 
     v = sub.add_parser("clip", help="render a video of synthetic scenes (the sample clip)")
     v.add_argument("--out", required=True, type=Path, help="the .mp4 to write (and its .jsonl)")
     v.add_argument("--scenes", type=int, default=8, help="how many scenes (default: 8)")
     v.add_argument("--seed", type=int, default=11, help="scene seed (default: 11)")
-    v.add_argument("--seconds", type=float, default=2.0,
-                   help="each scene is held this long (default: 2.0)")
+    v.add_argument(
+        "--seconds", type=float, default=2.0, help="each scene is held this long (default: 2.0)"
+    )
     v.add_argument("--fps", type=int, default=15, help="frames per second (default: 15)")
 
-    ph = sub.add_parser("photos", help="write the committed real photos and the real-photo sample clip")
-    ph.add_argument("--out", type=Path, default=Path("assets/photos"),
-                    help="folder for the photos (default: assets/photos)")
-    ph.add_argument("--clip", type=Path, default=Path("assets/sample_photos.mp4"),
-                    help="the sample clip to write (default: assets/sample_photos.mp4)")
+    ph = sub.add_parser(
+        "photos", help="write the committed real photos and the real-photo sample clip"
+    )
+    ph.add_argument(
+        "--out",
+        type=Path,
+        default=Path("assets/photos"),
+        help="folder for the photos (default: assets/photos)",
+    )
+    ph.add_argument(
+        "--clip",
+        type=Path,
+        default=Path("assets/sample_photos.mp4"),
+        help="the sample clip to write (default: assets/sample_photos.mp4)",
+    )
 
     _config_parser(sub, "train", TrainConfig, "train the decoder on cached encoder features")
-    _config_parser(sub, "onnx", ExportConfig, "export a checkpoint to a validated fp32/fp16/int8 bundle")
-    _config_parser(sub, "evaluate", EvalConfig, "BLEU-1..4, METEOR, ROUGE-L, CIDEr and exact match "
-                   "of a bundle or checkpoint")
-    _config_parser(sub, "calibrate", CalibrateConfig, "fit a real-photo bundle's caption confidence "
-                   "on validation photos")
-    d = sub.add_parser("detector", help="convert, quantise and validate the COCO object "
-                       "detector (NanoDet-g from TF.js) into a bundle folder",
-                       description=DETECTOR_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_fields(d, DetectorConfig, metavars={"package": "FILE.tgz", "out": "DIR", "dev": "FILE",
-                                            "tf_python": "FILE", "calib": "DIR", "work": "DIR",
-                                            "dump": "FILE.json"})
-    t = sub.add_parser("truth", help="how truthful descriptions are on everyday photos: the "
-                       "objects they state and hedge against those in the photo (CHAIR's words)",
-                       description=TRUTH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_fields(t, TruthConfig, choices={"precision": PRECISIONS, "verbosity": ("brief", "full")},
-               metavars={"model": "DIR", "out": "FILE.json", "from_jsonl": "FILE",
-                         "plot": "FILE.png"})
+    _config_parser(
+        sub, "onnx", ExportConfig, "export a checkpoint to a validated fp32/fp16/int8 bundle"
+    )
+    _config_parser(
+        sub,
+        "evaluate",
+        EvalConfig,
+        "BLEU-1..4, METEOR, ROUGE-L, CIDEr and exact match of a bundle or checkpoint",
+    )
+    _config_parser(
+        sub,
+        "calibrate",
+        CalibrateConfig,
+        "fit a real-photo bundle's caption confidence on validation photos",
+    )
+    d = sub.add_parser(
+        "detector",
+        help="convert, quantise and validate the COCO object "
+        "detector (NanoDet-g from TF.js) into a bundle folder",
+        description=DETECTOR_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_fields(
+        d,
+        DetectorConfig,
+        metavars={
+            "package": "FILE.tgz",
+            "out": "DIR",
+            "dev": "FILE",
+            "tf_python": "FILE",
+            "calib": "DIR",
+            "work": "DIR",
+            "dump": "FILE.json",
+        },
+    )
+    t = sub.add_parser(
+        "truth",
+        help="how truthful descriptions are on everyday photos: the "
+        "objects they state and hedge against those in the photo (CHAIR's words)",
+        description=TRUTH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_fields(
+        t,
+        TruthConfig,
+        choices={"precision": PRECISIONS, "verbosity": ("brief", "full")},
+        metavars={"model": "DIR", "out": "FILE.json", "from_jsonl": "FILE", "plot": "FILE.png"},
+    )
 
-    r = sub.add_parser("bench-row")  # internal (unlisted): the torch row of `python -m runtime bench`
+    r = sub.add_parser(
+        "bench-row"
+    )  # internal (unlisted): the torch row of `python -m runtime bench`
     r.add_argument("--precision", default="fp32")
     r.add_argument("--beam", type=int, default=1)  # the torch row is greedy
     r.add_argument("--config", required=True)
@@ -146,8 +204,10 @@ def _without_extras(argv: list[str], missing: str | None) -> int:
     """Help, and one line for anything else, where the training extras are not installed."""
     line = f"the training extras are not installed (no {missing}): {EXTRAS}"
     if argv in ([], ["-h"], ["--help"]):
-        print(f"usage: scenespeak-export {{scenes,clip,photos,train,onnx,calibrate,evaluate,"
-              f"truth,detector}} ...\n\n{__doc__}\n\nnote: {line}")
+        print(
+            f"usage: scenespeak-export {{scenes,clip,photos,train,onnx,calibrate,evaluate,"
+            f"truth,detector}} ...\n\n{__doc__}\n\nnote: {line}"
+        )
         return 0 if argv else 2
     print(f"error: {line}", file=sys.stderr)
     return 2

@@ -67,8 +67,10 @@ def choose_threshold(conf: np.ndarray, right: np.ndarray, min_right: float) -> f
 def calibrate(cfg: CalibrateConfig) -> dict:
     bundle = load_bundle(cfg.model)
     if bundle.synthetic:
-        raise InputError(f"{cfg.model}: a synthetic-scenes bundle is calibrated by exact match, "
-                         "not here (its captions are not hedged)")
+        raise InputError(
+            f"{cfg.model}: a synthetic-scenes bundle is calibrated by exact match, "
+            "not here (its captions are not hedged)"
+        )
     samples = read_dataset(cfg.data)
     samples = samples[: cfg.n] if cfg.n else samples
     results = _bundle_captions(bundle, cfg.precision, samples)
@@ -78,12 +80,22 @@ def calibrate(cfg: CalibrateConfig) -> dict:
     conf = np.array([calibrated(lp, {"slope": slope, "intercept": intercept}) for lp in logprob])
     threshold = choose_threshold(conf, right, cfg.min_right)
     above = conf >= threshold
-    block = {"slope": slope, "intercept": intercept, "threshold": round(threshold, 4),
-             "right": cfg.right, "measure": f"per-caption CIDEr-D >= {cfg.right}",
-             "fitted_on": {"data": cfg.data, "photos": len(samples), "precision": cfg.precision,
-                           "right": float(right.mean()), "above_threshold": int(above.sum()),
-                           "right_above": float(right[above].mean()) if above.any() else None,
-                           "right_below": float(right[~above].mean()) if (~above).any() else None}}
+    block = {
+        "slope": slope,
+        "intercept": intercept,
+        "threshold": round(threshold, 4),
+        "right": cfg.right,
+        "measure": f"per-caption CIDEr-D >= {cfg.right}",
+        "fitted_on": {
+            "data": cfg.data,
+            "photos": len(samples),
+            "precision": cfg.precision,
+            "right": float(right.mean()),
+            "above_threshold": int(above.sum()),
+            "right_above": float(right[above].mean()) if above.any() else None,
+            "right_below": float(right[~above].mean()) if (~above).any() else None,
+        },
+    }
     path = Path(cfg.model) / MANIFEST
     manifest = json.loads(path.read_text())
     manifest["confidence"] = block

@@ -25,8 +25,12 @@ from pathlib import Path
 from runtime.errors import InputError
 
 FORMATS = ("jsonl", "coco", "karpathy", "flickr8k")
-FLICKR_SPLITS = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt",
-                 "val": "Flickr_8k.devImages.txt", "test": "Flickr_8k.testImages.txt"}
+FLICKR_SPLITS = {
+    "train": "Flickr_8k.trainImages.txt",
+    "dev": "Flickr_8k.devImages.txt",
+    "val": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class DatasetSpec:
     split: str | None = None  # karpathy: train|val|test|restval; flickr8k: train|dev|test or a file
 
     @classmethod
-    def parse(cls, spec: str) -> "DatasetSpec":
+    def parse(cls, spec: str) -> DatasetSpec:
         fmt, rest = spec.split(":", 1) if spec.split(":", 1)[0] in FORMATS else (None, spec)
         rest, split = rest.split("#", 1) if "#" in rest else (rest, None)
         path, images = rest.split("@", 1) if "@" in rest else (rest, None)
@@ -66,8 +70,10 @@ def _guess(path: Path) -> str:
             return "coco"
         if isinstance(head, dict) and head.get("images") and "sentences" in head["images"][0]:
             return "karpathy"
-    raise InputError(f"{path}: cannot tell the dataset format; write it as FORMAT:{path} "
-                     f"with FORMAT one of {', '.join(FORMATS)}")
+    raise InputError(
+        f"{path}: cannot tell the dataset format; write it as FORMAT:{path} "
+        f"with FORMAT one of {', '.join(FORMATS)}"
+    )
 
 
 def _load_json(path: Path):
@@ -82,8 +88,10 @@ def _checked(samples: list[Sample], where: Path) -> list[Sample]:
         raise InputError(f"{where}: no images with captions")
     missing = [s.image for s in samples if not s.image.is_file()]
     if missing:
-        raise InputError(f"{where}: {len(missing)} of {len(samples)} images are missing, "
-                         f"e.g. {missing[0]} (is the images folder right?)")
+        raise InputError(
+            f"{where}: {len(missing)} of {len(samples)} images are missing, "
+            f"e.g. {missing[0]} (is the images folder right?)"
+        )
     return samples
 
 
@@ -118,7 +126,9 @@ def read_coco(path: Path, images: Path | None) -> list[Sample]:
     except (KeyError, TypeError) as e:
         raise InputError(f"{path}: not a COCO captions file (missing {e})") from None
     root = images or path.parent
-    return _checked([Sample(root / names[i], tuple(c)) for i, c in caps.items() if i in names], path)
+    return _checked(
+        [Sample(root / names[i], tuple(c)) for i, c in caps.items() if i in names], path
+    )
 
 
 def read_karpathy(path: Path, images: Path | None, split: str | None) -> list[Sample]:
@@ -128,9 +138,14 @@ def read_karpathy(path: Path, images: Path | None, split: str | None) -> list[Sa
     wanted = {"train", "restval"} if split == "train" else {split} if split else None
     root = images or path.parent
     try:
-        samples = [Sample(root / im.get("filepath", "") / im["filename"],
-                          tuple(s["raw"].strip() for s in im["sentences"]))
-                   for im in d["images"] if wanted is None or im["split"] in wanted]
+        samples = [
+            Sample(
+                root / im.get("filepath", "") / im["filename"],
+                tuple(s["raw"].strip() for s in im["sentences"]),
+            )
+            for im in d["images"]
+            if wanted is None or im["split"] in wanted
+        ]
     except (KeyError, TypeError) as e:
         raise InputError(f"{path}: not a Karpathy split file (missing {e})") from None
     return _checked(samples, path)
@@ -168,7 +183,9 @@ def read_flickr8k(path: Path, images: Path | None, split: str | None) -> list[Sa
     if split:
         split_file = path.parent / FLICKR_SPLITS.get(split, split)
         if not split_file.is_file():
-            raise InputError(f"{split_file}: no such split file (train, dev, test or a file of names)")
+            raise InputError(
+                f"{split_file}: no such split file (train, dev, test or a file of names)"
+            )
         keep = [l.strip() for l in split_file.read_text().splitlines() if l.strip()]
         names = [n for n in keep if n in caps]
     root = images or path.parent
@@ -176,8 +193,14 @@ def read_flickr8k(path: Path, images: Path | None, split: str | None) -> list[Sa
     if names and not found:
         return _checked([Sample(root / n, tuple(caps[n])) for n in names], path)
     missing = set(names) - set(found)
-    skipped = [f"{sum(len(caps[n]) for n in missing)} caption lines of {len(missing)} names "
-               "with no photo"] if missing else []
+    skipped = (
+        [
+            f"{sum(len(caps[n]) for n in missing)} caption lines of {len(missing)} names "
+            "with no photo"
+        ]
+        if missing
+        else []
+    )
     skipped += [f"{one_word} one-word captions"] if one_word else []
     if skipped:
         print(f"note: {path.name}: skipped {' and '.join(skipped)}", file=sys.stderr)

@@ -40,8 +40,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                      QuantType, quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from tqdm import tqdm
 
@@ -139,8 +144,20 @@ def _run(argv: list[str], what: str) -> None:
 def convert(tf_python: str, model_json: Path, dst: Path) -> None:
     if not Path(tf_python).is_file():
         raise SceneSpeakError(f"{tf_python}: no such interpreter (make models-detector makes it)")
-    _run([tf_python, "-m", "tf2onnx.convert", "--tfjs", str(model_json), "--output", str(dst),
-          "--opset", str(io_spec.OPSET)], "tf2onnx")
+    _run(
+        [
+            tf_python,
+            "-m",
+            "tf2onnx.convert",
+            "--tfjs",
+            str(model_json),
+            "--output",
+            str(dst),
+            "--opset",
+            str(io_spec.OPSET),
+        ],
+        "tf2onnx",
+    )
 
 
 def fold_maxpool_pads(model: onnx.ModelProto) -> int:
@@ -152,9 +169,14 @@ def fold_maxpool_pads(model: onnx.ModelProto) -> int:
     folded = []
     for pad in pads:
         users, amounts = readers.get(pad.output[0], []), values[pad.input[1]]
-        if (len(users) == 1 and users[0].op_type == "MaxPool" and amounts.size == 8
-                and np.isneginf(values[pad.input[2]]).all() and not amounts[[0, 1, 4, 5]].any()
-                and not any(a.name == "pads" for a in users[0].attribute)):
+        if (
+            len(users) == 1
+            and users[0].op_type == "MaxPool"
+            and amounts.size == 8
+            and np.isneginf(values[pad.input[2]]).all()
+            and not amounts[[0, 1, 4, 5]].any()
+            and not any(a.name == "pads" for a in users[0].attribute)
+        ):
             users[0].attribute.append(helper.make_attribute("pads", amounts[[2, 3, 6, 7]].tolist()))
             users[0].input[0] = pad.input[0]
             folded.append(pad)
@@ -188,8 +210,13 @@ def canonical(model: onnx.ModelProto) -> None:
     for i, node in enumerate(order):
         node.name = f"{node.op_type}_{i}"
         names.update({o: f"{node.name}:{k}" for k, o in enumerate(node.output) if o not in keep})
-        names.update({w: f"{node.name}/w{k}" for k, w in enumerate(node.input)
-                      if w in weights and w not in names})
+        names.update(
+            {
+                w: f"{node.name}/w{k}"
+                for k, w in enumerate(node.input)
+                if w in weights and w not in names
+            }
+        )
     for node in order:
         node.input[:] = [names.get(i, i) for i in node.input]
         node.output[:] = [names.get(o, o) for o in node.output]
@@ -207,7 +234,7 @@ def tensor_names(model_json: Path) -> dict[str, str]:
     names = {next(iter(sig["inputs"])): io_spec.DETECTOR_INPUT}
     for name, out in sig["outputs"].items():
         _, cells, width = (int(d["size"]) for d in out["tensorShape"]["dim"])
-        stride = SPEC["input"][0] // int(round(cells ** 0.5))
+        stride = SPEC["input"][0] // int(round(cells**0.5))
         kind = io_spec.DETECTOR_SCORES if width == len(COCO) else io_spec.DETECTOR_DISTS
         names[name] = io_spec.detector_output(kind, stride)
     return names
@@ -234,25 +261,38 @@ def clean(src: Path, dst: Path, names: dict[str, str]) -> None:
     onnx.save(model, str(dst))
 
 
-def check_against_tf(cfg: DetectorConfig, model_json: Path, onnx_path: Path,
-                     names: dict[str, str], work: Path) -> float:
+def check_against_tf(
+    cfg: DetectorConfig, model_json: Path, onnx_path: Path, names: dict[str, str], work: Path
+) -> float:
     """The largest difference between TensorFlow's and ONNX Runtime's outputs on the committed
     photos; SceneSpeakError above io_spec.DETECTOR_TF_TOLERANCE."""
     photos = sorted(PHOTOS.glob("*.jpg"))
     x = np.concatenate([rt.preprocess(read_image(p), SPEC)[0] for p in photos])
     np.save(work / "check_in.npy", x)
-    _run([cfg.tf_python, "-m", "export.tfjs", str(model_json), str(work / "check_in.npy"),
-          str(work / "check_tf.npz")], "TensorFlow reference run")
+    _run(
+        [
+            cfg.tf_python,
+            "-m",
+            "export.tfjs",
+            str(model_json),
+            str(work / "check_in.npy"),
+            str(work / "check_tf.npz"),
+        ],
+        "TensorFlow reference run",
+    )
     ref = np.load(work / "check_tf.npz")
     session = create_session(onnx_path, SessionConfig())
     worst = 0.0
     for i in range(len(x)):
-        outs = session.run([names[k] for k in ref.files], {io_spec.DETECTOR_INPUT: x[i:i + 1]})
-        worst = max(worst, *(float(np.abs(o - ref[k][i:i + 1]).max())
-                             for o, k in zip(outs, ref.files)))
+        outs = session.run([names[k] for k in ref.files], {io_spec.DETECTOR_INPUT: x[i : i + 1]})
+        worst = max(
+            worst, *(float(np.abs(o - ref[k][i : i + 1]).max()) for o, k in zip(outs, ref.files))
+        )
     if worst > io_spec.DETECTOR_TF_TOLERANCE:
-        raise SceneSpeakError(f"{onnx_path}: differs from TensorFlow by {worst:.2g} "
-                              f"(> {io_spec.DETECTOR_TF_TOLERANCE})")
+        raise SceneSpeakError(
+            f"{onnx_path}: differs from TensorFlow by {worst:.2g} "
+            f"(> {io_spec.DETECTOR_TF_TOLERANCE})"
+        )
     return worst
 
 
@@ -275,8 +315,9 @@ class PhotoCalibration(CalibrationDataReader):
 def calibration_photos(cfg: DetectorConfig) -> list[Path]:
     train = sorted(Path(cfg.calib).glob("*.jpg"))
     if len(train) < cfg.calib_n:
-        raise SceneSpeakError(f"{cfg.calib}: {len(train)} photos, fewer than --calib-n "
-                              f"{cfg.calib_n}")
+        raise SceneSpeakError(
+            f"{cfg.calib}: {len(train)} photos, fewer than --calib-n {cfg.calib_n}"
+        )
     pick = np.random.default_rng(0).choice(len(train), cfg.calib_n, replace=False)
     return [train[i] for i in sorted(pick)] + sorted(PHOTOS.glob("*.jpg"))
 
@@ -289,17 +330,28 @@ def to_int8(src: Path, dst: Path, photos: list[Path]) -> None:
         readers = _readers(graph)
         # the head: the 1x1 Conv before each Split into class logits and distance logits, the
         # Split, and the Sigmoid and Reshapes after it
-        heads = [n for n in graph.node if n.op_type == "Conv"
-                 and [r.op_type for r in readers.get(n.output[0], [])] == ["Split"]]
+        heads = [
+            n
+            for n in graph.node
+            if n.op_type == "Conv"
+            and [r.op_type for r in readers.get(n.output[0], [])] == ["Split"]
+        ]
         splits = [readers[n.output[0]][0] for n in heads]
         after = [r for split in splits for o in split.output for r in readers.get(o, [])]
         keep = [n.name for n in heads + splits + after]
         if len(heads) != len(SPEC["strides"]):
             raise SceneSpeakError(f"{src}: {len(heads)} head convolutions, expected 3")
-        quantize_static(str(prepared), str(dst), PhotoCalibration(photos), nodes_to_exclude=keep,
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(prepared),
+            str(dst),
+            PhotoCalibration(photos),
+            nodes_to_exclude=keep,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     store_weights_as_fp16(dst)
 
 
@@ -307,8 +359,9 @@ def as_rows(dets: list[rt.Detection]) -> list[list]:
     return [[d.name, round(d.score, 4), *d.box] for d in dets]
 
 
-def agreement(ref: list[list[rt.Detection]], other: list[list[rt.Detection]],
-              min_score: float = SCORE) -> dict[str, float]:
+def agreement(
+    ref: list[list[rt.Detection]], other: list[list[rt.Detection]], min_score: float = SCORE
+) -> dict[str, float]:
     """How far `other` (int8) reproduces `ref` (fp32), photo by photo, at min_score: matched,
     the share of ref's detections with one of the same class at IoU >= 0.5 in other's;
     class_sets, the mean Jaccard of the two photos' class sets (1 where both are empty); same,
@@ -324,8 +377,12 @@ def agreement(ref: list[list[rt.Detection]], other: list[list[rt.Detection]],
         sa, sb = {d.name for d in a}, {d.name for d in b}
         jaccard.append(len(sa & sb) / len(sa | sb) if sa | sb else 1.0)
         same.append(sa == sb)
-    return {"matched": round(matched / max(total, 1), 4), "detections": total,
-            "class_sets": round(float(np.mean(jaccard)), 4), "same": round(float(np.mean(same)), 4)}
+    return {
+        "matched": round(matched / max(total, 1), 4),
+        "detections": total,
+        "class_sets": round(float(np.mean(jaccard)), 4),
+        "same": round(float(np.mean(same)), 4),
+    }
 
 
 def validate(cfg: DetectorConfig, graphs: dict[str, Path]) -> dict:
@@ -345,12 +402,18 @@ def validate(cfg: DetectorConfig, graphs: dict[str, Path]) -> dict:
             t0 = time.perf_counter()
             found[p].append(det.detect(frame, DUMP_SCORE))
             ms[p].append(1000 * (time.perf_counter() - t0))
-        dump[row["image"]] = {"w": frame.shape[1], "h": frame.shape[0],
-                              **{p: as_rows(found[p][-1]) for p in graphs}}
+        dump[row["image"]] = {
+            "w": frame.shape[1],
+            "h": frame.shape[0],
+            **{p: as_rows(found[p][-1]) for p in graphs},
+        }
     if cfg.dump:
         Path(cfg.dump).write_text(json.dumps(dump))
-    return {"agreement": agreement(found["fp32"], found["int8"]), "photos": len(rows),
-            "ms_per_frame": {p: round(float(np.median(v)), 1) for p, v in ms.items()}}
+    return {
+        "agreement": agreement(found["fp32"], found["int8"]),
+        "photos": len(rows),
+        "ms_per_frame": {p: round(float(np.median(v)), 1) for p, v in ms.items()},
+    }
 
 
 def build(cfg: DetectorConfig) -> dict:
@@ -369,9 +432,11 @@ def build(cfg: DetectorConfig) -> dict:
     report = validate(cfg, graphs)
     got = report["agreement"]
     if min(got["matched"], got["class_sets"]) < cfg.min_agreement:
-        raise SceneSpeakError(f"int8 agrees with fp32 on {got['matched']:.1%} of detections and "
-                              f"{got['class_sets']:.1%} of class sets, under --min-agreement "
-                              f"{cfg.min_agreement:.0%}")
+        raise SceneSpeakError(
+            f"int8 agrees with fp32 on {got['matched']:.1%} of detections and "
+            f"{got['class_sets']:.1%} of class sets, under --min-agreement "
+            f"{cfg.min_agreement:.0%}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for p, path in graphs.items():

@@ -45,7 +45,9 @@ class EvalConfig:
 def score(captions: list[str], samples: list[Sample], meteor: bool = True) -> dict[str, float]:
     scores = caption_scores(captions, [list(s.captions) for s in samples], meteor)
     if scores is None:
-        raise InputError("evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')")
+        raise InputError(
+            "evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')"
+        )
     exact = np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, samples)])
     return {"exact_match": float(exact), **scores}
 
@@ -56,14 +58,19 @@ def _bundle_captions(bundle, precision: str, samples: list[Sample], beam: int = 
 
     cap = Captioner(bundle, precision, beam_size=beam)
     what = precision + (f" beam {beam}" if beam > 1 else "")
-    return [cap.caption(read_image(s.image)) for s in tqdm(samples, desc=f"captioning {what}", unit="img")]
+    return [
+        cap.caption(read_image(s.image))
+        for s in tqdm(samples, desc=f"captioning {what}", unit="img")
+    ]
 
 
 def per_caption_cider(captions: list[str], samples: list[Sample]) -> np.ndarray:
     """CIDEr-D of each caption against its sample's references."""
     scores = metrics.per_caption_cider(captions, [list(s.captions) for s in samples])
     if scores is None:
-        raise InputError("evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')")
+        raise InputError(
+            "evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')"
+        )
     return np.asarray(scores, dtype=np.float64)
 
 
@@ -73,10 +80,17 @@ def confidence_split(results: list, samples: list[Sample], calibration: dict) ->
     right = cider >= calibration.get("right", 0.5)
     conf = np.array([-1.0 if r.confidence is None else r.confidence for r in results])
     above = conf >= calibration["threshold"]
-    part = lambda m: {"captions": int(m.sum()), "right": float(right[m].mean()) if m.any() else None,
-                      "mean_cider": float(cider[m].mean()) if m.any() else None}
-    return {"threshold": calibration["threshold"], "right_if_cider_at_least": calibration.get("right", 0.5),
-            "above": part(above), "below": part(~above)}
+    part = lambda m: {
+        "captions": int(m.sum()),
+        "right": float(right[m].mean()) if m.any() else None,
+        "mean_cider": float(cider[m].mean()) if m.any() else None,
+    }
+    return {
+        "threshold": calibration["threshold"],
+        "right_if_cider_at_least": calibration.get("right", 0.5),
+        "above": part(above),
+        "below": part(~above),
+    }
 
 
 def reconciled(results: list, bundle) -> tuple[list[str], int]:
@@ -86,8 +100,16 @@ def reconciled(results: list, bundle) -> tuple[list[str], int]:
     from runtime.channels.objects import ObjectsChannel
 
     objects = ObjectsChannel(Setup(bundle, has_objects=True))
-    out = [compose([Findings("caption", sentence=Sentence(r.text, None, None)),
-                    objects.run(None, Context(r))], bundle.kinds).caption for r in results]
+    out = [
+        compose(
+            [
+                Findings("caption", sentence=Sentence(r.text, None, None)),
+                objects.run(None, Context(r)),
+            ],
+            bundle.kinds,
+        ).caption
+        for r in results
+    ]
     return out, sum(a != r.text for a, r in zip(out, results))
 
 
@@ -136,29 +158,46 @@ def evaluate(cfg: EvalConfig) -> dict:
                 runs[name] = [r.text for r in results]
                 extra[name] = {"dropped_degenerate": sum(bool(r.dropped) for r in results)}
                 if bundle.confidence and beam == 1:
-                    extra[name]["confidence"] = confidence_split(results, samples, bundle.confidence)
-                if bundle.kinds and beam == 1 and results and results[0].imagenet_logits is not None:
+                    extra[name]["confidence"] = confidence_split(
+                        results, samples, bundle.confidence
+                    )
+                if (
+                    bundle.kinds
+                    and beam == 1
+                    and results
+                    and results[0].imagenet_logits is not None
+                ):
                     texts, changed = reconciled(results, bundle)
-                    extra[name]["reconciled"] = {"changed": changed,
-                                                 "cider": score(texts, samples, meteor=False)["cider"]}
+                    extra[name]["reconciled"] = {
+                        "changed": changed,
+                        "cider": score(texts, samples, meteor=False)["cider"],
+                    }
     first = next(iter(runs.values()))
     report = {}
     for name, caps in runs.items():
         report[name] = score(caps, samples)
-        report[name]["agreement_vs_" + next(iter(runs))] = float(np.mean([a == b for a, b in zip(caps, first)]))
+        report[name]["agreement_vs_" + next(iter(runs))] = float(
+            np.mean([a == b for a, b in zip(caps, first)])
+        )
         report[name].update(extra.get(name, {}))
     if cfg.out:
         Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
         # a shared data set's photos and captions are not ours to copy: its rows hold the photo's
         # file name and our captions only
-        rows = [{"image": s.image.name, **{name: caps[i] for name, caps in runs.items()}}
-                if _shared(s.image) else
-                {"image": str(s.image), "references": list(s.captions),
-                 **{name: caps[i] for name, caps in runs.items()}} for i, s in enumerate(samples)]
-        Path(cfg.out).write_text(json.dumps({"data": cfg.data, "scores": report, "captions": rows},
-                                            indent=1))
+        rows = [
+            {"image": s.image.name, **{name: caps[i] for name, caps in runs.items()}}
+            if _shared(s.image)
+            else {
+                "image": str(s.image),
+                "references": list(s.captions),
+                **{name: caps[i] for name, caps in runs.items()},
+            }
+            for i, s in enumerate(samples)
+        ]
+        Path(cfg.out).write_text(
+            json.dumps({"data": cfg.data, "scores": report, "captions": rows}, indent=1)
+        )
     return report
-
 
 
 def _shared(path: Path) -> bool:

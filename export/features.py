@@ -34,18 +34,25 @@ class _Features(torch.nn.Module):
 
 
 def _probe() -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32))
+    return torch.from_numpy(
+        np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    )
 
 
 def export_backbone(net: EfficientNetLite0, path: Path) -> Path:
     """The backbone's region features as ONNX at `path`, exported once per cache version."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.onnx.export(_Features(net).eval(), (_probe(),), str(path),
-                          input_names=[io_spec.IMAGE], output_names=[io_spec.FEATURES],
-                          opset_version=io_spec.OPSET, dynamo=False,
-                          dynamic_axes={io_spec.IMAGE: {0: "batch"},
-                                        io_spec.FEATURES: {0: "batch"}})
+        torch.onnx.export(
+            _Features(net).eval(),
+            (_probe(),),
+            str(path),
+            input_names=[io_spec.IMAGE],
+            output_names=[io_spec.FEATURES],
+            opset_version=io_spec.OPSET,
+            dynamo=False,
+            dynamic_axes={io_spec.IMAGE: {0: "batch"}, io_spec.FEATURES: {0: "batch"}},
+        )
         net.eval()
     return path
 
@@ -53,13 +60,17 @@ def export_backbone(net: EfficientNetLite0, path: Path) -> Path:
 def backbone_session(net: EfficientNetLite0, path: Path) -> ort.InferenceSession:
     """A session on the exported backbone, checked against torch at
     io_spec.FEATURES_TOLERANCE (absolute)."""
-    session = ort.InferenceSession(str(export_backbone(net, path)), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(export_backbone(net, path)), providers=["CPUExecutionProvider"]
+    )
     probe = _probe()
     with torch.inference_mode():
         expected = net.region_features(probe).numpy()
     got = session.run(None, {io_spec.IMAGE: probe.numpy()})[0]
     if not np.allclose(got, expected, atol=io_spec.FEATURES_TOLERANCE):
-        raise RuntimeError(f"{path}: ORT backbone differs from torch by {np.abs(got - expected).max()}")
+        raise RuntimeError(
+            f"{path}: ORT backbone differs from torch by {np.abs(got - expected).max()}"
+        )
     return session
 
 
@@ -72,8 +83,9 @@ def compressed(img: np.ndarray, key: str) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else img
 
 
-def load_images(samples: list[Sample], pre: PreprocessConfig = PreprocessConfig(),
-                jpeg: bool = False) -> np.ndarray:
+def load_images(
+    samples: list[Sample], pre: PreprocessConfig = PreprocessConfig(), jpeg: bool = False
+) -> np.ndarray:
     """Preprocessed (N,3,224,224) float32 images (JPEG-compressed with `jpeg`)."""
     images = [read_image(s.image) for s in samples]
     if jpeg:
@@ -88,8 +100,9 @@ def _int8_recipe(calibration: np.ndarray) -> str:
     return hashlib.sha1(calibration.tobytes() + repr(FLOAT_SCOPES).encode()).hexdigest()[:12]
 
 
-def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
-                          calibration: np.ndarray) -> ort.InferenceSession:
+def int8_backbone_session(
+    net: EfficientNetLite0, cache_dir: Path, calibration: np.ndarray
+) -> ort.InferenceSession:
     """The backbone quantised exactly as the bundle's int8 encoder is: pads folded
     (export.optimize), then export.quantize's recipe."""
     from export.optimize import fold_pads_file
@@ -105,9 +118,15 @@ def int8_backbone_session(net: EfficientNetLite0, cache_dir: Path,
     return ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
 
 
-def cache_features(samples: list[Sample], net: EfficientNetLite0, cache_dir: str | Path,
-                   pre: PreprocessConfig = PreprocessConfig(), batch: int = 32,
-                   int8_calibration: np.ndarray | None = None, jpeg: bool = False) -> np.ndarray:
+def cache_features(
+    samples: list[Sample],
+    net: EfficientNetLite0,
+    cache_dir: str | Path,
+    pre: PreprocessConfig = PreprocessConfig(),
+    batch: int = 32,
+    int8_calibration: np.ndarray | None = None,
+    jpeg: bool = False,
+) -> np.ndarray:
     """Region feature maps (N,1395,7,7) float16 for the samples, memory-mapped from cache_dir.
     With `int8_calibration` (preprocessed images), from the int8 backbone instead; with `jpeg`,
     of the images JPEG-compressed as in compressed()."""
@@ -127,12 +146,17 @@ def cache_features(samples: list[Sample], net: EfficientNetLite0, cache_dir: str
     else:
         session = int8_backbone_session(net, cache_dir, int8_calibration)
     tmp = path.with_suffix(".tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                    shape=(len(samples), FEATURE_CHANNELS, 7, 7))
-    desc = "caching features" + (" (int8)" if int8_calibration is not None else "") + (" (jpeg)" if jpeg else "")
+    out = np.lib.format.open_memmap(
+        tmp, mode="w+", dtype=np.float16, shape=(len(samples), FEATURE_CHANNELS, 7, 7)
+    )
+    desc = (
+        "caching features"
+        + (" (int8)" if int8_calibration is not None else "")
+        + (" (jpeg)" if jpeg else "")
+    )
     for i in tqdm(range(0, len(samples), batch), desc=desc, unit="batch"):
-        blobs = load_images(samples[i:i + batch], pre, jpeg)
-        out[i:i + len(blobs)] = session.run(None, {io_spec.IMAGE: blobs})[0]
+        blobs = load_images(samples[i : i + batch], pre, jpeg)
+        out[i : i + len(blobs)] = session.run(None, {io_spec.IMAGE: blobs})[0]
     out.flush()
     del out
     tmp.rename(path)

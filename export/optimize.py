@@ -70,9 +70,15 @@ def fold_pads(model: onnx.ModelProto) -> int:
         pads = values[pad.input[1]]
         value = values[pad.input[2]] if len(pad.input) > 2 and pad.input[2] else 0
         users = readers.get(pad.output[0], [])
-        if (mode != "constant" or np.any(value != 0)
-                or len(users) != 1 or users[0].op_type != "Conv" or pads.size != 8
-                or np.any(pads[[0, 1, 4, 5]] != 0) or pad.output[0] in {o.name for o in graph.output}):
+        if (
+            mode != "constant"
+            or np.any(value != 0)
+            or len(users) != 1
+            or users[0].op_type != "Conv"
+            or pads.size != 8
+            or np.any(pads[[0, 1, 4, 5]] != 0)
+            or pad.output[0] in {o.name for o in graph.output}
+        ):
             continue
         conv = users[0]
         attr = next((a for a in conv.attribute if a.name == "pads"), None)
@@ -109,8 +115,12 @@ def store_weights_as_fp16(path: Path, min_elements: int = 4096) -> int:
     saved = 0
     for init in list(model.graph.initializer):
         readers = users.get(init.name, [])
-        if (init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements
-                or not readers or any(r.op_type in ("QuantizeLinear", "DequantizeLinear") for r in readers)):
+        if (
+            init.data_type != onnx.TensorProto.FLOAT
+            or int(np.prod(init.dims)) < min_elements
+            or not readers
+            or any(r.op_type in ("QuantizeLinear", "DequantizeLinear") for r in readers)
+        ):
             continue
         saved += _keep_as_fp16(model.graph, init, numpy_helper.to_array(init))
     onnx.save(model, str(path))
@@ -123,8 +133,12 @@ def _keep_as_fp16(graph: onnx.GraphProto, init: onnx.TensorProto, value: np.ndar
     half = numpy_helper.from_array(value.astype(np.float16), init.name + "_fp16")
     graph.initializer.remove(init)
     graph.initializer.append(half)
-    graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
-                                          name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT))
+    graph.node.insert(
+        0,
+        helper.make_node(
+            "Cast", [half.name], [init.name], name=init.name + "_to_fp32", to=onnx.TensorProto.FLOAT
+        ),
+    )
     return 2 * value.size
 
 
@@ -157,8 +171,14 @@ def externalize_weights(path: Path, weights: str, min_bytes: int = 1024) -> None
     (ONNX external data, one file)."""
     model = onnx.load(str(path))
     (path.parent / weights).unlink(missing_ok=True)  # onnx appends to an existing file
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=weights, size_threshold=min_bytes)
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=weights,
+        size_threshold=min_bytes,
+    )
     (path.parent / weights).chmod(path.stat().st_mode & 0o777)  # onnx creates it owner-only
 
 
@@ -170,8 +190,11 @@ def share_weights(fp16_path: Path, fp32_path: Path) -> int:
     are fp16 values already (export.model.round_trained_weights_fp16 and the backbone's fp16
     fold), so nothing changes but where the bytes live. Returns the bytes the fp16 graph no
     longer carries."""
-    outside = {t.name: t for t in onnx.load(str(fp32_path), load_external_data=False).graph.initializer
-               if t.data_location == onnx.TensorProto.EXTERNAL}
+    outside = {
+        t.name: t
+        for t in onnx.load(str(fp32_path), load_external_data=False).graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+    }
     model = onnx.load(str(fp16_path))
     graph, moved, casts = model.graph, 0, []
     for init in list(graph.initializer):
@@ -184,23 +207,37 @@ def share_weights(fp16_path: Path, fp32_path: Path) -> int:
         ref.CopyFrom(twin)
         stored = numpy_helper.to_array(twin, base_dir=str(fp32_path.parent))  # read from the file
         to = None  # the Cast the reference needs, if any
-        if half and init.data_type == onnx.TensorProto.FLOAT16 and np.array_equal(
-                value.view(np.uint16), stored.view(np.uint16)):
+        if (
+            half
+            and init.data_type == onnx.TensorProto.FLOAT16
+            and np.array_equal(value.view(np.uint16), stored.view(np.uint16))
+        ):
             ref.name = init.name  # the very bytes it needs
-        elif half and init.data_type == onnx.TensorProto.FLOAT and np.array_equal(
-                value.view(np.uint32), stored.astype(np.float32).view(np.uint32)):
+        elif (
+            half
+            and init.data_type == onnx.TensorProto.FLOAT
+            and np.array_equal(value.view(np.uint32), stored.astype(np.float32).view(np.uint32))
+        ):
             to = onnx.TensorProto.FLOAT  # kept in fp32 by the conversion: cast back up
-        elif not half and init.data_type == onnx.TensorProto.FLOAT and np.array_equal(
-                value.view(np.uint32), stored.view(np.uint32)):
+        elif (
+            not half
+            and init.data_type == onnx.TensorProto.FLOAT
+            and np.array_equal(value.view(np.uint32), stored.view(np.uint32))
+        ):
             pass  # kept in fp32 by the conversion: the same tensor
-        elif not half and init.data_type == onnx.TensorProto.FLOAT16 and np.array_equal(
-                value.view(np.uint16), stored.astype(np.float16).view(np.uint16)):
+        elif (
+            not half
+            and init.data_type == onnx.TensorProto.FLOAT16
+            and np.array_equal(value.view(np.uint16), stored.astype(np.float16).view(np.uint16))
+        ):
             ref.name, to = init.name + "_fp32", onnx.TensorProto.FLOAT16
         else:
             continue
         if to is not None:
             suffix = "_to_fp16" if to == onnx.TensorProto.FLOAT16 else "_to_fp32"
-            casts.append(helper.make_node("Cast", [ref.name], [init.name], name=init.name + suffix, to=to))
+            casts.append(
+                helper.make_node("Cast", [ref.name], [init.name], name=init.name + suffix, to=to)
+            )
         moved += len(init.raw_data) or value.nbytes
         graph.initializer.remove(init)
         graph.initializer.append(ref)

@@ -19,17 +19,33 @@ from tqdm import tqdm
 
 # name -> (scikit-image loader, what it shows, licence note from its docstring)
 PHOTOS = {
-    "chelsea": ("chelsea", "a cat", "No copyright restrictions. CC0 by the photographer (Stefan van der Walt)."),
-    "coffee": ("coffee", "a cup of coffee on a saucer",
-               "No copyright restrictions. CC0 by the photographer (Rachel Michetti); courtesy of "
-               "Pikolo Espresso Bar."),
-    "astronaut": ("astronaut", "astronaut Eileen Collins in front of a flag",
-                  "NASA Great Images database: no known copyright restrictions, released into the "
-                  "public domain."),
-    "rocket": ("rocket", "a Falcon 9 rocket on its launch pad",
-               "SpaceX photo, released by SpaceX into the public domain."),
-    "camera": ("camera", "a person with a camera on a tripod (gray)",
-               "No copyright restrictions. CC0 by the photographer (Lav Varshney)."),
+    "chelsea": (
+        "chelsea",
+        "a cat",
+        "No copyright restrictions. CC0 by the photographer (Stefan van der Walt).",
+    ),
+    "coffee": (
+        "coffee",
+        "a cup of coffee on a saucer",
+        "No copyright restrictions. CC0 by the photographer (Rachel Michetti); courtesy of "
+        "Pikolo Espresso Bar.",
+    ),
+    "astronaut": (
+        "astronaut",
+        "astronaut Eileen Collins in front of a flag",
+        "NASA Great Images database: no known copyright restrictions, released into the "
+        "public domain.",
+    ),
+    "rocket": (
+        "rocket",
+        "a Falcon 9 rocket on its launch pad",
+        "SpaceX photo, released by SpaceX into the public domain.",
+    ),
+    "camera": (
+        "camera",
+        "a person with a camera on a tripod (gray)",
+        "No copyright restrictions. CC0 by the photographer (Lav Varshney).",
+    ),
 }
 CLIP_SIZE = (640, 480)  # a webcam's frame; the runtime resizes it whole to 224x224
 
@@ -47,10 +63,16 @@ def load(name: str) -> np.ndarray:
 def write_photos(out: Path) -> Path:
     """Each photo as JPEG (quality 90) with a README citing its licence note."""
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Real photos (scikit-image sample data)", "",
-             "The benchmark's default images and the frames of `../sample_photos.mp4`, written by",
-             "`python -m export photos` from the scikit-image wheel. Each licence note is the one in",
-             "its `skimage.data` docstring.", "", "| file | shows | licence |", "|---|---|---|"]
+    lines = [
+        "# Real photos (scikit-image sample data)",
+        "",
+        "The benchmark's default images and the frames of `../sample_photos.mp4`, written by",
+        "`python -m export photos` from the scikit-image wheel. Each licence note is the one in",
+        "its `skimage.data` docstring.",
+        "",
+        "| file | shows | licence |",
+        "|---|---|---|",
+    ]
     for name, (_, shows, licence) in PHOTOS.items():
         cv2.imwrite(str(out / f"{name}.jpg"), load(name), [cv2.IMWRITE_JPEG_QUALITY, 90])
         lines.append(f"| {name}.jpg | {shows} | {licence} |")

@@ -14,8 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                      QuantType, quantize_dynamic, quantize_static)
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -41,7 +47,7 @@ class ImageCalibration(CalibrationDataReader):
         if self.i >= len(self.images):
             return None
         self.i += 1
-        return {io_spec.IMAGE: self.images[self.i - 1: self.i]}
+        return {io_spec.IMAGE: self.images[self.i - 1 : self.i]}
 
     def rewind(self) -> None:
         self.i = 0
@@ -70,11 +76,17 @@ def last_map_product(graph: onnx.GraphProto) -> list[str]:
     weights = {t.name: tuple(t.dims) for t in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
     for node in graph.node:
-        if (node.op_type == "MatMul" and node.name.startswith("/head/")
-                and weights.get(node.input[1], (0,))[0] == LAST_CHANNELS):
+        if (
+            node.op_type == "MatMul"
+            and node.name.startswith("/head/")
+            and weights.get(node.input[1], (0,))[0] == LAST_CHANNELS
+        ):
             chain, tensor = [node.name], node.input[0]
-            while (p := producer.get(tensor)) is not None and p.op_type in ("Transpose", "Reshape") \
-                    and p.name.startswith("/head/"):
+            while (
+                (p := producer.get(tensor)) is not None
+                and p.op_type in ("Transpose", "Reshape")
+                and p.name.startswith("/head/")
+            ):
                 chain.append(p.name)
                 tensor = p.input[0]
             return chain
@@ -94,7 +106,10 @@ def _objects_ranges(graph: onnx.GraphProto) -> dict:
     if head is None:
         return {}
     ranges = {io_spec.OBJECTS: HEAD_RANGE, head.input[0]: POOLED_RANGE}
-    return {name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in ranges.items()}
+    return {
+        name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+        for name, (lo, hi) in ranges.items()
+    }
 
 
 def encoder_to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
@@ -104,27 +119,41 @@ def encoder_to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         quant_pre_process(str(src), str(prepared))
         graph = onnx.load(str(prepared)).graph
         int8 = last_map_product(graph)
-        keep_float = [n.name for n in graph.node if n.name.startswith(FLOAT_SCOPES)
-                      and not n.name.startswith(INT8_IN_FLOAT_SCOPES) and n.name not in int8]
+        keep_float = [
+            n.name
+            for n in graph.node
+            if n.name.startswith(FLOAT_SCOPES)
+            and not n.name.startswith(INT8_IN_FLOAT_SCOPES)
+            and n.name not in int8
+        ]
         if not any(n.startswith("/_blocks.0/") for n in keep_float):
             raise RuntimeError(f"{src}: no nodes under /_blocks.0/; the graph's names changed")
         if any(n.startswith("/head/") for n in keep_float) and not int8:
             raise RuntimeError(f"{src}: no product of the last map under /head/; the graph changed")
-        quantize_static(str(prepared), str(dst), ImageCalibration(calibration),
-                        nodes_to_exclude=keep_float,
-                        # the one MatMul quantised is the last-map product: float out
-                        extra_options={"TensorQuantOverrides": _objects_ranges(graph),
-                                       "OpTypesToExcludeOutputQuantization": ["MatMul"]},
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(prepared),
+            str(dst),
+            ImageCalibration(calibration),
+            nodes_to_exclude=keep_float,
+            # the one MatMul quantised is the last-map product: float out
+            extra_options={
+                "TensorQuantOverrides": _objects_ranges(graph),
+                "OpTypesToExcludeOutputQuantization": ["MatMul"],
+            },
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     store_weights_as_fp16(dst)
 
 
 def decoder_to_int8(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+    )
     # the word embedding stays a float table (a Gather): its values are fp16 values already
     # (export.model.round_trained_weights_fp16), so fp16 bytes lose nothing
     store_weights_as_fp16(dst)
@@ -137,6 +166,7 @@ def convert(out: Path, calibration: np.ndarray | None, precisions=("fp16", "int8
         for g in io_spec.GRAPHS:
             to_fp16(f32[g], out / io_spec.graph_file("fp16", g))
     if "int8" in precisions:
-        encoder_to_int8(f32[io_spec.ENCODER], out / io_spec.graph_file("int8", io_spec.ENCODER),
-                        calibration)
+        encoder_to_int8(
+            f32[io_spec.ENCODER], out / io_spec.graph_file("int8", io_spec.ENCODER), calibration
+        )
         decoder_to_int8(f32[io_spec.DECODER], out / io_spec.graph_file("int8", io_spec.DECODER))

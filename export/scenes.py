@@ -80,10 +80,15 @@ class Scene:
                 rel, inverse = "above", "below"
             else:
                 rel, inverse = "to the left of", "to the right of"
-            return [f"a {a.noun} {rel} a {b.noun}", f"a {b.noun} {inverse} a {a.noun}",
-                    f"a {a.noun} and a {b.noun}"]
-        parts = [f"a {g[0].noun}" if len(g) == 1 else f"{NUMBERS[len(g)]} {g[0].plural()}"
-                 for g in groups.values()]
+            return [
+                f"a {a.noun} {rel} a {b.noun}",
+                f"a {b.noun} {inverse} a {a.noun}",
+                f"a {a.noun} and a {b.noun}",
+            ]
+        parts = [
+            f"a {g[0].noun}" if len(g) == 1 else f"{NUMBERS[len(g)]} {g[0].plural()}"
+            for g in groups.values()
+        ]
         listed = ", ".join(parts[:-1]) + " and " + parts[-1]
         return [listed, f"there are {listed}"]
 
@@ -91,8 +96,10 @@ class Scene:
 def sample_scene(rng: np.random.Generator) -> Scene:
     n = int(rng.choice([1, 2, 3], p=[0.3, 0.35, 0.35]))
     cells = sorted(int(c) for c in rng.choice(9, size=n, replace=False))
-    kinds = [(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), str(rng.choice(list(RADII))))
-             for _ in range(n)]
+    kinds = [
+        (str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), str(rng.choice(list(RADII))))
+        for _ in range(n)
+    ]
     if n > 1 and rng.random() < 0.3:  # identical objects, so counts appear in captions
         k = n if rng.random() < 0.5 else 2
         kinds[1:k] = [kinds[0]] * (k - 1)
@@ -121,7 +128,7 @@ def _background(kind: str, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
             pattern = ((xx // period + yy // period) % 2).astype(np.float32)
         else:
-            pattern = (np.sin((xx * np.cos(rng.uniform(0, np.pi)) + yy) * 2 * np.pi / period) > 0)
+            pattern = np.sin((xx * np.cos(rng.uniform(0, np.pi)) + yy) * 2 * np.pi / period) > 0
         img += (pattern.astype(np.float32) - 0.5)[..., None] * rng.uniform(12, 26)
     return img
 
@@ -140,8 +147,20 @@ def _polygon(shape: str, x: float, y: float, r: float) -> np.ndarray:
         pts = list(zip(radii * np.cos(angles), radii * np.sin(angles)))
     elif shape == "cross":
         a, b = 0.3 * r, r
-        pts = [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a),
-               (-b, a), (-b, -a), (-a, -a)]
+        pts = [
+            (-a, -b),
+            (a, -b),
+            (a, -a),
+            (b, -a),
+            (b, a),
+            (a, a),
+            (a, b),
+            (-a, b),
+            (-a, a),
+            (-b, a),
+            (-b, -a),
+            (-a, -a),
+        ]
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return np.round((np.array(pts) + (x, y)) * 16).astype(np.int32)  # 4 fractional bits
@@ -157,8 +176,15 @@ def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:
         y = (o.cell // 3 + 0.5) * cell + rng.uniform(-6, 6)
         colour = np.clip(np.array(COLOURS[o.colour][::-1]) + rng.uniform(-12, 12, 3), 0, 255)
         if o.shape == "circle":
-            cv2.circle(img, (round(x * 16), round(y * 16)), round(r * 16), colour.tolist(), -1,
-                       cv2.LINE_AA, shift=4)
+            cv2.circle(
+                img,
+                (round(x * 16), round(y * 16)),
+                round(r * 16),
+                colour.tolist(),
+                -1,
+                cv2.LINE_AA,
+                shift=4,
+            )
         else:
             cv2.fillPoly(img, [_polygon(o.shape, x, y, r)], colour.tolist(), cv2.LINE_AA, shift=4)
     img = img * rng.uniform(0.85, 1.15) + rng.uniform(-12, 12)  # lighting
@@ -185,7 +211,9 @@ def write_scenes(out: Path, n: int, seed: int) -> Path:
             rel = f"images/{seed:04d}-{i:06d}.png"
             cv2.imwrite(str(out / rel), img)
             f.write(json.dumps({"image": rel, "captions": captions}) + "\n")
-    (out / "scenes.json").write_text(json.dumps({"generator": "export.scenes", "n": n, "seed": seed}))
+    (out / "scenes.json").write_text(
+        json.dumps({"generator": "export.scenes", "n": n, "seed": seed})
+    )
     return index
 
 

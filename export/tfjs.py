@@ -42,18 +42,21 @@ def run_graph(model_json: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     from tensorflow.core.framework import graph_pb2
 
     model = json.loads(model_json.read_text())
-    graph_def = json_format.ParseDict(model["modelTopology"], graph_pb2.GraphDef(),
-                                      ignore_unknown_fields=True)
+    graph_def = json_format.ParseDict(
+        model["modelTopology"], graph_pb2.GraphDef(), ignore_unknown_fields=True
+    )
     weights = read_weights(model, model_json.parent)
     for node in graph_def.node:
         if node.op == "Const":
             dtype = tf.dtypes.as_dtype(node.attr["dtype"].type).as_numpy_dtype
-            node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(weights[node.name].astype(dtype)))
+            node.attr["value"].tensor.CopyFrom(
+                tf.make_tensor_proto(weights[node.name].astype(dtype))
+            )
     (name,), outputs = model["signature"]["inputs"], list(model["signature"]["outputs"])
     with tf.Graph().as_default() as graph:
         tf.import_graph_def(graph_def, name="")
         with tf.compat.v1.Session(graph=graph) as session:
-            runs = [session.run(outputs, {name: x[i:i + 1]}) for i in range(len(x))]
+            runs = [session.run(outputs, {name: x[i : i + 1]}) for i in range(len(x))]
     return {o: np.concatenate([r[k] for r in runs]) for k, o in enumerate(outputs)}
 
 

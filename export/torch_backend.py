@@ -28,8 +28,10 @@ class TorchStepModel:
     @torch.inference_mode()
     def encode_features(self, fmap: np.ndarray) -> dict[str, np.ndarray]:
         """Region map (B,1395,7,7) -> encoder outputs by io_spec name."""
-        outs = self.model.head(*split_map(torch.as_tensor(np.asarray(fmap, dtype=np.float32))),
-                               self._int8_rows(len(fmap)))
+        outs = self.model.head(
+            *split_map(torch.as_tensor(np.asarray(fmap, dtype=np.float32))),
+            self._int8_rows(len(fmap)),
+        )
         return {k: v.numpy() for k, v in zip(io_spec.ENCODER_OUTPUTS, outs)}
 
     @torch.inference_mode()
@@ -44,8 +46,10 @@ class TorchStepModel:
         feeds = {**state, io_spec.TOKEN: token}
         args = [torch.as_tensor(feeds[k]) for k in io_spec.DECODER_INPUTS]
         logits, h, c, alpha = self.model.decoder.step(*args)
-        nxt = dict(state, **{io_spec.STATE[k]: v.numpy()
-                             for k, v in ((io_spec.H_NEXT, h), (io_spec.C_NEXT, c))})
+        nxt = dict(
+            state,
+            **{io_spec.STATE[k]: v.numpy() for k, v in ((io_spec.H_NEXT, h), (io_spec.C_NEXT, c))},
+        )
         return logits.numpy(), nxt, alpha.numpy()
 
 
@@ -54,7 +58,11 @@ def weight_map(model: CaptionModel, graphs: dict) -> dict[str, list]:
     {param: [graph, initializer, transposed]}, found by exact value."""
     from onnx import numpy_helper
 
-    inits = [(g, t.name, numpy_helper.to_array(t)) for g, m in graphs.items() for t in m.graph.initializer]
+    inits = [
+        (g, t.name, numpy_helper.to_array(t))
+        for g, m in graphs.items()
+        for t in m.graph.initializer
+    ]
     found = {}
     for name, p in model.trainable_state().items():
         a = p.numpy()
@@ -80,8 +88,10 @@ def model_from_bundle(bundle: Bundle) -> CaptionModel:
     if "torch_weights" not in m or "model" not in m:
         raise BundleError(f"{bundle.root}: manifest has no torch_weights map (export it again)")
     if m.get("finetuned_backbone"):
-        raise BundleError(f"{bundle.root}: its encoder was fine-tuned, so the packaged backbone is "
-                          "not its torch reference; load the training checkpoint instead")
+        raise BundleError(
+            f"{bundle.root}: its encoder was fine-tuned, so the packaged backbone is "
+            "not its torch reference; load the training checkpoint instead"
+        )
     paths = bundle.graph_paths("fp32")
     inits = {g: {t.name: t for t in onnx.load(str(p)).graph.initializer} for g, p in paths.items()}
     model = CaptionModel(ModelConfig(**m["model"]))

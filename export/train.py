@@ -101,13 +101,14 @@ def load_checkpoint(path: str | Path) -> tuple[CaptionModel, Vocab, dict]:
     return model.eval(), Vocab(tuple(ckpt["vocab"])), ckpt
 
 
-def greedy_captions(step_model: TorchStepModel, feats: np.ndarray, vocab: Vocab, max_len: int,
-                    batch: int = 256) -> list[str]:
+def greedy_captions(
+    step_model: TorchStepModel, feats: np.ndarray, vocab: Vocab, max_len: int, batch: int = 256
+) -> list[str]:
     """Greedy captions for cached feature maps, through the runtime's decode loop."""
     opts = DecodingOptions(bos=vocab.bos, eos=vocab.eos, max_len=max_len)
     out = []
     for i in range(0, len(feats), batch):
-        state = initial_state(step_model.encode_features(feats[i:i + batch]))
+        state = initial_state(step_model.encode_features(feats[i : i + batch]))
         out += [vocab.decode(row) for row in decode(step_model, state, opts).tokens]
     return out
 
@@ -130,7 +131,9 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model, self.finetune = model, finetune
 
-    def forward(self, inputs: torch.Tensor, tokens: torch.Tensor, int8_rows: torch.Tensor | None = None):
+    def forward(
+        self, inputs: torch.Tensor, tokens: torch.Tensor, int8_rows: torch.Tensor | None = None
+    ):
         """`int8_rows` (B,) bool: rows of int8-backbone features, which the head multiplies by
         its weights as the int8 encoder rounds them."""
         fmap = self.model.backbone.region_features(inputs) if self.finetune else inputs
@@ -147,11 +150,19 @@ def _val_score(cfg: TrainConfig, captions: list[str], val) -> float:
     return scores[cfg.metric]
 
 
-def _checkpoint(model: CaptionModel, vocab: Vocab, cfg: TrainConfig, metrics: dict, **extra) -> dict:
+def _checkpoint(
+    model: CaptionModel, vocab: Vocab, cfg: TrainConfig, metrics: dict, **extra
+) -> dict:
     state = model.state_dict() if cfg.finetune_lr > 0 else model.trainable_state()
-    return {"config": model.cfg.to_dict(), "vocab": list(vocab.words), "state": state,
-            "train": asdict(cfg), "metrics": metrics, "finetuned_backbone": cfg.finetune_lr > 0,
-            **extra}
+    return {
+        "config": model.cfg.to_dict(),
+        "vocab": list(vocab.words),
+        "state": state,
+        "train": asdict(cfg),
+        "metrics": metrics,
+        "finetuned_backbone": cfg.finetune_lr > 0,
+        **extra,
+    }
 
 
 def last_path(out: str | Path) -> Path:
@@ -177,22 +188,34 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     samples = read_dataset(cfg.train)
-    pairs = [(i, c) for i, s in enumerate(samples)
-             for c in (s.captions[:1] if cfg.captions == "first" else s.captions)]
+    pairs = [
+        (i, c)
+        for i, s in enumerate(samples)
+        for c in (s.captions[:1] if cfg.captions == "first" else s.captions)
+    ]
     resume = None
     if cfg.resume:
         model, vocab, resume = load_checkpoint(cfg.resume)
         if "optimizer" not in resume:
-            raise InputError(f"{cfg.resume}: no optimizer state to resume from (it is a best "
-                             f"checkpoint; resume from {last_path(cfg.resume).name}, or --init it)")
+            raise InputError(
+                f"{cfg.resume}: no optimizer state to resume from (it is a best "
+                f"checkpoint; resume from {last_path(cfg.resume).name}, or --init it)"
+            )
     elif cfg.init:
         model, vocab, _ = load_checkpoint(cfg.init)
     else:
         vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
-        model = CaptionModel(ModelConfig(
-            vocab_size=len(vocab), context=cfg.context, region_dim=cfg.region_dim,
-            attention_dim=cfg.attention_dim, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
-            dropout=cfg.dropout))
+        model = CaptionModel(
+            ModelConfig(
+                vocab_size=len(vocab),
+                context=cfg.context,
+                region_dim=cfg.region_dim,
+                attention_dim=cfg.attention_dim,
+                embed_dim=cfg.embed_dim,
+                hidden_dim=cfg.hidden_dim,
+                dropout=cfg.dropout,
+            )
+        )
     finetune = cfg.finetune_lr > 0
     backbone = model.backbone
     val = read_dataset(cfg.val) if cfg.val else []
@@ -206,11 +229,18 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         val_feats = cache_features(val, backbone, cfg.cache_dir) if val else None
         if mix:
             calib = load_images(read_dataset(cfg.calib or cfg.train)[: cfg.n_calib])
-            feats8 = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir,
-                                                              int8_calibration=calib)))
-            val_feats8 = cache_features(val, backbone, cfg.cache_dir, int8_calibration=calib) if val else None
+            feats8 = torch.from_numpy(
+                np.array(cache_features(samples, backbone, cfg.cache_dir, int8_calibration=calib))
+            )
+            val_feats8 = (
+                cache_features(val, backbone, cfg.cache_dir, int8_calibration=calib)
+                if val
+                else None
+            )
         if jmix:
-            featsj = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir, jpeg=True)))
+            featsj = torch.from_numpy(
+                np.array(cache_features(samples, backbone, cfg.cache_dir, jpeg=True))
+            )
 
     if finetune:
         backbone.requires_grad_(True)
@@ -235,9 +265,13 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         torch.set_rng_state(resume["torch_rng"])
         done = resume["epoch"] * batches
     # the schedule is a function of the step, so a resumed run may also have more epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups], pct_start=0.05,
-                                                total_steps=max(cfg.epochs * batches, done + 1),
-                                                last_epoch=done - 1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        [g["lr"] for g in groups],
+        pct_start=0.05,
+        total_steps=max(cfg.epochs * batches, done + 1),
+        last_epoch=done - 1,
+    )
     cuda = d.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)  # mixed precision on CUDA only
     tokens = [vocab.encode(c)[: cfg.max_len + 1] for _, c in pairs]
@@ -250,11 +284,13 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
     for epoch in range(first_epoch, cfg.epochs):
         ddp.train()
         backbone.eval()  # its batch-norm statistics stay ImageNet's, fine-tuned or not
-        order = rng.permutation(len(pairs))[:usable][d.rank::d.world]
-        bar = tqdm(range(0, len(order), per), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not d.main)
+        order = rng.permutation(len(pairs))[:usable][d.rank :: d.world]
+        bar = tqdm(
+            range(0, len(order), per), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not d.main
+        )
         losses = []
         for b in bar:
-            idx = order[b: b + per]
+            idx = order[b : b + per]
             seq = _pad([tokens[i] for i in idx], vocab.pad).to(d.device)
             int8_rows = None
             if finetune:
@@ -277,8 +313,11 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 if cfg.feature_noise:
                     inputs = inputs * (1 + cfg.feature_noise * torch.randn_like(inputs))
             with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):
-                logits, alphas = ddp(inputs.to(d.device), seq[:, :-1],
-                                     None if int8_rows is None else int8_rows.to(d.device))
+                logits, alphas = ddp(
+                    inputs.to(d.device),
+                    seq[:, :-1],
+                    None if int8_rows is None else int8_rows.to(d.device),
+                )
                 target = seq[:, 1:]
                 mask = (target != vocab.pad).float()
                 ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=vocab.pad)
@@ -308,22 +347,39 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 score = _val_score(cfg, got, val)
                 line += f", val {cfg.metric} {score:.3f}"
                 if mix:
-                    got8 = greedy_captions(TorchStepModel(model, int8_weights=True), val_feats8,
-                                           vocab, cfg.max_len)
+                    got8 = greedy_captions(
+                        TorchStepModel(model, int8_weights=True), val_feats8, vocab, cfg.max_len
+                    )
                     line += f", int8 agreement {np.mean([a == b for a, b in zip(got, got8)]):.3f}"
             print(line, flush=True)
-            metrics = {"epoch": epoch + 1, f"val_{cfg.metric}": score, "train_loss": train_loss,
-                       "minutes": (time.time() - start) / 60, "processes": d.world}
+            metrics = {
+                "epoch": epoch + 1,
+                f"val_{cfg.metric}": score,
+                "train_loss": train_loss,
+                "minutes": (time.time() - start) / 60,
+                "processes": d.world,
+            }
             if score > best:
                 best, bad = score, 0
                 torch.save(_checkpoint(model, vocab, cfg, metrics), out)
             else:
                 bad += 1
             stop = bool(cfg.patience) and bad >= cfg.patience
-            torch.save(_checkpoint(model, vocab, cfg, metrics, optimizer=opt.state_dict(),
-                                   epoch=epoch + 1, best=best,
-                                   bad_epochs=bad, numpy_rng=rng.bit_generator.state,
-                                   torch_rng=torch.get_rng_state()), last_path(out))
+            torch.save(
+                _checkpoint(
+                    model,
+                    vocab,
+                    cfg,
+                    metrics,
+                    optimizer=opt.state_dict(),
+                    epoch=epoch + 1,
+                    best=best,
+                    bad_epochs=bad,
+                    numpy_rng=rng.bit_generator.state,
+                    torch_rng=torch.get_rng_state(),
+                ),
+                last_path(out),
+            )
             if stop:
                 print(f"no better {cfg.metric} for {bad} epochs: stopping early", flush=True)
         if distributed.from_main(d, stop):
@@ -347,5 +403,11 @@ def _symmetric_kl(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _features(model: CaptionModel, samples, batch: int = 32) -> np.ndarray:
     """Region features from the model's own (fine-tuned) backbone."""
-    return np.concatenate([model.backbone.region_features(torch.from_numpy(load_images(samples[i:i + batch])))
-                           .numpy() for i in range(0, len(samples), batch)])
+    return np.concatenate(
+        [
+            model.backbone.region_features(
+                torch.from_numpy(load_images(samples[i : i + batch]))
+            ).numpy()
+            for i in range(0, len(samples), batch)
+        ]
+    )

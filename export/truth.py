@@ -74,8 +74,20 @@ _WORD = re.compile(r"[a-z0-9]+")
 _MAYBE = re.compile(r"maybe\b", re.IGNORECASE)
 
 # CHAIR's hard-coded phrases: "baby bird" is a bird, not a person; "passenger jet" a jet.
-ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
-           "giraffe", "animal", "cub")
+ANIMALS = (
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "animal",
+    "cub",
+)
 VEHICLES = ("jet", "train")
 PHRASES = {"bow tie": "tie", "toilet seat": "toilet", "home plate": None, "train track": None}
 IRREGULAR = {"mice": "mouse", "geese": "goose", "teeth": "tooth", "feet": "foot"}
@@ -154,7 +166,7 @@ class ObjectWords:
         out, i = [], 0
         while i < len(words):
             for n in range(min(self.longest, len(words) - i), 0, -1):
-                phrase = tuple(words[i:i + n])
+                phrase = tuple(words[i : i + n])
                 if phrase in self.phrases:
                     if self.phrases[phrase]:
                         out.append((" ".join(phrase), self.phrases[phrase]))
@@ -189,9 +201,12 @@ def split_description(text: str) -> Said:
     cut = next((i for i, s in enumerate(sentences) if s.startswith(READ_HEADS)), len(sentences))
     claims = [s for s in sentences[:cut] if s]
     hedged = [bool(_MAYBE.match(s)) for s in claims]
-    return Said([s for s, h in zip(claims, hedged) if not h],
-                [s for s, h in zip(claims, hedged) if h], ". ".join(sentences[cut:]),
-                len(text.split()))
+    return Said(
+        [s for s, h in zip(claims, hedged) if not h],
+        [s for s, h in zip(claims, hedged) if h],
+        ". ".join(sentences[cut:]),
+        len(text.split()),
+    )
 
 
 @dataclass
@@ -217,8 +232,14 @@ def named(description: str, words: ObjectWords) -> Named:
     if any(c == "toilet" for _, c in stated + hedged):  # "the seat of the toilet" is no chair
         stated, hedged = ([m for m in ms if m[0] != "seat"] for ms in (stated, hedged))
     claim_words = sum(len(s.split()) for s in said.stated + said.hedged)
-    return Named({c for _, c in stated}, {c for _, c in hedged}, [c for _, c in stated + hedged],
-                 len(said.hedged), said.words, claim_words)
+    return Named(
+        {c for _, c in stated},
+        {c for _, c in hedged},
+        [c for _, c in stated + hedged],
+        len(said.hedged),
+        said.words,
+        claim_words,
+    )
 
 
 # ---- scoring ------------------------------------------------------------------------------
@@ -235,8 +256,9 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def score(photos: list[Photo], lines: list[dict], words: ObjectWords, worst: int = 10,
-          bleu: bool = True) -> dict:
+def score(
+    photos: list[Photo], lines: list[dict], words: ObjectWords, worst: int = 10, bleu: bool = True
+) -> dict:
     """Every metric of the descriptions (`lines[i]` describes `photos[i]`): "metrics", the
     "counts" behind them, "recall_by_class" and the "worst" stated hallucinations."""
     said = [named(line.get("description") or "", words) for line in lines]
@@ -250,8 +272,13 @@ def score(photos: list[Photo], lines: list[dict], words: ObjectWords, worst: int
     mentions = sum(len(s.mentions) for s in said)
     wrong_mentions = sum(c not in g for s, g in zip(said, truth) for c in s.mentions)
     counts = {
-        "photos": n, "stated": stated, "stated_true": stated_true, "named": all_named,
-        "named_true": named_true, "present": present, "mentions": mentions,
+        "photos": n,
+        "stated": stated,
+        "stated_true": stated_true,
+        "named": all_named,
+        "named_true": named_true,
+        "present": present,
+        "mentions": mentions,
         "wrong_mentions": wrong_mentions,
         "photos_with_true_stated": sum(bool(s.stated & g) for s, g in zip(said, truth)),
         "photos_with_wrong_named": sum(bool(s.named - g) for s, g in zip(said, truth)),
@@ -280,15 +307,28 @@ def score(photos: list[Photo], lines: list[dict], words: ObjectWords, worst: int
             by_class[c][0] += 1
             by_class[c][1] += c in s.named
             by_class[c][2] += c in s.stated
-    recall_by_class = {c: {"present": p, "named": k, "stated": t}
-                       for c, (p, k, t) in sorted(by_class.items(), key=lambda kv: -kv[1][0])}
+    recall_by_class = {
+        c: {"present": p, "named": k, "stated": t}
+        for c, (p, k, t) in sorted(by_class.items(), key=lambda kv: -kv[1][0])
+    }
     bad = [(i, sorted(s.stated - g)) for i, (s, g) in enumerate(zip(said, truth)) if s.stated - g]
     bad.sort(key=lambda b: (-len(b[1]), -len(b[1]) / len(said[b[0]].stated), b[0]))
-    examples = [{"image": Path(photos[i].image).name, "description": lines[i].get("description"),
-                 "wrong": wrong, "stated": sorted(said[i].stated), "objects": sorted(truth[i])}
-                for i, wrong in bad[:worst]]
-    return {"metrics": metrics, "counts": counts, "recall_by_class": recall_by_class,
-            "worst": examples}
+    examples = [
+        {
+            "image": Path(photos[i].image).name,
+            "description": lines[i].get("description"),
+            "wrong": wrong,
+            "stated": sorted(said[i].stated),
+            "objects": sorted(truth[i]),
+        }
+        for i, wrong in bad[:worst]
+    ]
+    return {
+        "metrics": metrics,
+        "counts": counts,
+        "recall_by_class": recall_by_class,
+        "worst": examples,
+    }
 
 
 def caption_scores(captions: list[str], photos: list[Photo]) -> dict[str, float]:
@@ -298,8 +338,10 @@ def caption_scores(captions: list[str], photos: list[Photo]) -> dict[str, float]
 
     out = scores(captions, [list(p.captions) for p in photos], meteor=False)
     if out is None:
-        raise InputError("caption scores need pycocoevalcap "
-                         "(pip install -c requirements/constraints.txt -e '.[train]')")
+        raise InputError(
+            "caption scores need pycocoevalcap "
+            "(pip install -c requirements/constraints.txt -e '.[train]')"
+        )
     return out
 
 
@@ -317,8 +359,10 @@ def read_photos(path: Path) -> list[Photo]:
             row = json.loads(line)
             photos.append(Photo(row["image"], tuple(row["captions"]), frozenset(row["objects"])))
         except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{path}:{k}: not a photo line with image, captions and objects "
-                             f"({type(e).__name__}: {e})") from None
+            raise InputError(
+                f"{path}:{k}: not a photo line with image, captions and objects "
+                f"({type(e).__name__}: {e})"
+            ) from None
     if not photos:
         raise InputError(f"{path}: no photos")
     return photos
@@ -327,8 +371,12 @@ def read_photos(path: Path) -> list[Photo]:
 def runtime_command(cfg: TruthConfig, images: list[str]) -> list[str]:
     """`python -m runtime caption IMAGE... --json` with the options given."""
     argv = [sys.executable, "-m", "runtime", "caption", *images, "--json"]
-    for flag, value in (("--model", cfg.model), ("--precision", cfg.precision),
-                        ("--channel", cfg.channel), ("--verbosity", cfg.verbosity)):
+    for flag, value in (
+        ("--model", cfg.model),
+        ("--precision", cfg.precision),
+        ("--channel", cfg.channel),
+        ("--verbosity", cfg.verbosity),
+    ):
         if value is not None:
             argv += [flag, value]
     return argv + shlex.split(cfg.runtime_args)
@@ -339,8 +387,10 @@ def run_runtime(argv: list[str], total: int) -> tuple[list[str], str]:
     `SceneSpeakError` line when it fails, with the lines it gave before in `.lines`."""
     from tqdm import tqdm
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    }
     lines: list[str] = []
     # stderr goes to a file: a pipe read only at the end could fill and stall the runtime
     with tempfile.TemporaryFile("w+") as err:
@@ -363,8 +413,9 @@ def run_runtime(argv: list[str], total: int) -> tuple[list[str], str]:
         stderr = err.read()
     if rc != 0:
         last = next((e for e in reversed(stderr.splitlines()) if e.strip()), "no message")
-        e = SceneSpeakError(f"python -m runtime caption failed (exit {rc}): "
-                            f"{last.strip().removeprefix('error: ')}")
+        e = SceneSpeakError(
+            f"python -m runtime caption failed (exit {rc}): {last.strip().removeprefix('error: ')}"
+        )
         e.lines = lines
         raise e
     return lines, stderr
@@ -379,8 +430,11 @@ def _match(photos: list[Photo], data_dir: Path, lines: list[dict], source: str):
     got: dict[str, dict] = {}
     for line in lines:
         img = str(line.get("image", ""))
-        p = by_key.get(str(Path(img).resolve())) or by_key.get(str((data_dir / img).resolve())) \
+        p = (
+            by_key.get(str(Path(img).resolve()))
+            or by_key.get(str((data_dir / img).resolve()))
             or by_key.get(Path(img).name)
+        )
         if p is not None:
             got.setdefault(p.image, line)
     pairs = [(p, got[p.image]) for p in photos if p.image in got]
@@ -418,8 +472,9 @@ def truth(cfg: TruthConfig) -> dict:
         raw = [line for line in raw if line.strip()]
     else:
         argv = runtime_command(cfg, [str((data.parent / p.image).resolve()) for p in photos])
-        command = " ".join(argv[:2] + ["runtime", "caption", f"<{len(photos)} photos>"]
-                           + argv[4 + len(photos):])
+        command = " ".join(
+            argv[:2] + ["runtime", "caption", f"<{len(photos)} photos>"] + argv[4 + len(photos) :]
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
             raw, stderr = run_runtime(argv, len(photos))
@@ -427,21 +482,33 @@ def truth(cfg: TruthConfig) -> dict:
             got = getattr(e, "lines", [])
             raw_path.write_text("".join(line + "\n" for line in got))
             if got:
-                raise SceneSpeakError(f"{e} (its {len(got)} lines are in {raw_path}; "
-                                      "--from-jsonl scores them)") from None
+                raise SceneSpeakError(
+                    f"{e} (its {len(got)} lines are in {raw_path}; --from-jsonl scores them)"
+                ) from None
             raise
         raw_path.write_text("".join(line + "\n" for line in raw))
         if stderr.strip():
             notes = stderr.strip().splitlines()
-            print("\n".join(notes[:5]) + (f"\n... {len(notes) - 5} more" if len(notes) > 5 else ""),
-                  file=sys.stderr)
-    pairs = _match(photos, data.parent, _parse(raw, cfg.from_jsonl or "the runtime"),
-                   cfg.from_jsonl or "the runtime's output")
+            print(
+                "\n".join(notes[:5]) + (f"\n... {len(notes) - 5} more" if len(notes) > 5 else ""),
+                file=sys.stderr,
+            )
+    pairs = _match(
+        photos,
+        data.parent,
+        _parse(raw, cfg.from_jsonl or "the runtime"),
+        cfg.from_jsonl or "the runtime's output",
+    )
     report = score([p for p, _ in pairs], [line for _, line in pairs], words, cfg.worst)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("out", "plot", "worst")}
     settings["command"] = command
-    report = {"date": datetime.now().isoformat(timespec="seconds"), "settings": settings,
-              "photos": len(pairs), "photos_in_data": len(photos), **report}
+    report = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "settings": settings,
+        "photos": len(pairs),
+        "photos_in_data": len(photos),
+        **report,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     report["files"] = [str(out)] + ([] if cfg.from_jsonl else [str(raw_path)])
@@ -458,23 +525,47 @@ def table(report: dict) -> str:
     m, c = report["metrics"], report["counts"]
     f = lambda v, d=3: "-" if v is None else f"{v:.{d}f}"
     rows = [
-        ("stated precision", f(m["stated_precision"]),
-         f"{c['stated_true']} of {c['stated']} objects stated without a hedge are in the photo"),
-        ("stated coverage", f(m["stated_coverage"]),
-         f"{c['photos_with_true_stated']} of {c['photos']} photos get a true object stated"),
-        ("named precision", f(m["named_precision"]),
-         f"{c['named_true']} of {c['named']} objects named (stated or hedged) are in the photo"),
-        ("recall", f(m["recall"]), f"{c['named_true']} of {c['present']} classes present named; "
-         f"per photo {f(m['recall_per_photo'])}, stated {f(m['stated_recall'])}"),
-        ("CHAIR-i / CHAIR-s", f"{f(m['chair_i'])} / {f(m['chair_s'])}",
-         f"{c['wrong_mentions']} of {c['mentions']} mentions wrong"),
+        (
+            "stated precision",
+            f(m["stated_precision"]),
+            f"{c['stated_true']} of {c['stated']} objects stated without a hedge are in the photo",
+        ),
+        (
+            "stated coverage",
+            f(m["stated_coverage"]),
+            f"{c['photos_with_true_stated']} of {c['photos']} photos get a true object stated",
+        ),
+        (
+            "named precision",
+            f(m["named_precision"]),
+            f"{c['named_true']} of {c['named']} objects named (stated or hedged) are in the photo",
+        ),
+        (
+            "recall",
+            f(m["recall"]),
+            f"{c['named_true']} of {c['present']} classes present named; "
+            f"per photo {f(m['recall_per_photo'])}, stated {f(m['stated_recall'])}",
+        ),
+        (
+            "CHAIR-i / CHAIR-s",
+            f"{f(m['chair_i'])} / {f(m['chair_s'])}",
+            f"{c['wrong_mentions']} of {c['mentions']} mentions wrong",
+        ),
         ("hedged sentences", f(m["hedged_per_description"], 2), "per description"),
-        ("words", f(m["words_per_description"], 1),
-         f"per description ({f(m['claim_words_per_description'], 1)} without read text)"),
+        (
+            "words",
+            f(m["words_per_description"], 1),
+            f"per description ({f(m['claim_words_per_description'], 1)} without read text)",
+        ),
     ]
     if "bleu4" in m:
-        rows.append(("caption BLEU-4 / CIDEr", f"{f(m['bleu4'])} / {f(m['cider'])}",
-                     "the caption against the human captions"))
+        rows.append(
+            (
+                "caption BLEU-4 / CIDEr",
+                f"{f(m['bleu4'])} / {f(m['cider'])}",
+                "the caption against the human captions",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     vw = max(len(r[1]) for r in rows)
     head = f"truth of {report['photos']} descriptions ({report['date']})"

@@ -1,46 +1,38 @@
-"""Device CLI (no torch): scenespeak {caption,describe,bench,doctor} ...
+"""Device CLI (no torch): scenespeak {caption,describe,bench,doctor} ..., or python -m runtime.
 
-    scenespeak caption scene.png --json
-    scenespeak describe clip.mp4 --log out/run.jsonl
-    scenespeak doctor
-
-(`python -m runtime` is the same command.)
+scenespeak caption scene.png --json
+scenespeak describe clip.mp4 --log out/run.jsonl
 """
 
 from __future__ import annotations
 
-import signal
+import argparse
+import json
 import sys
-import threading
 
-# describe's stop request. Its handlers are installed before anything else is imported, so a
-# Ctrl-C, SIGTERM or SIGHUP during start-up (seconds on a Jetson) also ends the run cleanly:
-# the loop starts, sees the request, and closes with its `end` line.
-STOP = threading.Event()
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _stop_on_signals() -> None:
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda *_: STOP.set())
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["describe"]:
-    _stop_on_signals()
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-
-from runtime.app.assemble import ChannelOptions, ModelOptions, profile_names  # noqa: E402
-from runtime.errors import SceneSpeakError, console_safe, printable  # noqa: E402
-from runtime.model.io_spec import PRECISIONS  # noqa: E402
-from runtime.options import OptionError, add_fields, build, flag_of  # noqa: E402
+from runtime.app.assemble import ChannelOptions, ModelOptions, profile_names
+from runtime.app.service import STOP, stop_on_signals
+from runtime.errors import SceneSpeakError, console_safe, printable
+from runtime.model.io_spec import PRECISIONS
+from runtime.options import OptionError, add_fields, build, flag_of
 
 COMMANDS = ("caption", "describe", "bench", "doctor")
+MODEL_METAVARS = {"model": "DIR", "device": "NAME", "beam": "K"}
+WHERE = {"where": ("words", "clock"), "verbosity": ("brief", "full")}
+SPEECH = ("play", "record", "voice", "rate", "volume")
+SPEECH_FLAGS = {"play": "--no-speak", "record": "--speech-wav"}
+BENCH = ("precisions", "torch", "runs", "rounds", "warmup", "images", "memory_frames")
+BENCH_BEAM = "K > 1 adds a beam row for every precision, beside the greedy ones"
+AUTO_CAPTION = "auto (default): {auto} for a real-photo bundle, the caption for a synthetic one"
+AUTO_DESCRIBE = AUTO_CAPTION + " (its objects, on a live camera or stream)"
+SOURCE = "0, /dev/videoN, a video, a folder, http(s)://, rtsp://, csi://N (default: sample clip)"
 
 
 def _print(line: str, err: bool = False) -> None:
     print(printable(line), file=sys.stderr if err else sys.stdout, flush=True)
+
+
+_warn = lambda message: _print(f"warning: {message}", True)
 
 
 def cmd_caption(args) -> int:
@@ -48,18 +40,15 @@ def cmd_caption(args) -> int:
     from runtime.app.assemble import captioner, channel_set
     from runtime.app.caption import caption_files
 
-    cap, where = captioner(build(ModelOptions, args), lambda m: _print(f"warning: {m}", True))
-    channels = channel_set(cap, where, build(ChannelOptions, args),
-                           on_error=lambda m: _print(f"warning: {m}", True))
+    cap, where = captioner(build(ModelOptions, args), _warn)
+    channels = channel_set(cap, where, build(ChannelOptions, args), on_error=_warn)
     failed = 0
-    for path, out, problem in caption_files(args.images, channels, args.json):
-        if out is None:
-            failed += 1
+    for line, problem in caption_files(args.images, channels, args.json):
+        failed += line is None
         if problem:
-            _print(f"{'error' if out is None else 'warning'}: {problem}", True)
-        if out is not None:
-            text = json.dumps(out) if args.json else f"{printable(path)}\t{printable(out)}"
-            print(text, flush=True)
+            _print(f"{'error' if line is None else 'warning'}: {problem}", True)
+        if line is not None:
+            print(line, flush=True)
     return 2 if failed else 0
 
 
@@ -69,9 +58,9 @@ def cmd_describe(args) -> int:
     from runtime.app.loop import LoopConfig
     from runtime.app.speech import SpeechConfig
 
-    opts = [build(c, args) for c in (ModelOptions, ChannelOptions, LoopConfig, SpeechConfig,
-                                      DescribeOptions)]  # every range, before any model loads
-    return describe(args.source, *opts, stop=STOP, echo=console)
+    classes = (ModelOptions, ChannelOptions, LoopConfig, SpeechConfig, DescribeOptions)
+    model, chans, loop, speech, opts = (build(c, args) for c in classes)  # before any model
+    return describe(args.source, model, chans, loop, speech, opts, stop=STOP, echo=console)
 
 
 def cmd_bench(args) -> int:
@@ -101,26 +90,25 @@ def cmd_bench_row(args) -> int:
     return 0
 
 
-def _model_args(p: argparse.ArgumentParser, *names: str, beam: str = "") -> None:
+def _model_args(p, *names: str, beam: str = "") -> None:
+    devices = f"(choices: auto, {', '.join(profile_names())})"
     choices = {"precision": PRECISIONS} if "precision" in names else {}
-    add_fields(p, ModelOptions, *names, choices=choices,
-               metavars={"model": "DIR", "device": "NAME", "beam": "K"},
-               notes={"device": f"(choices: auto, {', '.join(profile_names())})", "beam": beam})
+    notes = {"device": devices, "beam": beam}
+    add_fields(p, ModelOptions, *names, choices=choices, notes=notes, metavars=MODEL_METAVARS)
 
 
-def _channel_args(p: argparse.ArgumentParser, auto: str) -> None:
+def _channel_args(p, auto: str) -> None:
     from runtime.channels.registry import AUTO, REGISTRY, summaries
 
     what = "; ".join(f"{n}: {s}" for n, s in summaries().items())
     auto = auto.format(auto=", ".join(AUTO))
-    add_fields(p, ChannelOptions, "channel", metavars={"channel": "C"}, notes={"channel": (
-        f"{what}; a comma list of them, both (caption,objects) or all. {auto} (choices: auto, "
-        f"all, both, {', '.join(REGISTRY)}, or a comma list)")})
-    add_fields(p, ChannelOptions, "where", "verbosity",
-               choices={"where": ("words", "clock"), "verbosity": ("brief", "full")})
+    note = f"{what}; a comma list of them, both (caption,objects) or all. {auto}"
+    note += f" (choices: auto, all, both, {', '.join(REGISTRY)}, or a comma list)"
+    add_fields(p, ChannelOptions, "channel", metavars={"channel": "C"}, notes={"channel": note})
+    add_fields(p, ChannelOptions, "where", "verbosity", choices=WHERE)
 
 
-def _describe_args(d: argparse.ArgumentParser) -> None:
+def _describe_args(d) -> None:
     from runtime.app.describe import DescribeOptions
     from runtime.app.loop import MODES, LoopConfig
     from runtime.app.speech import SpeechConfig
@@ -128,69 +116,61 @@ def _describe_args(d: argparse.ArgumentParser) -> None:
     add_fields(d, LoopConfig, "mode", choices={"mode": MODES})
     add_fields(d, LoopConfig, "find", metavars={"find": "NAME"})
     add_fields(d, LoopConfig, "interval_s", "stable_frames", flags={"interval_s": "--interval"})
-    add_fields(d, SpeechConfig, "play", "record", "voice", "rate", "volume", invert=("play",),
-               flags={"play": "--no-speak", "record": "--speech-wav"}, metavars={"record": "PATH"})
+    add_fields(d, SpeechConfig, *SPEECH, invert=("play",), flags=SPEECH_FLAGS,
+               metavars={"record": "PATH"})  # fmt: skip
     add_fields(d, DescribeOptions, "log", metavars={"log": "PATH"})
     add_fields(d, LoopConfig, "max_frames", "stats_s", flags={"stats_s": "--stats-interval"})
     add_fields(d, DescribeOptions, "fast", "show")
 
 
-def _bench_args(b: argparse.ArgumentParser) -> None:
+def _bench_args(b) -> None:
     from runtime.app.bench import BenchConfig
 
-    _model_args(b, "model", "device", "threads", "beam",
-                beam="K > 1 adds a beam row for every precision, beside the greedy ones")
-    add_fields(b, BenchConfig, "precisions", "torch", "runs", "rounds", "warmup", "images",
-               "memory_frames", metavars={"images": "DIR", "memory_frames": "N"},
-               flags={"memory_frames": "--memory"})
+    _model_args(b, "model", "device", "threads", "beam", beam=BENCH_BEAM)
+    add_fields(b, BenchConfig, *BENCH, metavars={"images": "DIR", "memory_frames": "N"},
+               flags={"memory_frames": "--memory"})  # fmt: skip
     b.add_argument("--json", metavar="PATH", help="write the report as JSON")
     b.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     b.add_argument("--plot", metavar="PATH", help="PNG bar chart of caption latency")
     b.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
-                   help="print B/A ratios of two reports instead of measuring")
+                   help="print B/A ratios of two reports instead of measuring")  # fmt: skip
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    p = argparse.ArgumentParser(prog="scenespeak", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="scenespeak", description=__doc__, formatter_class=raw)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     c = sub.add_parser("caption", help="caption image files")
-    c.add_argument("images", nargs="+", metavar="IMAGE", help="image files (a bad one is named, "
-                   "the rest are captioned, and the exit status is 2)")
+    c.add_argument("images", nargs="+", metavar="IMAGE", help="image files (a bad one is "
+                   "named, the rest are captioned, and the exit status is 2)")  # fmt: skip
     _model_args(c, "model", "precision", "threads", "device", "beam")
     c.add_argument("--json", action="store_true", help="one JSON object per image, with timings")
-    _channel_args(c, "auto (default): {auto} for a real-photo bundle, the caption for a "
-                     "synthetic one")
-    c.set_defaults(func=cmd_caption)
+    _channel_args(c, AUTO_CAPTION)
     d = sub.add_parser("describe", help="speak descriptions of a camera, stream, video or folder")
-    d.add_argument("source", nargs="?", metavar="SOURCE",
-                   help="0, /dev/videoN, video file, image folder, http(s)://, rtsp://, csi://N "
-                        "(default: the bundled sample clip)")
+    d.add_argument("source", nargs="?", metavar="SOURCE", help=SOURCE)
     _model_args(d, "model", "precision", "threads", "device", "beam")
-    _channel_args(d, "auto (default): {auto} for a real-photo bundle; for a synthetic one, "
-                     "objects on a live camera or stream, else the caption")
+    _channel_args(d, AUTO_DESCRIBE)
     _describe_args(d)
-    d.set_defaults(func=cmd_describe)
     b = sub.add_parser("bench", help="latency of every precision side by side")
     _bench_args(b)
-    b.set_defaults(func=cmd_bench)
     o = sub.add_parser("doctor", help="check the board, providers, cameras, voice and bundle")
     _model_args(o, "model", "device")
     o.add_argument("--json", action="store_true", help="the report as one JSON object")
-    o.set_defaults(func=cmd_doctor)
     r = sub.add_parser("bench-row")  # internal: one benchmark row in a child process (unlisted)
     r.add_argument("--precision", required=True)
     r.add_argument("--beam", type=int, default=1)
     r.add_argument("--config", required=True)
-    r.set_defaults(func=cmd_bench_row)
+    for parser, func in ((c, cmd_caption), (d, cmd_describe), (b, cmd_bench), (o, cmd_doctor),
+                         (r, cmd_bench_row)):  # fmt: skip
+        parser.set_defaults(func=func)
     return p, {**sub.choices}
 
 
 def main(argv: list[str] | None = None) -> int:
     console_safe()
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["describe"]:
-        _stop_on_signals()
+    if argv[:1] == ["describe"]:  # before any model or channel loads
+        stop_on_signals()
     p, commands = build_parser()
     args = p.parse_args(argv)
     try:

@@ -23,8 +23,11 @@ def printable(text: object) -> str:
     for ch in str(text):
         cat = unicodedata.category(ch)
         if cat in ("Cc", "Cs") or (cat == "Cf" and ch not in "\u200d"):
-            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii")
-                       if cat != "Cs" else f"\\u{ord(ch):04x}")
+            out.append(
+                ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                if cat != "Cs"
+                else f"\\u{ord(ch):04x}"
+            )
         else:
             out.append(ch)
     return "".join(out)
@@ -33,10 +36,12 @@ def printable(text: object) -> str:
 def console_safe() -> None:
     """Console output no locale can break: a character its codec (ISO-8859-1, ASCII) cannot
     write (a sign's €, an arrow) is written as an escape, not a traceback."""
+    import io
     import sys
 
     for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(errors="backslashreplace")
-        except (AttributeError, ValueError):  # not a text stream of io's (a test's capture)
-            pass
+        if isinstance(stream, io.TextIOWrapper):  # not a test's capture
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except ValueError:
+                pass

@@ -23,7 +23,9 @@ import inspect
 import io
 import textwrap
 import tokenize
+from collections.abc import Callable
 from dataclasses import MISSING, fields
+from typing import cast
 
 from runtime.errors import InputError
 
@@ -37,7 +39,7 @@ class OptionError(InputError):
         shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
         super().__init__(f"{flag or field} {shown}: {expected}")
 
-    def named(self, flag: str) -> "OptionError":
+    def named(self, flag: str) -> OptionError:
         return OptionError(self.field, self.value, self.expected, flag)
 
 
@@ -66,17 +68,28 @@ def comments(cls) -> dict[str, str]:
     for tok in tokenize.generate_tokens(io.StringIO(src).readline):
         if tok.type == tokenize.COMMENT:
             notes[tok.start[0]] = tok.string.lstrip("#").strip()
-        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                              tokenize.ENDMARKER):
+        elif tok.type not in (
+            tokenize.NL,
+            tokenize.NEWLINE,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+        ):
             code_rows.setdefault(tok.start[0], []).append(tok)
     names = {f.name for f in fields(cls)}
-    out, current, leading = {}, None, []  # leading: a comment block after a blank line
+    out: dict[str, str] = {}
+    current: str | None = None
+    leading: list[str] = []  # a comment block after a blank line
     for row in range(1, len(src.splitlines()) + 1):
         toks = code_rows.get(row)
         if toks:
             current = None
-            if len(toks) > 1 and toks[0].string in names and toks[1].string == ":" and \
-                    toks[0].start[1] == 4:
+            if (
+                len(toks) > 1
+                and toks[0].string in names
+                and toks[1].string == ":"
+                and toks[0].start[1] == 4
+            ):
                 current = toks[0].string
                 out[current] = notes.get(row) or " ".join(leading)
             leading = []
@@ -104,9 +117,16 @@ def _kind(f):
     return comma_list if t.startswith("tuple[") else str
 
 
-def add_fields(p: argparse.ArgumentParser, cls, *names: str, flags: dict[str, str] | None = None,
-               choices: dict[str, tuple] | None = None, invert: tuple[str, ...] = (),
-               metavars: dict[str, str] | None = None, notes: dict[str, str] | None = None) -> None:
+def add_fields(
+    p: argparse.ArgumentParser,
+    cls,
+    *names: str,
+    flags: dict[str, str] | None = None,
+    choices: dict[str, tuple] | None = None,
+    invert: tuple[str, ...] = (),
+    metavars: dict[str, str] | None = None,
+    notes: dict[str, str] | None = None,
+) -> None:
     """One option per named field (every field when none is named): `--field-name`, or the
     flag `flags` gives it; its help from the field's comment (and `notes`, what the class cannot
     know: the profiles on this machine), with the default and choices. A
@@ -124,15 +144,19 @@ def add_fields(p: argparse.ArgumentParser, cls, *names: str, flags: dict[str, st
             action = "store_false" if name in invert else "store_true"
             p.add_argument(flag, dest=name, action=action, default=f.default, help=text)
             continue
-        kw = {"dest": name, "type": kind,
-              "metavar": (metavars or {}).get(name, flag.lstrip("-").upper().replace("-", "_"))}
+        kw = {
+            "dest": name,
+            "type": kind,
+            "metavar": (metavars or {}).get(name, flag.lstrip("-").upper().replace("-", "_")),
+        }
         if name in choices:
             kw["choices"], kw["metavar"] = choices[name], None
             text += f" (choices: {', '.join(map(str, choices[name]))})"
         if f.default is MISSING and f.default_factory is MISSING:
             kw["required"] = True
         else:
-            default = f.default if f.default is not MISSING else f.default_factory()
+            factory = cast(Callable[[], object], f.default_factory)
+            default = f.default if f.default is not MISSING else factory()
             kw["default"] = default
             if default not in (None, "", ()):
                 shown = ",".join(map(str, default)) if isinstance(default, tuple) else default

@@ -24,6 +24,7 @@ def reader():
     return BarcodeReader()
 
 
+@pytest.mark.system  # 60 codes rendered and read: about 2-3 s
 def test_rendered_codes_in_photos_are_read_exactly_and_none_wrongly(reader):
     """60 codes (20 each of EAN-13, UPC-A and QR) with a tilt, blur and JPEG at 70, seeds
     300-359: the channel's `agree` rule was chosen on seeds 0-299, so these are held out."""
@@ -47,6 +48,7 @@ def test_a_code_is_placed_and_its_format_named(reader):
     assert bx0 - 4 <= x0 < x1 <= bx1 + 4 and by0 - 4 <= y0 < y1 <= by1 + 4
 
 
+@pytest.mark.system  # every frame of the committed clips: about 6 s
 def test_no_code_is_read_in_the_committed_photos_and_clips(reader):
     frames = [cv2.imread(str(p)) for p in sorted((ROOT / "assets" / "photos").glob("*.jpg"))]
     for clip in ("sample_photos.mp4", "sample_scenes.mp4"):

@@ -122,6 +122,7 @@ def _settle(loop, voice, n: int, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.system  # a slow channel's worker on four scenes: about 3 s
 def test_only_slow_channels_in_change_mode_speak_each_new_scene(registry):
     """With no fast channel, the fast findings cannot tell scenes apart: the policy decides
     on the whole description, so a new scene is said, and an unchanged one is not."""

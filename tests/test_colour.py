@@ -47,6 +47,7 @@ def main_colour(reader: ColourReader, frame: np.ndarray) -> str:
     return colours[0][0]
 
 
+@pytest.mark.system  # 195 rendered scenes: about 12 s
 def test_rendered_patches_are_named_under_three_white_balances():
     """13 colours x 5 photos x 5000, 3200 and 6500 K: the main colour's name (its shade aside)."""
     reader, rng = ColourReader(), np.random.default_rng(7)

@@ -180,6 +180,7 @@ def test_resume_continues_and_patience_stops_early(corpus, tmp_path):
     assert torch.load(tmp_path / "p.last.pt", weights_only=True)["epoch"] == 3
 
 
+@pytest.mark.system  # trains and exports in-process (tens of seconds)
 def test_finetuning_the_encoder_changes_it_and_exports(corpus, tmp_path):
     import torch
 

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import MODEL, ROOT, run_cli
 from runtime.model import io_spec
 from test_profiles import BOARDS, fake_board

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import needs_torch, run_cli
 
-pytestmark = needs_torch
+# the module's bundle is trained and exported here, in-process: tens of seconds
+pytestmark = [pytest.mark.system, needs_torch]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,7 @@ def test_fp16_graphs_cast_the_fp32_weights_file(small_bundle):
     assert all(i.name in read for i in g.initializer)  # and the Pads' amounts gone with them
 
 
+@pytest.mark.unit
 def test_pruning_keeps_the_weights_a_subgraph_reads():
     """runtime.model.prune drops dead nodes and initializers, but a branch reads outer tensors by
     name without listing them as its node's inputs, so there it keeps every initializer."""
@@ -236,6 +238,7 @@ def test_unknown_caption_choice_is_refused(tmp_path):
     assert r.stderr == "error: --captions 'some': choose first or all\n"
 
 
+@pytest.mark.unit
 def test_jpeg_training_view_is_reproducible_and_lossy():
     from export.features import compressed
     from export.scenes import make_scene

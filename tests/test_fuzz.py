@@ -53,6 +53,7 @@ def _mutations():
 BASE, PATHS = _mutations()
 
 
+@pytest.mark.system  # 300 hypothesis examples, each a manifest loaded: about 10 s
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(st.tuples(st.sampled_from(PATHS), json_values | st.just("<delete>")), min_size=1, max_size=3))
 def test_manifest_loader_accepts_or_names_the_problem(manifest_dir, edits):

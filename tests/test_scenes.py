@@ -24,6 +24,7 @@ def test_other_seed_other_scenes():
     assert not np.array_equal(make_scene(1, 0)[0], make_scene(2, 0)[0])
 
 
+@pytest.mark.system  # 300 scenes rendered: about 2 s
 def test_images_are_224_bgr_and_captions_follow_the_grammar():
     counts = {1: 0, 2: 0, 3: 0}
     words = set()

@@ -25,6 +25,7 @@ def reader():
     return TextReader(TextConfig(threads=2))
 
 
+@pytest.mark.system  # OCR of 20 real photos: about 20 s
 def test_rendered_signs_in_real_photos_are_read_word_for_word(reader):
     """Six fonts, six colour pairs, a perspective tilt, blur and JPEG at quality 70."""
     signs = [make_sign(i) for i in range(N_SIGNS)]

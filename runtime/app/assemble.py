@@ -35,15 +35,31 @@ class ModelOptions:
     # greedy; up to 16)
 
     def __post_init__(self):
-        check(self, "precision", self.precision is None or self.precision in PRECISIONS,
-              f"choose one of {', '.join(PRECISIONS)}")
-        check(self, "threads", number(self.threads, int) and 0 <= self.threads <= MAX_THREADS,
-              f"use 0 (auto) to {MAX_THREADS} threads")
-        check(self, "beam", number(self.beam, int) and 1 <= self.beam <= MAX_BEAM,
-              f"use 1 (greedy) to {MAX_BEAM} beams")
+        check(
+            self,
+            "precision",
+            self.precision is None or self.precision in PRECISIONS,
+            f"choose one of {', '.join(PRECISIONS)}",
+        )
+        check(
+            self,
+            "threads",
+            number(self.threads, int) and 0 <= self.threads <= MAX_THREADS,
+            f"use 0 (auto) to {MAX_THREADS} threads",
+        )
+        check(
+            self,
+            "beam",
+            number(self.beam, int) and 1 <= self.beam <= MAX_BEAM,
+            f"use 1 (greedy) to {MAX_BEAM} beams",
+        )
         names = profile_names()
-        check(self, "device", isinstance(self.device, str) and self.device == "auto" or self.device in names,
-              f"no such device profile; choose auto or one of {', '.join(names)}")
+        check(
+            self,
+            "device",
+            isinstance(self.device, str) and self.device == "auto" or self.device in names,
+            f"no such device profile; choose auto or one of {', '.join(names)}",
+        )
 
     @property
     def bundle(self) -> str:
@@ -75,25 +91,38 @@ def captioner(opts: ModelOptions, warn=None):
     """(Captioner, Placement) for these options; `warn` gets the one-line warning when the
     device profile's GPU providers are missing and the CPU runs instead."""
     from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
 
     bundle = load_bundle(opts.bundle)
     where = placement(bundle, opts)
     if where.plan.warning and warn is not None:
         warn(where.plan.warning)
-    return Captioner(bundle, where.precision, where.session, opts.beam), where
+    return sessions(bundle, where, opts.beam), where
+
+
+def sessions(bundle, where, beam: int = 1):
+    """The Captioner: the bundle's two graphs in ONNX Runtime where `placement` put them."""
+    from runtime.model.captioner import Captioner
+
+    return Captioner(bundle, where.precision, where.session, beam)
 
 
 def setup(cap, where, opts: ChannelOptions = ChannelOptions(), live: bool = False):
     """What every channel is built from (runtime.channels.base.Setup), as describe builds it."""
     from runtime.channels.base import Setup
 
-    return Setup(cap.bundle, cap.precision, where.session, opts.where, opts.verbosity, live,
-                 cap.has_objects)
+    return Setup(
+        cap.bundle, cap.precision, where.session, opts.where, opts.verbosity, live, cap.has_objects
+    )
 
 
-def channel_set(cap, where, opts: ChannelOptions = ChannelOptions(), live: bool = False,
-                find: bool = False, on_error=None):
+def channel_set(
+    cap,
+    where,
+    opts: ChannelOptions = ChannelOptions(),
+    live: bool = False,
+    find: bool = False,
+    on_error=None,
+):
     """The ChannelSet of `opts.channel` (auto resolved for this bundle and source); with
     `find`, every channel that can find a thing or a word."""
     from runtime.channels.registry import ChannelSet, finders, resolve

@@ -29,16 +29,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from runtime import DATA, ROOT
+from runtime.app.assemble import ChannelOptions, ModelOptions, captioner, setup
 from runtime.errors import InputError
 from runtime.model.io_spec import PRECISIONS
 from runtime.model.metrics import bleu
-from runtime.app.assemble import ChannelOptions, ModelOptions, captioner, setup
 from runtime.model.session import auto_threads
 from runtime.options import check, number
 
@@ -60,10 +61,18 @@ class BenchConfig:
     # and report its resident memory (0: not)
 
     def __post_init__(self):
-        check(self, "precisions", bool(self.precisions) and set(self.precisions) <= set(PRECISIONS),
-              f"use a comma list of {', '.join(PRECISIONS)}")
-        for name, low, high in (("runs", 1, 10000), ("warmup", 0, 10000), ("rounds", 1, 100),
-                                ("memory_frames", 0, 100000)):
+        check(
+            self,
+            "precisions",
+            bool(self.precisions) and set(self.precisions) <= set(PRECISIONS),
+            f"use a comma list of {', '.join(PRECISIONS)}",
+        )
+        for name, low, high in (
+            ("runs", 1, 10000),
+            ("warmup", 0, 10000),
+            ("rounds", 1, 100),
+            ("memory_frames", 0, 100000),
+        ):
             value = getattr(self, name)
             check(self, name, number(value, int) and low <= value <= high, f"use {low}..{high}")
 
@@ -75,13 +84,19 @@ class BenchConfig:
     def to_json(self) -> dict:
         """The config as the report and a row's child take it: one flat object."""
         flat = {k: v for k, v in asdict(self).items() if k != "options"}
-        return {"model": self.model, "device": self.device, "threads": self.threads,
-                "beam": self.beam, **flat}
+        return {
+            "model": self.model,
+            "device": self.device,
+            "threads": self.threads,
+            "beam": self.beam,
+            **flat,
+        }
 
     @classmethod
     def from_json(cls, cfg: dict) -> BenchConfig:
-        opts = ModelOptions(model=cfg["model"], device=cfg["device"], threads=cfg["threads"],
-                            beam=cfg["beam"])
+        opts = ModelOptions(
+            model=cfg["model"], device=cfg["device"], threads=cfg["threads"], beam=cfg["beam"]
+        )
         rest = {f.name: cfg[f.name] for f in fields(cls) if f.name != "options"}
         return cls(options=opts, **{**rest, "precisions": tuple(rest["precisions"])})
 
@@ -101,7 +116,8 @@ def load_images(folder: str | None) -> tuple[list[Path], list[list[str]] | None]
 
 def load_frames(folder: str | None) -> list[np.ndarray]:
     """The benchmark images as BGR frames, read once before any timing."""
-    return [cv2.imread(str(p)) for p in load_images(folder)[0]]
+    frames = [cv2.imread(str(p)) for p in load_images(folder)[0]]
+    return [f for f in frames if f is not None]
 
 
 def _pct(values) -> dict[str, float]:
@@ -154,8 +170,11 @@ def serve_row(row: dict, captioner, frames: list[np.ndarray], warmup: int, finis
             c = captioner.caption(frame)
             ms = c.timings_ms
             steps_ms = sum(timed.times)
-            for key, stage in (("preprocess", "preprocess"), ("encoder", "encoder"),
-                               ("caption", "total")):
+            for key, stage in (
+                ("preprocess", "preprocess"),
+                ("encoder", "encoder"),
+                ("caption", "total"),
+            ):
                 samples[key].append(ms[stage])
             samples["decoder_step"] += timed.times
             samples["decoder_steps"].append(steps_ms)
@@ -168,8 +187,12 @@ def serve_row(row: dict, captioner, frames: list[np.ndarray], warmup: int, finis
         _say("done")
     if not samples["caption"]:  # stopped before its first pass: nothing to report
         return
-    row.update(_stage_stats(samples), samples=samples, captions=captions,
-               rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    row.update(
+        _stage_stats(samples),
+        samples=samples,
+        captions=captions,
+        rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
     row.update(finish() if finish else {})
     _say(json.dumps(row))
 
@@ -181,7 +204,7 @@ SAMPLES = ("preprocess", "encoder", "decoder_step", "decoder_steps", "overhead",
 def _stage_stats(samples: dict[str, list[float]]) -> dict:
     """Percentiles of every stage the samples have (decoder_steps and overhead: rows measured
     before the caption was split into its parts lack them)."""
-    stats = {f"{k}_ms": _pct(samples[k]) for k in SAMPLES[:-1] if samples.get(k)}
+    stats: dict = {f"{k}_ms": _pct(samples[k]) for k in SAMPLES[:-1] if samples.get(k)}
     stats["steps_mean"] = round(float(np.mean(samples["steps"])), 3)
     stats["captions_per_s"] = round(1e3 / float(np.mean(samples["caption"])), 2)
     return stats
@@ -189,10 +212,13 @@ def _stage_stats(samples: dict[str, list[float]]) -> dict:
 
 def _objects_stats(times: dict[str, list[float]]) -> dict:
     with_head, without, plain = _pct(times["with"]), _pct(times["without"]), _pct(times["plain"])
-    return {"encoder_objects_ms": with_head, "encoder_no_objects_ms": without,
-            "encoder_plain_ms": plain,
-            "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2),
-            "where_overhead_pct": round((with_head["p50"] / plain["p50"] - 1) * 100, 2)}
+    return {
+        "encoder_objects_ms": with_head,
+        "encoder_no_objects_ms": without,
+        "encoder_plain_ms": plain,
+        "objects_overhead_pct": round((with_head["p50"] / without["p50"] - 1) * 100, 2),
+        "where_overhead_pct": round((with_head["p50"] / plain["p50"] - 1) * 100, 2),
+    }
 
 
 def pool(rounds: list[dict]) -> dict:
@@ -202,8 +228,14 @@ def pool(rounds: list[dict]) -> dict:
     samples = {k: [x for r in rounds for x in r["samples"][k]] for k in row["samples"]}
     row.update(_stage_stats(samples), rss_mb=max(r["rss_mb"] for r in rounds))
     if "objects_samples" in row:
-        row.update(_objects_stats({k: [x for r in rounds for x in r["objects_samples"][k]]
-                                   for k in ("with", "without", "plain")}))
+        row.update(
+            _objects_stats(
+                {
+                    k: [x for r in rounds for x in r["objects_samples"][k]]
+                    for k in ("with", "without", "plain")
+                }
+            )
+        )
     row.pop("objects_samples", None)
     row.pop("samples")
     return row
@@ -214,9 +246,14 @@ def serve_onnx_row(cfg: BenchConfig, precision: str, beam: int = 1) -> None:
     cap, where = captioner(replace(cfg.options, precision=precision, beam=beam))
     bundle = cap.bundle
     frames = load_frames(cfg.images)
-    row = {"backend": "onnxruntime", "precision": precision, "decoding": _decoding(beam),
-           "provider": cap.providers[0],
-           "profile": where.profile.name, "io_binding": cap.startup["io_binding"]}
+    row = {
+        "backend": "onnxruntime",
+        "precision": precision,
+        "decoding": _decoding(beam),
+        "provider": cap.providers[0],
+        "profile": where.profile.name,
+        "io_binding": cap.startup["io_binding"],
+    }
 
     def finish() -> dict:
         extra = {"model_mb": round(bundle.size_bytes(precision) / 2**20, 2)}
@@ -254,15 +291,18 @@ def objects_cost(cap, session_cfg, frames: list[np.ndarray], runs: int) -> dict:
     times: dict[str, list[float]] = {"with": [], "without": [], "plain": []}
     sessions = [("with", cap.encoder), ("without", headless), ("plain", plain)]
     for r in range(runs + 1):  # the first pass warms the headless session up
-        for key, session in sessions[r % 3:] + sessions[:r % 3]:
+        for key, session in sessions[r % 3 :] + sessions[: r % 3]:
             time.sleep(SETTLE_S)
             for blob in blobs:
                 t = time.perf_counter()
-                session.run(None, {"image": blob})
+                session.run(None, {io_spec.IMAGE: blob})
                 if r > 0:
                     times[key].append((time.perf_counter() - t) * 1e3)
-    return {**_objects_stats(times), "objects_samples": times,
-            "encoder_no_objects_outputs": [o.name for o in headless.get_outputs()]}
+    return {
+        **_objects_stats(times),
+        "objects_samples": times,
+        "encoder_no_objects_outputs": [o.name for o in headless.get_outputs()],
+    }
 
 
 def _decoding(beam: int) -> str:
@@ -274,18 +314,34 @@ class _Worker:
 
     def __init__(self, cfg: BenchConfig, backend: str, precision: str, beam: int):
         module = "export" if backend == "torch" else "runtime"
-        cmd = [sys.executable, "-m", module, "bench-row", "--precision", precision,
-               "--beam", str(beam),
-               "--config", json.dumps(cfg.to_json())]
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "bench-row",
+            "--precision",
+            precision,
+            "--beam",
+            str(beam),
+            "--config",
+            json.dumps(cfg.to_json()),
+        ]
         self.label = f"{backend} {precision}" + ("" if beam <= 1 else f" beam{beam}")
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a pipe could fill up and stall it
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
 
     def _reply(self) -> str:
+        assert self.proc.stdout is not None and self.proc.stdin is not None  # both are pipes
         for line in self.proc.stdout:
             if line.startswith(REPLY):
-                return line[len(REPLY):].strip()
+                return line[len(REPLY) :].strip()
         self.proc.wait()
         self.stderr.seek(0)
         last = (self.stderr.read().strip().splitlines() or ["no output"])[-1]
@@ -293,6 +349,7 @@ class _Worker:
 
     def _send(self, command: str) -> str:
         try:
+            assert self.proc.stdin is not None  # a pipe
             self.proc.stdin.write(command + "\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
@@ -330,9 +387,15 @@ def machine_info(threads: int) -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or auto_threads(),
-            "platform": platform.platform(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads or auto_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+    }
     board = detect_board()
     if board.model:
         info["board"] = board.model
@@ -385,7 +448,7 @@ def run(cfg: BenchConfig) -> dict:
                 for k in range(cfg.runs):
                     # each pass starts one row further on, so no row always follows the same one
                     # (a pool that is still spinning down, say)
-                    for w in workers[k % len(workers):] + workers[:k % len(workers)]:
+                    for w in workers[k % len(workers) :] + workers[: k % len(workers)]:
                         time.sleep(SETTLE_S)
                         w.timed_pass()
                         bar.update()
@@ -399,8 +462,16 @@ def run(cfg: BenchConfig) -> dict:
                     w.close()
     results = [pool(r) for r in runs]
     captions = [r.pop("captions") for r in results]
-    base = next((c for r, c in zip(results, captions, strict=True) if r["backend"] == "onnxruntime"
-                 and r["precision"] == "fp32" and r["decoding"] == "greedy"), None)
+    base = next(
+        (
+            c
+            for r, c in zip(results, captions, strict=True)
+            if r["backend"] == "onnxruntime"
+            and r["precision"] == "fp32"
+            and r["decoding"] == "greedy"
+        ),
+        None,
+    )
     for r, caps in zip(results, captions, strict=True):
         same = [a == b for a, b in zip(caps, base, strict=True)] if base is not None else None
         r["agreement_vs_fp32"] = round(float(np.mean(same)), 4) if same is not None else None
@@ -412,12 +483,20 @@ def run(cfg: BenchConfig) -> dict:
             r["model_vs_fp32"] = disk["vs_fp32"].get(r["precision"])
     speech = speech_timing(base if base is not None else captions[0])
     frames = load_frames(cfg.images)
-    return {"machine": machine_info(cfg.threads), "images": len(paths), "runs": cfg.runs,
-            "rounds": rounds, "on_disk": disk, "torch_vs_int8": torch_vs_int8(results),
-            "speech": speech, "text": text_timing(frames, cfg.runs, describe_setup(cfg)),
-            "detector": detector_timing(frames, cfg.runs, cfg),
-            "channels": channel_timing(frames, cfg.runs, cfg),
-            "memory": memory_with_every_channel(cfg.model, cfg.memory_frames), "results": results}
+    return {
+        "machine": machine_info(cfg.threads),
+        "images": len(paths),
+        "runs": cfg.runs,
+        "rounds": rounds,
+        "on_disk": disk,
+        "torch_vs_int8": torch_vs_int8(results),
+        "speech": speech,
+        "text": text_timing(frames, cfg.runs, describe_setup(cfg)),
+        "detector": detector_timing(frames, cfg.runs, cfg),
+        "channels": channel_timing(frames, cfg.runs, cfg),
+        "memory": memory_with_every_channel(cfg.model, cfg.memory_frames),
+        "results": results,
+    }
 
 
 TORCH_FLOOR = 3.0  # PyTorch eager ÷ ONNX Runtime int8, caption p50: at least this
@@ -431,25 +510,37 @@ def on_disk(model: str) -> dict:
     from runtime.model.bundle import load_bundle
 
     bundle = load_bundle(model)
-    files = {p: sorted(f.name for g in bundle.files[p].values() for f in g.files)
-             for p in bundle.precisions}  # one flat folder (io_spec.weights_file)
+    files = {
+        p: sorted(f.name for g in bundle.files[p].values() for f in g.files)
+        for p in bundle.precisions
+    }  # one flat folder (io_spec.weights_file)
     size = {p: bundle.size_bytes(p) for p in bundle.precisions}
     fp32 = size.get("fp32")
-    return {"files": files, "mb": {p: round(b / 2**20, 2) for p, b in size.items()},
-            "vs_fp32": {p: round(b / fp32, 4) for p, b in size.items()} if fp32 else {}}
+    return {
+        "files": files,
+        "mb": {p: round(b / 2**20, 2) for p, b in size.items()},
+        "vs_fp32": {p: round(b / fp32, 4) for p, b in size.items()} if fp32 else {},
+    }
 
 
 def torch_vs_int8(results: list[dict]) -> dict | None:
     """PyTorch eager fp32 ÷ ONNX Runtime int8, greedy caption p50, against its floor; None
     without both rows."""
-    rows = {(r["backend"], r["precision"]): r for r in results
-            if r.get("decoding", "greedy") == "greedy"}
+    rows = {
+        (r["backend"], r["precision"]): r
+        for r in results
+        if r.get("decoding", "greedy") == "greedy"
+    }
     slow, fast = rows.get(("torch", "fp32")), rows.get(("onnxruntime", "int8"))
     if slow is None or fast is None:
         return None
     a, b = slow["caption_ms"]["p50"], fast["caption_ms"]["p50"]
-    return {"torch_caption_p50": a, "int8_caption_p50": b, "ratio": round(a / b, 2),
-            "floor": TORCH_FLOOR}
+    return {
+        "torch_caption_p50": a,
+        "int8_caption_p50": b,
+        "ratio": round(a / b, 2),
+        "floor": TORCH_FLOOR,
+    }
 
 
 def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
@@ -460,8 +551,16 @@ def with_sign(frame: np.ndarray, text: str = "EMERGENCY EXIT") -> np.ndarray:
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(2 * scale)))
     x0, y0 = max(0, (w - tw) // 2 - 10), max(0, h // 4)
     cv2.rectangle(out, (x0, y0), (min(w - 1, x0 + tw + 20), y0 + th + 24), (0, 110, 0), -1)
-    cv2.putText(out, text, (x0 + 10, y0 + th + 12), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        (x0 + 10, y0 + th + 12),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        max(1, int(2 * scale)),
+        cv2.LINE_AA,
+    )
     return out
 
 
@@ -498,19 +597,30 @@ def text_timing(frames: list[np.ndarray], runs: int, setup) -> dict | None:
         for key, images in (("without", frames), ("with", signed)):
             for image in images:
                 t = time.perf_counter()
-                lines = channel.run(image, context).value
+                lines = cast(list, channel.run(image, context).value)  # TextLines
                 times[key].append((time.perf_counter() - t) * 1e3)
                 read += key == "with" and r == 0 and any(x.text == "EMERGENCY EXIT" for x in lines)
-    reader = channel.reader
-    built = {"precision": setup.precision, "where": setup.where, "verbosity": setup.verbosity,
-             "live": setup.live, "providers": [n for n, _ in setup.session.providers]
-             if setup.session else [], "engine": reader.engine_type,
-             "side": reader.cfg.side, "threads": reader.cfg.threads,
-             "min_score": reader.cfg.min_score, "max_lines": channel.max_lines}
+    reader = channel.reader  # type: ignore[attr-defined]  # a TextChannel (registry "text")
+    built = {
+        "precision": setup.precision,
+        "where": setup.where,
+        "verbosity": setup.verbosity,
+        "live": setup.live,
+        "providers": [n for n, _ in setup.session.providers] if setup.session else [],
+        "engine": reader.engine_type,
+        "side": reader.cfg.side,
+        "threads": reader.cfg.threads,
+        "min_score": reader.cfg.min_score,
+        "max_lines": channel.max_lines,  # type: ignore[attr-defined]
+    }
     engine = "TensorRT" if reader.engine_type == "tensorrt" else "ONNX Runtime"
-    return {"engine": f"rapidocr PP-OCRv6 ({engine})", "setup": built,
-            "no_text_ms": _pct(times["without"]), "sign_ms": _pct(times["with"]),
-            "signs_read": f"{read}/{len(frames)}"}
+    return {
+        "engine": f"rapidocr PP-OCRv6 ({engine})",
+        "setup": built,
+        "no_text_ms": _pct(times["without"]),
+        "sign_ms": _pct(times["with"]),
+        "signs_read": f"{read}/{len(frames)}",
+    }
 
 
 def detector_timing(frames: list[np.ndarray], runs: int, cfg: BenchConfig) -> dict | None:
@@ -544,12 +654,19 @@ def detector_timing(frames: list[np.ndarray], runs: int, cfg: BenchConfig) -> di
                 if r == 0:
                     stated[p].append(sorted(t.cls for t in found.facts))
     base = stated.get("fp32")
-    return {"model": spec.get("name", "detector"), "input": spec["input"],
-            "ms": {p: _pct(t) for p, t in times.items()},
-            "said": {p: [", ".join(f) for f in stated[p]] for p in channels},
-            "agreement_vs_fp32": {
-                p: round(float(np.mean([a == b for a, b in zip(stated[p], base, strict=True)])), 4)
-                for p in channels if p != "fp32"} if base else None}
+    return {
+        "model": spec.get("name", "detector"),
+        "input": spec["input"],
+        "ms": {p: _pct(t) for p, t in times.items()},
+        "said": {p: [", ".join(f) for f in stated[p]] for p in channels},
+        "agreement_vs_fp32": {
+            p: round(float(np.mean([a == b for a, b in zip(stated[p], base, strict=True)])), 4)
+            for p in channels
+            if p != "fp32"
+        }
+        if base
+        else None,
+    }
 
 
 def memory_with_every_channel(model: str, frames: int) -> dict | None:
@@ -563,7 +680,7 @@ def memory_with_every_channel(model: str, frames: int) -> dict | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         src = cv2.VideoCapture(str(sample_clip(load_bundle(model).synthetic)))
-        clip, images = Path(tmp) / "loop.mp4", []
+        clip, images = Path(tmp) / "loop.mp4", list[np.ndarray]()
         ok, image = src.read()
         while ok and len(images) < 400:
             images.append(image)
@@ -572,26 +689,50 @@ def memory_with_every_channel(model: str, frames: int) -> dict | None:
         if not images:
             return {"error": "no sample clip"}
         h, w = images[0].shape[:2]
-        out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
+        mp4v = cv2.VideoWriter.fourcc(*"mp4v")
+        out = cv2.VideoWriter(str(clip), mp4v, 30, (w, h))
         for i in range(frames):
             out.write(images[i % len(images)])
         out.release()
         log = Path(tmp) / "log.jsonl"
-        r = subprocess.run([sys.executable, "-m", "runtime", "describe", str(clip),
-                            "--model", model,
-                            "--channel", "all", "--mode", "continuous", "--fast", "--no-speak",
-                            "--stats-interval", "1", "--log", str(log)],
-                           capture_output=True, text=True, timeout=3600)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runtime",
+                "describe",
+                str(clip),
+                "--model",
+                model,
+                "--channel",
+                "all",
+                "--mode",
+                "continuous",
+                "--fast",
+                "--no-speak",
+                "--stats-interval",
+                "1",
+                "--log",
+                str(log),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         if r.returncode or not log.exists():
             return {"error": (r.stderr.strip().splitlines() or ["describe failed"])[-1]}
         stats = [json.loads(x) for x in log.read_text().splitlines() if '"stats"' in x]
     rss = [(e["frame"], e["rss_mb"]) for e in stats if e.get("rss_mb") is not None]
     if not rss:
         return None
-    return {"frames": frames, "channels": "all", "rss_mb_first": rss[0][1],
-            "rss_mb_last": rss[-1][1],
-            "rss_mb_peak": max(m for _, m in rss),
-            "rss_mb_by_frame": [[f, m] for f, m in rss][:: max(1, len(rss) // 20)]}
+    return {
+        "frames": frames,
+        "channels": "all",
+        "rss_mb_first": rss[0][1],
+        "rss_mb_last": rss[-1][1],
+        "rss_mb_peak": max(m for _, m in rss),
+        "rss_mb_by_frame": [[f, m] for f, m in rss][:: max(1, len(rss) // 20)],
+    }
 
 
 def with_code(frame: np.ndarray, digits: str = "4006381333931") -> np.ndarray:
@@ -606,7 +747,7 @@ def with_code(frame: np.ndarray, digits: str = "4006381333931") -> np.ndarray:
     height = min(h - 2, int(width * 0.45))
     label = cv2.resize(label, (width, height), interpolation=cv2.INTER_AREA)
     x0, y0 = (w - width) // 2, (h - height) // 2
-    out[y0:y0 + height, x0:x0 + width] = label[:, :, None]
+    out[y0 : y0 + height, x0 : x0 + width] = label[:, :, None]
     return out
 
 
@@ -618,7 +759,7 @@ def channel_timing(frames: list[np.ndarray], runs: int, cfg: BenchConfig) -> dic
     from runtime.channels.base import Context
     from runtime.channels.registry import REGISTRY, build, why_not
 
-    setup, out = _setup(cfg), {}
+    setup, out = _setup(cfg), dict[str, dict]()
     frames = [cv2.resize(f, (640, 480), interpolation=cv2.INTER_LINEAR) for f in frames]
     for name in ("barcode", "colour", "light"):
         if name not in REGISTRY or why_not(name, setup):
@@ -628,7 +769,7 @@ def channel_timing(frames: list[np.ndarray], runs: int, cfg: BenchConfig) -> dic
         except Exception as e:  # the benchmark still runs
             out[name] = {"error": str(e)}
             continue
-        sets = {"plain": frames}
+        sets: dict[str, list[np.ndarray]] = {"plain": frames}
         if name == "barcode":
             sets["with_code"] = [with_code(f) for f in frames]
         times: dict[str, list[float]] = {k: [] for k in sets}
@@ -646,43 +787,65 @@ def channel_timing(frames: list[np.ndarray], runs: int, cfg: BenchConfig) -> dic
     return out
 
 
-COLUMNS = (("backend", "backend"), ("precision", "precision"), ("decoding", "decoding"),
-           ("provider", "provider"),
-           ("preprocess p50", "preprocess_ms.p50"), ("encoder p50", "encoder_ms.p50"),
-           ("encoder p95", "encoder_ms.p95"), ("step p50", "decoder_step_ms.p50"),
-           ("steps", "steps_mean"), ("overhead p50", "overhead_ms.p50"),
-           ("caption p50", "caption_ms.p50"), ("caption p95", "caption_ms.p95"),
-           ("caption p99", "caption_ms.p99"), ("captions/s", "captions_per_s"),
-           ("RSS MB", "rss_mb"), ("model MB", "model_mb"), ("model ÷ fp32", "model_vs_fp32"),
-           ("= fp32", "agreement_vs_fp32"), ("BLEU-4", "bleu4"),
-           ("objects head +%", "objects_overhead_pct"), ("where +%", "where_overhead_pct"))
+COLUMNS = (
+    ("backend", "backend"),
+    ("precision", "precision"),
+    ("decoding", "decoding"),
+    ("provider", "provider"),
+    ("preprocess p50", "preprocess_ms.p50"),
+    ("encoder p50", "encoder_ms.p50"),
+    ("encoder p95", "encoder_ms.p95"),
+    ("step p50", "decoder_step_ms.p50"),
+    ("steps", "steps_mean"),
+    ("overhead p50", "overhead_ms.p50"),
+    ("caption p50", "caption_ms.p50"),
+    ("caption p95", "caption_ms.p95"),
+    ("caption p99", "caption_ms.p99"),
+    ("captions/s", "captions_per_s"),
+    ("RSS MB", "rss_mb"),
+    ("model MB", "model_mb"),
+    ("model ÷ fp32", "model_vs_fp32"),
+    ("= fp32", "agreement_vs_fp32"),
+    ("BLEU-4", "bleu4"),
+    ("objects head +%", "objects_overhead_pct"),
+    ("where +%", "where_overhead_pct"),
+)
 # added since docs/bench.json was committed: shown where a row has them, so that an older
 # report renders as it did
 NEWER = {"overhead_ms.p50", "model_vs_fp32"}
 
 
 def _get(row: dict, dotted: str):
+    value: object = row
     for k in dotted.split("."):
-        row = row.get(k) if isinstance(row, dict) else None
-    return row
+        value = value.get(k) if isinstance(value, dict) else None
+    return value
 
 
 def markdown(report: dict) -> str:
     """The results as a Markdown table (times in ms) with the machine block above it."""
     m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads, "
-             f"onnxruntime {m['onnxruntime']} ({', '.join(m['providers'])}); "
-             f"{report['images']} images x {report['runs']} runs x "
-             f"{report.get('rounds', 1)} rounds, "
-             "the rows' passes interleaved.", ""]
-    columns = [(c, k) for c, k in COLUMNS
-               if k not in NEWER or any(_get(r, k) is not None for r in report["results"])]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads, "
+        f"onnxruntime {m['onnxruntime']} ({', '.join(m['providers'])}); "
+        f"{report['images']} images x {report['runs']} runs x "
+        f"{report.get('rounds', 1)} rounds, "
+        "the rows' passes interleaved.",
+        "",
+    ]
+    columns = [
+        (c, k)
+        for c, k in COLUMNS
+        if k not in NEWER or any(_get(r, k) is not None for r in report["results"])
+    ]
     agreement = [k for _, k in columns].index("agreement_vs_fp32")
     lines.append("| " + " | ".join(c for c, _ in columns) + " |")
     lines.append("|" + "---|" * len(columns))
     for r in report["results"]:
-        cells = ["" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
-                 for v in (_get(r, k) for _, k in columns)]
+        cells = [
+            "" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+            for v in (_get(r, k) for _, k in columns)
+        ]
         share, n = r.get("agreement_vs_fp32"), report["images"]
         if share is not None:  # the count too: with few images one caption is several points
             cells[agreement] = f"{share:.3f} ({round(share * n)}/{n})"
@@ -690,45 +853,71 @@ def markdown(report: dict) -> str:
     disk = report.get("on_disk") or {}
     if "int8" in disk.get("vs_fp32", {}):
         mb = disk["mb"]
-        lines += ["", f"On disk: int8 {mb['int8']:.2f} MB = {disk['vs_fp32']['int8']:.3f} × "
-                      f"fp32's {mb['fp32']:.2f} MB (a precision's graphs and the weights files "
-                      "they read: what a user downloads for it; fp32's weights are stored as "
-                      "fp16)."]
+        lines += [
+            "",
+            f"On disk: int8 {mb['int8']:.2f} MB = {disk['vs_fp32']['int8']:.3f} × "
+            f"fp32's {mb['fp32']:.2f} MB (a precision's graphs and the weights files "
+            "they read: what a user downloads for it; fp32's weights are stored as "
+            "fp16).",
+        ]
     tv = report.get("torch_vs_int8")
     if tv:
         met = "met" if tv["ratio"] >= tv["floor"] else "NOT met"
-        lines += ["", "PyTorch eager ÷ ONNX Runtime int8, caption p50: "
-                      f"{tv['torch_caption_p50']:.2f} / {tv['int8_caption_p50']:.2f} = "
-                      f"{tv['ratio']:.2f} (floor {tv['floor']:g}: {met})."]
+        lines += [
+            "",
+            "PyTorch eager ÷ ONNX Runtime int8, caption p50: "
+            f"{tv['torch_caption_p50']:.2f} / {tv['int8_caption_p50']:.2f} = "
+            f"{tv['ratio']:.2f} (floor {tv['floor']:g}: {met}).",
+        ]
     sp = report.get("speech") or {}
     if "synth_ms" in sp:
-        lines += ["", f"Speech synthesis ({sp['engine']}): p50 {sp['synth_ms']['p50']:.1f} ms, "
-                      f"p95 {sp['synth_ms']['p95']:.1f} ms per caption."]
+        lines += [
+            "",
+            f"Speech synthesis ({sp['engine']}): p50 {sp['synth_ms']['p50']:.1f} ms, "
+            f"p95 {sp['synth_ms']['p95']:.1f} ms per caption.",
+        ]
     tx = report.get("text") or {}
     if "sign_ms" in tx:
-        lines += ["", f"Text channel ({tx['engine']}), once per new scene: p50 "
-                      f"{tx['no_text_ms']['p50']:.1f} ms a frame without text, "
-                      f"{tx['sign_ms']['p50']:.1f} ms with a sign (read on {tx['signs_read']})."]
+        lines += [
+            "",
+            f"Text channel ({tx['engine']}), once per new scene: p50 "
+            f"{tx['no_text_ms']['p50']:.1f} ms a frame without text, "
+            f"{tx['sign_ms']['p50']:.1f} ms with a sign (read on {tx['signs_read']}).",
+        ]
     dt = report.get("detector") or {}
     if "ms" in dt:
         agree = dt.get("agreement_vs_fp32") or {}
-        lines += ["", f"Detector channel ({dt['model']}, {dt['input']}), once per new scene: "
-                  + "; ".join(f"{p} p50 {m['p50']:.1f} ms, p95 {m['p95']:.1f} ms"
-                              + (f" (says what fp32 says on {agree[p]:.0%})" if p in agree else "")
-                              for p, m in dt["ms"].items()) + " a frame."]
+        lines += [
+            "",
+            f"Detector channel ({dt['model']}, {dt['input']}), once per new scene: "
+            + "; ".join(
+                f"{p} p50 {m['p50']:.1f} ms, p95 {m['p95']:.1f} ms"
+                + (f" (says what fp32 says on {agree[p]:.0%})" if p in agree else "")
+                for p, m in dt["ms"].items()
+            )
+            + " a frame.",
+        ]
     for name, ch in (report.get("channels") or {}).items():
         if "ms" in ch:
-            extra = (f", {ch['code_ms']['p50']:.1f} ms with a product code "
-                     f"(read on {ch['codes_read']})"
-                     if "code_ms" in ch else "")
-            lines += ["", f"{name.capitalize()} channel: p50 {ch['ms']['p50']:.1f} ms, p95 "
-                          f"{ch['ms']['p95']:.1f} ms a frame{extra}."]
+            extra = (
+                f", {ch['code_ms']['p50']:.1f} ms with a product code (read on {ch['codes_read']})"
+                if "code_ms" in ch
+                else ""
+            )
+            lines += [
+                "",
+                f"{name.capitalize()} channel: p50 {ch['ms']['p50']:.1f} ms, p95 "
+                f"{ch['ms']['p95']:.1f} ms a frame{extra}.",
+            ]
     mem = report.get("memory") or {}
     if "rss_mb_last" in mem:
-        lines += ["", f"Memory, `describe --channel all` over {mem['frames']} frames: resident "
-                      f"{mem['rss_mb_first']:.0f} MB at the first stats, "
-                      f"{mem['rss_mb_last']:.0f} MB at "
-                      f"the end, {mem['rss_mb_peak']:.0f} MB at most."]
+        lines += [
+            "",
+            f"Memory, `describe --channel all` over {mem['frames']} frames: resident "
+            f"{mem['rss_mb_first']:.0f} MB at the first stats, "
+            f"{mem['rss_mb_last']:.0f} MB at "
+            f"the end, {mem['rss_mb_peak']:.0f} MB at most.",
+        ]
     return "\n".join(lines)
 
 
@@ -739,8 +928,11 @@ def plot(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = report["results"]
-    names = [f"{r['backend']}\n{r['precision']}" + ("" if r.get("decoding", "greedy") == "greedy"
-                                                     else f" {r['decoding']}") for r in rows]
+    names = [
+        f"{r['backend']}\n{r['precision']}"
+        + ("" if r.get("decoding", "greedy") == "greedy" else f" {r['decoding']}")
+        for r in rows
+    ]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(rows), 4))
     for off, key, colour in ((-0.2, "p50", "#3b6ea8"), (0.2, "p95", "#a8c6e8")):
@@ -760,6 +952,7 @@ def plot(report: dict, path: str) -> None:
 
 def compare(a_path: str, b_path: str) -> str:
     """Ratios b / a for the rows two benchmark files share, e.g. after / before."""
+
     def load(p):
         try:
             return json.loads(Path(p).read_text())
@@ -767,21 +960,26 @@ def compare(a_path: str, b_path: str) -> str:
             raise InputError(f"{p}: not a benchmark JSON ({e})") from None
 
     a, b = load(a_path), load(b_path)
+
     def key(r):
         return r["backend"], r["precision"], r.get("decoding", "greedy")
 
     index = {key(r): r for r in a.get("results", [])}
     keys = ("encoder_ms.p50", "decoder_step_ms.p50", "caption_ms.p50", "caption_ms.p95")
-    lines = [f"ratio {b_path} / {a_path} (below 1: the second is faster)",
-             "| backend | precision | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
+    lines = [
+        f"ratio {b_path} / {a_path} (below 1: the second is faster)",
+        "| backend | precision | " + " | ".join(keys) + " |",
+        "|" + "---|" * (2 + len(keys)),
+    ]
     for r in b.get("results", []):
         other = index.get(key(r))
         if other is None:
             continue
         ratios = [(_get(r, k) or 0) / (_get(other, k) or float("nan")) for k in keys]
         label = r["precision"] + ("" if key(r)[2] == "greedy" else f" {key(r)[2]}")
-        lines.append(f"| {r['backend']} | {label} | "
-                     + " | ".join(f"{v:.2f}" for v in ratios) + " |")
+        lines.append(
+            f"| {r['backend']} | {label} | " + " | ".join(f"{v:.2f}" for v in ratios) + " |"
+        )
     if len(lines) == 3:
         raise InputError(f"{a_path} and {b_path} share no backend/precision rows")
     return "\n".join(lines)
@@ -792,8 +990,12 @@ def config_from_json(text: str) -> BenchConfig:
     return BenchConfig.from_json(json.loads(text))
 
 
-def run_and_save(cfg: BenchConfig, json_path: str | None = None, markdown_path: str | None = None,
-                 plot_path: str | None = None) -> str:
+def run_and_save(
+    cfg: BenchConfig,
+    json_path: str | None = None,
+    markdown_path: str | None = None,
+    plot_path: str | None = None,
+) -> str:
     """Run the benchmark, write what was asked for, and return the table. A bundle of this
     checkout is named in the report by its path from the checkout's root."""
     report = run(cfg)
@@ -801,8 +1003,10 @@ def run_and_save(cfg: BenchConfig, json_path: str | None = None, markdown_path: 
     if Path(cfg.model).resolve().is_relative_to(ROOT):
         report["config"]["model"] = str(Path(cfg.model).resolve().relative_to(ROOT))
     table = markdown(report)
-    for path, text in ((json_path, json.dumps(report, indent=1) + "\n"),
-                       (markdown_path, table + "\n")):
+    for path, text in (
+        (json_path, json.dumps(report, indent=1) + "\n"),
+        (markdown_path, table + "\n"),
+    ):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)

@@ -14,8 +14,8 @@ import json
 import os
 import sys
 import threading
-from pathlib import Path
 import time
+from pathlib import Path
 
 from runtime.errors import printable
 
@@ -33,7 +33,9 @@ class EventLog:
                 if self._file.tell() and not _ends_with_newline(path):
                     self._file.write("\n")  # after a line cut off by a full disk
             except OSError as e:
-                self._fail(f"{path}: cannot write the log ({e.strerror or e}); log lines go to stderr")
+                self._fail(
+                    f"{path}: cannot write the log ({e.strerror or e}); log lines go to stderr"
+                )
 
     def _fail(self, msg: str) -> None:
         """Warn once; from now on lines go to stderr."""
@@ -59,8 +61,10 @@ class EventLog:
                     self._file.write(text + "\n")
                     self._file.flush()
                 except OSError as e:
-                    self._fail(f"log write failed ({e.strerror or e}); log lines go to stderr "
-                               "from here on, and the loop goes on")
+                    self._fail(
+                        f"log write failed ({e.strerror or e}); log lines go to stderr "
+                        "from here on, and the loop goes on"
+                    )
             if self._broken:
                 _print(text, sys.stderr)
             if self.echo:
@@ -69,8 +73,10 @@ class EventLog:
                 except OSError as e:  # the console went away (a closed pipe): the log goes on
                     self.echo = None
                     _silence(sys.stdout)
-                    _print(f"warning: console output stopped ({e.strerror or e}); the log goes on",
-                           sys.stderr)
+                    _print(
+                        f"warning: console output stopped ({e.strerror or e}); the log goes on",
+                        sys.stderr,
+                    )
         return line
 
     def close(self) -> None:

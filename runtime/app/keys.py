@@ -27,10 +27,13 @@ class KeyReader:
     left in a buffer that select() cannot see. The end of input is "q"."""
 
     def __init__(self):
-        self.fd = stdin_fd()
-        if self.fd is None:
-            raise OptionError("mode", "manual", "standard input is closed; keys come from the terminal")
-        self.tty = os.isatty(self.fd)
+        fd = stdin_fd()
+        if fd is None:
+            raise OptionError(
+                "mode", "manual", "standard input is closed; keys come from the terminal"
+            )
+        self.fd: int = fd
+        self.tty = os.isatty(fd)
         self.saved = None
         self.keys: list[str] = []
         if self.tty:
@@ -50,7 +53,9 @@ class KeyReader:
                 data = b""
             keys = list(data.decode("utf-8", "replace")) if data else ["q"]
             # r pressed many times at once is one repeat (not a queue of them)
-            self.keys = [k for i, k in enumerate(keys) if not (k == "r" and keys[i - 1:i] == ["r"])]
+            self.keys = [
+                k for i, k in enumerate(keys) if not (k == "r" and keys[i - 1 : i] == ["r"])
+            ]
         return self.keys.pop(0)
 
     def close(self) -> None:

@@ -26,7 +26,6 @@ from runtime.app.policies import Say, make_policy
 from runtime.app.service import notify
 from runtime.app.slow import NoSlowChannels, SlowScenes
 from runtime.app.sources import Frame
-from runtime.app.speech import SpeechWorker
 from runtime.channels.compose import Description
 from runtime.errors import InputError
 from runtime.model.preprocess import to_bgr8
@@ -67,24 +66,62 @@ class LoopConfig:
 
     def __post_init__(self):
         check(self, "mode", self.mode in MODES, f"choose one of {', '.join(MODES)}")
-        check(self, "stable_frames", number(self.stable_frames, int) and 1 <= self.stable_frames <= 100,
-              "use 1..100 frames")
-        check(self, "interval_s", number(self.interval_s) and 0.1 <= self.interval_s <= 86400,
-              "use 0.1..86400 seconds")
-        check(self, "max_frames", number(self.max_frames, int) and self.max_frames >= 0,
-              "use 0 (no limit) or more frames")
-        check(self, "stats_s", number(self.stats_s) and (self.stats_s == 0 or 1 <= self.stats_s <= 86400),
-              "use 0 (never) or 1..86400 seconds")
-        check(self, "change_delta", number(self.change_delta, int) and 1 <= self.change_delta <= 255,
-              "use 1..255 grey levels")
-        check(self, "change_fraction", number(self.change_fraction) and 0 < self.change_fraction <= 1,
-              "use a share in (0, 1]")
-        check(self, "recheck_s", number(self.recheck_s) and (self.recheck_s == 0 or 0.5 <= self.recheck_s <= 3600),
-              "use 0 (never) or 0.5..3600 seconds")
-        check(self, "read_timeout_s", number(self.read_timeout_s) and 0 < self.read_timeout_s <= 60,
-              "use (0, 60] seconds")
-        check(self, "find", isinstance(self.find, str) and len(self.find) <= 100 and
-              (not self.find or _findable(self.find)), "use an object's name or a word, e.g. cup")
+        check(
+            self,
+            "stable_frames",
+            number(self.stable_frames, int) and 1 <= self.stable_frames <= 100,
+            "use 1..100 frames",
+        )
+        check(
+            self,
+            "interval_s",
+            number(self.interval_s) and 0.1 <= self.interval_s <= 86400,
+            "use 0.1..86400 seconds",
+        )
+        check(
+            self,
+            "max_frames",
+            number(self.max_frames, int) and self.max_frames >= 0,
+            "use 0 (no limit) or more frames",
+        )
+        check(
+            self,
+            "stats_s",
+            number(self.stats_s) and (self.stats_s == 0 or 1 <= self.stats_s <= 86400),
+            "use 0 (never) or 1..86400 seconds",
+        )
+        check(
+            self,
+            "change_delta",
+            number(self.change_delta, int) and 1 <= self.change_delta <= 255,
+            "use 1..255 grey levels",
+        )
+        check(
+            self,
+            "change_fraction",
+            number(self.change_fraction) and 0 < self.change_fraction <= 1,
+            "use a share in (0, 1]",
+        )
+        check(
+            self,
+            "recheck_s",
+            number(self.recheck_s) and (self.recheck_s == 0 or 0.5 <= self.recheck_s <= 3600),
+            "use 0 (never) or 0.5..3600 seconds",
+        )
+        check(
+            self,
+            "read_timeout_s",
+            number(self.read_timeout_s) and 0 < self.read_timeout_s <= 60,
+            "use (0, 60] seconds",
+        )
+        check(
+            self,
+            "find",
+            isinstance(self.find, str)
+            and len(self.find) <= 100
+            and (not self.find or _findable(self.find)),
+            "use an object's name or a word, e.g. cup",
+        )
 
 
 def _findable(name: str) -> bool:
@@ -94,26 +131,27 @@ def _findable(name: str) -> bool:
     return any(c.isalnum() for c in name) and all(c.isalnum() or c in marks for c in name.strip())
 
 
-
 class DescribeLoop:
     """Frames from a source, through the policy and the channels, to the voice and the log.
     Each turn: the source's events, a frame (described if the policy wants it), a key, the
     slow channels' held and late findings (runtime/app/slow.py), stats. The policy says what
     it needs: `keys`, `waits_for_speech`, `scenes_each`, `complete` (runtime/app/policies.py)."""
 
-    def __init__(self, channels, source, speech: SpeechWorker, log: EventLog, cfg: LoopConfig,
-                 screen=None, stop: threading.Event | None = None,
-                 preamble: list[tuple[str, dict]] = ()):
-        """`channels`: a runtime.channels.registry.ChannelSet (runtime.app.assemble)."""
+    def __init__(
+        self, channels, source, speech, log: EventLog, cfg: LoopConfig, screen=None, stop=None,
+        preamble=(),
+    ):  # fmt: skip
+        """`channels`: a ChannelSet (runtime.app.assemble); `speech`: a SpeechWorker; `stop`: a
+        threading.Event, set to end the run; `preamble`: (event, fields) logged after `start`."""
         self.channels, self.cap = channels, channels.captioner
         self.source, self.speech, self.log, self.cfg = source, speech, log, cfg
         self.screen = screen  # runtime.app.screen.Screen for --show, or None
-        self.stop = stop if stop is not None else threading.Event()  # set: end the run
-        self.preamble = list(preamble)  # (event, fields) logged right after `start`
+        self.stop = stop if stop is not None else threading.Event()
+        self.preamble = list(preamble)
         self.policy = make_policy(cfg, channels.setup.where)
         channels.on_error = lambda m: self.log.write("warning", message=m)
-        self.slow = SlowScenes(channels, self.policy, log, self._speak, self._decide, cfg,
-                               self.stop) if channels.slow else NoSlowChannels(self._speak)
+        slow = SlowScenes(channels, self.policy, log, self._speak, self._decide, cfg, self.stop)
+        self.slow = slow if channels.slow else NoSlowChannels(self._speak, channels)
         self.stats = Stats(log, cfg.stats_s)
         self.last_spoken: str | None = None
         self.last_caption = -1e9  # when the last frame was described: a gap begins a scene
@@ -122,11 +160,10 @@ class DescribeLoop:
         self.undecided: tuple | None = None  # (frame, fast findings, Description) the policy
         # held back, for its flush() when the file ends
 
-    def _speak(self, text: str, frame: Frame | None = None, interrupt: bool = False,
-               kind: str = "caption", index: int = -1) -> None:
+    def _speak(self, text: str, frame=None, interrupt=False, kind="caption", index=-1) -> None:
         """frame: the Frame a caption describes (for its latency), else its index or -1."""
-        self.speech.say(text, kind, frame.index if frame else index, interrupt,
-                        frame.t_capture if frame else None)
+        at = (frame.index, frame.t_capture) if frame else (index, None)
+        self.speech.say(text, kind, at[0], interrupt, at[1])
         self.last_spoken = text if kind == "caption" else self.last_spoken
 
     def _decide(self, frame: Frame, fast: list, d: Description) -> Say | None:
@@ -136,9 +173,8 @@ class DescribeLoop:
         return say
 
     def _describe(self, frame: Frame) -> tuple[list, Description] | None:
-        """The fast channels on a frame (logged as its caption event), and the slow ones
-        started on it (every still and key press is a scene of its own; else a gap in the
-        captions begins one): (fast findings, their description)."""
+        """(fast findings, their description) of a frame, logged; the slow channels start on
+        it where it begins a scene (a still, a key press, a frame after a gap in captions)."""
         try:
             result, fast = self.channels.run_fast(frame.image)
         except InputError as e:
@@ -149,8 +185,8 @@ class DescribeLoop:
         self.captions += 1
         now, d = time.monotonic(), self.channels.compose(fast)
         log_caption(self.log, frame, result, d, now)
-        self.slow.look(frame, result, self.policy.scenes_each or self.cfg.stills or
-                       now - self.last_caption > BURST_S)
+        new = self.policy.scenes_each or self.cfg.stills or now - self.last_caption > BURST_S
+        self.slow.look(frame, result, new)
         self.last_caption = now
         return fast, d
 
@@ -184,8 +220,7 @@ class DescribeLoop:
         elif frame is None or frame.image is None:
             self._speak("no picture yet", None, True)
         elif channel is not None:
-            found = self.slow.ask(channel, frame) if channel.slow else \
-                self.channels.everything(frame.image, channel)
+            found = self.slow.ask(channel, frame)
             said = self.channels.compose(found).text if found else f"no {channel.name}"
             self._speak(said, frame, True)
         elif (got := self._describe(frame)) is not None:
@@ -195,26 +230,29 @@ class DescribeLoop:
         for name, fields in _drain(self.source.events):
             self.log.write(name, self.frames, **fields)
             if name == "source_lost":
-                self._speak("cannot open the camera; still trying" if fields.get("starting")
-                            else "camera lost", kind="notice")
+                lost = "cannot open the camera; still trying" if fields.get("starting") else ""
+                self._speak(lost or "camera lost", kind="notice")
             elif name == "source_restored":
                 self._speak("camera back", kind="notice")
                 self.policy.reset()  # the wearer may have moved meanwhile: describe afresh
                 self.last_caption = -1e9
                 self.slow.forget()
 
+    @property
+    def _full(self) -> bool:
+        """max_frames frames have been read: from now on the loop only drains."""
+        return 0 < self.cfg.max_frames <= self.frames
+
     def _step(self, keys: KeyReader | None) -> None:
         """One turn of the loop: source events, a frame, keys, the held description, stats."""
         self._source_events()
         self.slow.release()
-        if self.policy.waits_for_speech and (self.slow.held is not None or
-                                             not self.speech.wait_idle(self.cfg.read_timeout_s)):
+        held, timeout = self.slow.held is not None, self.cfg.read_timeout_s
+        if self.policy.waits_for_speech and (held or not self.speech.wait_idle(timeout)):
             time.sleep(0.01)
             return  # the next still waits until this one has been said
-        wait = 0.02 if self.slow.held is not None else self.cfg.read_timeout_s
-        limit = self.cfg.max_frames and self.frames >= self.cfg.max_frames  # then only drain
-        frame = None if limit else self.source.read(wait)
-        if frame is None and self.slow.held is not None:
+        frame = None if self._full else self.source.read(0.02 if held else timeout)
+        if frame is None and held:
             time.sleep(0.01)  # a file that has ended: wait for the slow channels on its last scene
         elif frame is not None:
             self.frames += 1
@@ -234,8 +272,7 @@ class DescribeLoop:
         with _running(self, keys):
             while not self.stop.is_set() and (self.source.streaming or self.slow.held):
                 self._step(keys)
-                if self.cfg.max_frames and self.frames >= self.cfg.max_frames and \
-                        self.slow.held is None:
+                if self.slow.held is None and self._full:
                     break
             if self.undecided is not None and not self.stop.is_set() and not self.source.live:
                 frame, fast, d = self.undecided  # the file ended on a scene not yet said
@@ -249,12 +286,12 @@ class DescribeLoop:
 def _running(loop: DescribeLoop, keys: KeyReader | None):
     """A run's bracket: its `start` line, preamble and "ready"; then, however it ends, every
     part closed, the last stats, "stopped", and its `end` line."""
-    loop.log.write("start", mode=loop.cfg.mode, precision=loop.cap.precision,
-                   providers=loop.cap.providers)
+    loop.log.write(
+        "start", mode=loop.cfg.mode, precision=loop.cap.precision, providers=loop.cap.providers
+    )
     for name, fields in loop.preamble:
         loop.log.write(name, **fields)
-    loop._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""),
-                kind="notice")
+    loop._speak("SceneSpeak ready" + (". Press enter to describe." if keys else ""), kind="notice")
     if notify("READY=1\nSTATUS=describing"):
         loop.log.write("service_ready")
     try:
@@ -278,9 +315,17 @@ def log_caption(log: EventLog, frame: Frame, result, d: Description, now: float)
     extra = {**d.report(), "description": d.text}
     if result.confidence is not None:
         extra["confidence"] = round(result.confidence, 4)
-    log.write("caption", frame.index, caption=result.text, steps=result.steps,
-              latency_ms={"capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
-                          **{k: round(v, 2) for k, v in result.timings_ms.items()}}, **extra)
+    log.write(
+        "caption",
+        frame.index,
+        caption=result.text,
+        steps=result.steps,
+        latency_ms={
+            "capture_to_caption": round((now - frame.t_capture) * 1e3, 2),
+            **{k: round(v, 2) for k, v in result.timings_ms.items()},
+        },
+        **extra,
+    )
 
 
 def _drain(q: queue.Queue) -> list:

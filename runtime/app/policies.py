@@ -13,6 +13,7 @@ tested on its own (tests/test_policies.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -213,8 +214,9 @@ class Find(Base):
 
     def guide(self, d) -> str:
         """What a channel adds to the place ("closer": seen, too small to read), or ''."""
-        return next((g for f in getattr(d, "findings", ()) for name, g in f.guides
-                     if name == self.name), "")
+        return next(
+            (g for f in getattr(d, "findings", ()) for name, g in f.guides if name == self.name), ""
+        )
 
     def decide(self, d, now):
         where = self.seen_at(d)
@@ -243,5 +245,10 @@ def make_policy(cfg, where: str = "words") -> Policy:
         return find
     if cfg.each_still and cfg.mode != "manual":
         return Slideshow()
-    return {"change": lambda: Change(cfg.stable_frames, gate), "interval": lambda: Interval(cfg.interval_s),
-            "continuous": Continuous, "manual": Manual}[cfg.mode]()
+    policies: dict[str, Callable[[], Policy]] = {
+        "change": lambda: Change(cfg.stable_frames, gate),
+        "interval": lambda: Interval(cfg.interval_s),
+        "continuous": Continuous,
+        "manual": Manual,
+    }
+    return policies[cfg.mode]()

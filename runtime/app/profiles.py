@@ -91,12 +91,25 @@ def load_profile(path: Path) -> DeviceProfile:
     if precision not in PRECISIONS:
         raise InputError(f"{where}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     return DeviceProfile(
-        name=_field(d, "name", str, where), description=_field(d, "description", str, where),
-        precision=precision, threads=_field(d, "threads", int, where),
+        name=_field(d, "name", str, where),
+        description=_field(d, "description", str, where),
+        precision=precision,
+        threads=_field(d, "threads", int, where),
         detect=tuple(_field(d, "detect", list, where)),
-        capture=Capture(**{k: _field(cap, k, t, where + ":capture") for k, t in
-                           (("width", int), ("height", int), ("fps", int), ("usb", str), ("csi", str))}),
-        providers=tuple(providers))
+        capture=Capture(
+            **{
+                k: _field(cap, k, t, where + ":capture")
+                for k, t in (
+                    ("width", int),
+                    ("height", int),
+                    ("fps", int),
+                    ("usb", str),
+                    ("csi", str),
+                )
+            }
+        ),
+        providers=tuple(providers),
+    )
 
 
 def profile_names() -> list[str]:
@@ -141,15 +154,22 @@ def detect_board(root: Path | None = None) -> Board:
         raw = line.split()[0].split(":", 1)[1] if line.startswith("pmode:") else ""
         if raw.isdigit():
             mode = int(raw)
-            names = dict(re.findall(r"< POWER_MODEL ID=(\d+) NAME=(\S+) >",
-                                    _read(root / "etc/nvpmodel.conf")))
+            names = dict(
+                re.findall(
+                    r"< POWER_MODEL ID=(\d+) NAME=(\S+) >", _read(root / "etc/nvpmodel.conf")
+                )
+            )
             power = f"{names.get(str(mode), 'mode')} ({mode})"
-    return Board(_read(root / "proc/device-tree/model"),
-                 release[0].lstrip("# ").strip() if release else "", power)
+    return Board(
+        _read(root / "proc/device-tree/model"),
+        release[0].lstrip("# ").strip() if release else "",
+        power,
+    )
 
 
-def select_profile(name: str | None, board: Board, available: list[str] | tuple[str, ...] = ()
-                   ) -> tuple[DeviceProfile, str]:
+def select_profile(
+    name: str | None, board: Board, available: list[str] | tuple[str, ...] = ()
+) -> tuple[DeviceProfile, str]:
     """The profile to use and why: the named one, the board's, or a fallback."""
     if name and name != "auto":
         return get_profile(name), f"chosen with --device {name}"
@@ -159,8 +179,10 @@ def select_profile(name: str | None, board: Board, available: list[str] | tuple[
             return p, f"detected {board.model!r}"
     if board.jetson:
         fallback = RELEASE_FALLBACK.get(board.generation, "jetson-orin-nano")
-        return get_profile(fallback), (f"no profile for {board.model or 'this Jetson'!r}; "
-                                       f"using {fallback} for L4T {board.generation or 'unknown'}")
+        return get_profile(fallback), (
+            f"no profile for {board.model or 'this Jetson'!r}; "
+            f"using {fallback} for L4T {board.generation or 'unknown'}"
+        )
     if any(p in available for p in GPU_PROVIDERS):
         return get_profile("cuda-desktop"), "not a Jetson; onnxruntime offers CUDA"
     return get_profile(FALLBACK), "not a Jetson and no GPU provider in onnxruntime"
@@ -182,8 +204,9 @@ class ProviderPlan:
         return any(n in GPU_PROVIDERS for n in self.names)
 
 
-def plan_providers(profile: DeviceProfile, available: list[str] | tuple[str, ...],
-                   engine_cache: Path | None = None) -> ProviderPlan:
+def plan_providers(
+    profile: DeviceProfile, available: list[str] | tuple[str, ...], engine_cache: Path | None = None
+) -> ProviderPlan:
     """Intersect the profile's providers with what onnxruntime offers, in the profile's order.
     TensorRT gets `engine_cache` (per model and precision) for its engine and timing caches."""
     chosen, missing = [], []
@@ -201,9 +224,11 @@ def plan_providers(profile: DeviceProfile, available: list[str] | tuple[str, ...
     wanted_gpu = [n for n in profile.provider_names if n in GPU_PROVIDERS]
     warning = None
     if wanted_gpu and not any(n in GPU_PROVIDERS for n, _ in chosen):
-        warning = (f"profile {profile.name} wants {' or '.join(wanted_gpu)} but this onnxruntime "
-                   f"offers only {', '.join(available) or 'CPU'}; running on the CPU "
-                   f"(install onnxruntime-gpu, see device/README.md)")
+        warning = (
+            f"profile {profile.name} wants {' or '.join(wanted_gpu)} but this onnxruntime "
+            f"offers only {', '.join(available) or 'CPU'}; running on the CPU "
+            f"(install onnxruntime-gpu, see device/README.md)"
+        )
     trt = any(n == "TensorrtExecutionProvider" for n, _ in chosen)
     return ProviderPlan(tuple(chosen), tuple(missing), warning, engine_cache if trt else None)
 
@@ -225,14 +250,21 @@ def engine_cache_dir(bundle, precision: str) -> Path:
     stale engine, and the first run builds what later runs load."""
     import hashlib
 
-    digest = hashlib.sha256("".join(f.sha256 for graphs in bundle.files.values()
-                                    for f in graphs.values()).encode())
-    return cache_root() / "tensorrt" / f"{bundle.root.resolve().name}-{digest.hexdigest()[:12]}" / precision
+    digest = hashlib.sha256(
+        "".join(f.sha256 for graphs in bundle.files.values() for f in graphs.values()).encode()
+    )
+    return (
+        cache_root()
+        / "tensorrt"
+        / f"{bundle.root.resolve().name}-{digest.hexdigest()[:12]}"
+        / precision
+    )
 
 
 @dataclass(frozen=True)
 class Placement:
     """Where and how a bundle runs on this machine."""
+
     board: Board
     profile: DeviceProfile
     reason: str  # why this profile
@@ -241,8 +273,14 @@ class Placement:
     session: SessionConfig
 
 
-def place(bundle, device: str | None = None, precision: str | None = None, threads: int = 0,
-          available: list[str] | tuple[str, ...] | None = None, board: Board | None = None) -> Placement:
+def place(
+    bundle,
+    device: str | None = None,
+    precision: str | None = None,
+    threads: int = 0,
+    available: list[str] | tuple[str, ...] | None = None,
+    board: Board | None = None,
+) -> Placement:
     """Pick the profile (named or detected), its providers on this onnxruntime, the precision
     (given, or the fastest for the chosen providers) and the session options."""
     import onnxruntime as ort
@@ -252,7 +290,10 @@ def place(bundle, device: str | None = None, precision: str | None = None, threa
     profile, reason = select_profile(device, board, available)
     gpu = any(n in GPU_PROVIDERS and n in available for n in profile.provider_names)
     precision = precision or default_precision(bundle.precisions, gpu, profile.precision)
-    plan = plan_providers(profile, available, engine_cache_dir(bundle, precision)
-                          if precision in bundle.files else None)
+    plan = plan_providers(
+        profile,
+        available,
+        engine_cache_dir(bundle, precision) if precision in bundle.files else None,
+    )
     session = SessionConfig(providers=plan.providers, intra_op_threads=threads or profile.threads)
     return Placement(board, profile, reason, precision, plan, session)

@@ -18,8 +18,12 @@ def attention_overlay(frame: np.ndarray, alpha: np.ndarray, size: int = 448) -> 
     img = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
     grid = alpha.reshape(7, 7).astype(np.float32)
     grid = grid / (grid.max() or 1.0)
-    heat = cv2.applyColorMap((cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
-                              .clip(0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.applyColorMap(
+        (cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).astype(
+            np.uint8
+        ),
+        cv2.COLORMAP_JET,
+    )
     return cv2.addWeighted(img, 0.55, heat, 0.45, 0)
 
 
@@ -46,16 +50,26 @@ class Screen:
         else:
             view, label = cv2.resize(frame, (448, 448)), "..."
         cv2.rectangle(view, (0, 448 - 30), (448, 448), (0, 0, 0), -1)
-        cv2.putText(view, label, (6, 448 - 9), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            view,
+            label,
+            (6, 448 - 9),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
         try:
             cv2.imshow(self.title, view)
             cv2.waitKey(1)
         except cv2.error:
             self.enabled = False
-            self.warn("--show needs an OpenCV with a GUI, which the headless wheel SceneSpeak "
-                      "installs has not (on a desktop, the system's OpenCV: see docs/runtime.md); "
-                      "running without a window")
+            self.warn(
+                "--show needs an OpenCV with a GUI, which the headless wheel SceneSpeak "
+                "installs has not (on a desktop, the system's OpenCV: see docs/runtime.md); "
+                "running without a window"
+            )
 
     def close(self) -> None:
         if self.enabled:

@@ -1,4 +1,4 @@
-"""systemd readiness: tell the service manager when describe is up (Type=notify units).
+"""describe as a service: its stop request, and systemd readiness (Type=notify units).
 
 The unit in device/scenespeak.service waits for READY=1, which is sent once the models are
 loaded and "SceneSpeak ready" is being spoken; outside systemd ($NOTIFY_SOCKET unset) this does
@@ -8,7 +8,20 @@ nothing. The protocol is one datagram on a Unix socket, so no library is needed.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+
+# describe's stop request. The CLI installs its handlers before any model or channel loads, so
+# a Ctrl-C, SIGTERM or SIGHUP during start-up (seconds on a Jetson) also ends the run cleanly:
+# the loop starts, sees the request, and closes with its `end` line.
+STOP = threading.Event()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: STOP.set())
 
 
 def notify(state: str) -> bool:

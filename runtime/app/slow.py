@@ -61,6 +61,8 @@ class SlowScenes:
         """The slow channels look at a described frame: from the first frame of a change on
         (captions come in bursts when a scene changes, and none when it is static), then at a
         later frame of it whenever they are idle."""
+        if frame.image is None:
+            return
         job = self.worker.submit(frame.image, frame.index, caption, if_idle=not new_scene)
         self.job = job or self.job
         self.looked = time.monotonic()
@@ -75,8 +77,12 @@ class SlowScenes:
         self._hold(None, frame, fast, d)
 
     def _hold(self, say: Say | None, frame: Frame, fast: list, d) -> None:
-        if say is None and self.held is not None and self.held.say is None and \
-                not self.policy.scenes_each:
+        if (
+            say is None
+            and self.held is not None
+            and self.held.say is None
+            and not self.policy.scenes_each
+        ):
             # a description that decides on the slow findings is already waiting for them:
             # it keeps its place (replaced by each newer frame, it would wait for ever when
             # they take longer than a frame, and nothing would be said)
@@ -101,9 +107,13 @@ class SlowScenes:
                 self.overdue = 0  # a newer scene's findings came first: they stand for it
         else:
             self.overdue, self.looks = held.job, {held.frame.index: held.frame}
-            self.log.write("warning", held.frame.index, message="the slow channels took longer "
-                           f"than {self.cfg.slow_wait_s} s; said without them, and what they "
-                           "find is said when it comes")
+            self.log.write(
+                "warning",
+                held.frame.index,
+                message="the slow channels took longer "
+                f"than {self.cfg.slow_wait_s} s; said without them, and what they "
+                "find is said when it comes",
+            )
         d = self.channels.compose(held.fast + (done.findings if done else []))
         self.fast = held.fast
         say = held.say or self.decide(held.frame, held.fast, d)
@@ -148,8 +158,13 @@ class SlowScenes:
         """A frame the policy passed over (a still scene): the slow channels look at it now
         and then when idle, so text that appears without the scene changing is read."""
         now = time.monotonic()
-        if not self.cfg.recheck_s or self.policy.scenes_each or \
-                now - self.looked < self.cfg.recheck_s or self.held is not None:
+        if (
+            not self.cfg.recheck_s
+            or self.policy.scenes_each
+            or frame.image is None
+            or now - self.looked < self.cfg.recheck_s
+            or self.held is not None
+        ):
             return
         self.looked = now
         job = self.worker.submit(frame.image, frame.index, None, if_idle=True)
@@ -158,8 +173,10 @@ class SlowScenes:
             self.looks = {frame.index: frame}
 
     def ask(self, channel, frame: Frame) -> list | None:
-        """All of one slow channel's findings on this frame (a key), waited for; None when it
-        failed or took too long."""
+        """All of one channel's findings on this frame (a key): a slow one's in the worker,
+        waited for, a fast one's here; None when it failed or took too long."""
+        if frame.image is None or not channel.slow:
+            return None if frame.image is None else self.channels.everything(frame.image, channel)
         job = self.worker.ask(channel, frame.image, frame.index)
         deadline, done = time.monotonic() + 2 * self.cfg.slow_wait_s, None
         while done is None and time.monotonic() < deadline and not self.stop.is_set():
@@ -192,14 +209,17 @@ class NoSlowChannels:
     active = False  # there are slow channels to wait for
     held = None
 
-    def __init__(self, speak):
-        self.speak = speak
+    def __init__(self, speak, channels):
+        self.speak, self.channels = speak, channels
 
     def say_after(self, say: Say, frame: Frame, fast: list, d) -> None:
         self.speak(say.text, frame, say.interrupt)
 
     def ask(self, channel, frame: Frame) -> list | None:
-        return None  # no slow channel to ask
+        """All of a (fast) channel's findings on this frame; None when it failed."""
+        if frame.image is None:
+            return None
+        return self.channels.everything(frame.image, channel)
 
     def look(self, *args) -> None:
         pass

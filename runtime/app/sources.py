@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,7 +41,9 @@ def sample_clip(synthetic: bool) -> Path:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    realtime: bool = True  # files play at their native rate; False: every frame, as fast as possible
+    realtime: bool = (
+        True  # files play at their native rate; False: every frame, as fast as possible
+    )
     width: int = 640  # requested camera capture size
     height: int = 480
     fps: int = 30
@@ -60,19 +63,22 @@ class Frame:
     error: str | None = None
 
 
-CSI_PIPELINE = ("nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, "
-                "height={height}, framerate={fps}/1, format=NV12 ! nvvidconv ! "
-                "video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
-                "appsink drop=true max-buffers=1")
+CSI_PIPELINE = (
+    "nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, "
+    "height={height}, framerate={fps}/1, format=NV12 ! nvvidconv ! "
+    "video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
+    "appsink drop=true max-buffers=1"
+)
 
 
 def csi_pipeline(sensor: int, cfg: SourceConfig) -> str:
     """GStreamer pipeline for a Jetson CSI camera, ending in BGR frames for OpenCV's appsink."""
-    return (cfg.csi or CSI_PIPELINE).format(sensor=sensor, width=cfg.width, height=cfg.height,
-                                            fps=cfg.fps)
+    return (cfg.csi or CSI_PIPELINE).format(
+        sensor=sensor, width=cfg.width, height=cfg.height, fps=cfg.fps
+    )
 
 
-def describe_uri(uri: str) -> tuple[str, object]:
+def describe_uri(uri: str) -> tuple[str, Any]:
     """URI -> (kind, argument): ('camera', 0), ('file', path), ('folder', path), ('stream', url),
     ('csi', sensor). Raises InputError for what cannot be a source."""
     if not uri.isprintable() or not uri:
@@ -84,13 +90,15 @@ def describe_uri(uri: str) -> tuple[str, object]:
     if uri.startswith(("http://", "https://", "rtsp://", "rtsps://")):
         return "stream", uri
     if uri.startswith("csi://"):
-        rest = uri[len("csi://"):]
+        rest = uri[len("csi://") :]
         if not (rest.isascii() and rest.isdigit()):  # '²' is a digit to str.isdigit, not to int()
             raise InputError(f"{uri}: a CSI camera is csi://N with N the sensor number")
         return "csi", int(rest)
     if "://" in uri:
-        raise InputError(f"{uri}: unsupported scheme (use a camera index, /dev/videoN, a file, "
-                         "a folder, http(s)://, rtsp:// or csi://N)")
+        raise InputError(
+            f"{uri}: unsupported scheme (use a camera index, /dev/videoN, a file, "
+            "a folder, http(s)://, rtsp:// or csi://N)"
+        )
     path = Path(uri)
     if path.is_dir():
         return "folder", path
@@ -122,7 +130,9 @@ class FolderSource:
         try:
             return Frame(read_image(path), self.i - 1, time.monotonic())
         except InputError as e:  # skipped with its reason; the slideshow goes on
-            return Frame(None, self.i - 1, time.monotonic(), str(e).replace(str(path), path.name, 1))
+            return Frame(
+                None, self.i - 1, time.monotonic(), str(e).replace(str(path), path.name, 1)
+            )
 
     def close(self) -> None:
         self.i = len(self.files)
@@ -139,7 +149,8 @@ class VideoFileSource:
             raise InputError(f"{path}: cannot open as a video or image")
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.period = 1.0 / fps if cfg.realtime and 0 < fps < 1000 else 0.0
-        self.index, self.done, self.start = 0, False, None
+        self.index, self.done = 0, False
+        self.start: float | None = None
         self.events: queue.Queue = queue.Queue()
 
     @property
@@ -186,8 +197,13 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, target: object, cfg: SourceConfig, backend: int = cv2.CAP_ANY,
-                 name: str | None = None):
+    def __init__(
+        self,
+        target: int | str,
+        cfg: SourceConfig,
+        backend: int = cv2.CAP_ANY,
+        name: str | None = None,
+    ):
         self.target, self.cfg, self.backend = target, cfg, backend
         self.name = name or str(target)
         self.events: queue.Queue = queue.Queue()
@@ -196,18 +212,28 @@ class LiveSource:
         self._stop = threading.Event()
         self._index = 0
         self.read_timeout_s = cfg.open_timeout_s  # grows for a source slower than it (SLOWEST_S)
-        self.period = 1.0 / cfg.fps if cfg.fps and cfg.fps > 0 else 0.0  # the least time between frames
+        self.period = (
+            1.0 / cfg.fps if cfg.fps and cfg.fps > 0 else 0.0
+        )  # the least time between frames
         cap = self._open()
         if cap is None:  # said and logged by the loop, and retried as for a lost camera
-            self.events.put(("source_lost", {"source": self.name, "reason": "cannot open source",
-                                             "starting": True}))
+            self.events.put(
+                (
+                    "source_lost",
+                    {"source": self.name, "reason": "cannot open source", "starting": True},
+                )
+            )
         self._thread = threading.Thread(target=self._run, args=(cap,), name="capture", daemon=True)
         self._thread.start()
 
     def _open(self):
         # bounded waits, so a dead stream is noticed and retried instead of blocking forever
-        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.cfg.open_timeout_s * 1000),
-                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
+        timeouts = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.cfg.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout_s * 1000),
+        ]
         try:
             cap = cv2.VideoCapture(self.target, self.backend, timeouts)
         except cv2.error:
@@ -239,8 +265,12 @@ class LiveSource:
                 if lost_since is not None:
                     if now - up_since < self.cfg.stable_s:
                         continue  # not back until it stays up
-                    self.events.put(("source_restored", {"attempts": attempts,
-                                                         "down_s": round(up_since - lost_since, 3)}))
+                    self.events.put(
+                        (
+                            "source_restored",
+                            {"attempts": attempts, "down_s": round(up_since - lost_since, 3)},
+                        )
+                    )
                     lost_since, attempts, delay = None, 0, self.cfg.reconnect_s[0]
                 with self._cond:
                     self._latest = Frame(image, self._index, now)
@@ -252,8 +282,11 @@ class LiveSource:
                 if self._stop.wait(max(0.0, now + self.period - time.monotonic())):
                     break
                 continue
-            if up_since is not None and self.read_timeout_s < SLOWEST_S and (
-                    got < 3 or (last - up_since) / (got - 1) > self.read_timeout_s / 3):
+            if (
+                up_since is not None
+                and self.read_timeout_s < SLOWEST_S
+                and (got < 3 or (last - up_since) / (got - 1) > self.read_timeout_s / 3)
+            ):
                 # it sent frames, slowly, then none for a whole read timeout: maybe it is only
                 # slow (a camera at one frame in 6 s); wait twice as long for a frame from now
                 # on (a camera unplugged after steady frames is lost, and keeps its timeout)
@@ -303,10 +336,11 @@ def open_source(uri: str | None, cfg: SourceConfig = SourceConfig(), sample: Pat
         return VideoFileSource(arg, cfg)
     if kind == "csi":
         if "GStreamer:                   YES" not in cv2.getBuildInformation():
-            raise InputError(f"{uri}: this OpenCV has no GStreamer; install the JetPack OpenCV "
-                             "(see device/README.md)")
-        return LiveSource(csi_pipeline(arg, cfg), cfg,
-                          cv2.CAP_GSTREAMER, name=uri)
+            raise InputError(
+                f"{uri}: this OpenCV has no GStreamer; install the JetPack OpenCV "
+                "(see device/README.md)"
+            )
+        return LiveSource(csi_pipeline(arg, cfg), cfg, cv2.CAP_GSTREAMER, name=uri)
     if kind == "camera":
         backend = cv2.CAP_V4L2 if cfg.usb == "v4l2" and sys.platform == "linux" else cv2.CAP_ANY
         return LiveSource(arg, cfg, backend, name=uri)

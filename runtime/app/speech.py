@@ -19,9 +19,10 @@ import tempfile
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from runtime.options import check, number, regular_output
 
@@ -39,14 +40,25 @@ class SpeechConfig:
     gap_s: float = 0.25  # silence between utterances in the recording
 
     def __post_init__(self):
-        check(self, "rate", number(self.rate, int) and 80 <= self.rate <= 450,
-              "use 80..450 words per minute")
-        check(self, "volume", number(self.volume) and 0 < self.volume <= 1,
-              "use more than 0 up to 1 (--no-speak for silence)")
+        check(
+            self,
+            "rate",
+            number(self.rate, int) and 80 <= self.rate <= 450,
+            "use 80..450 words per minute",
+        )
+        check(
+            self,
+            "volume",
+            number(self.volume) and 0 < self.volume <= 1,
+            "use more than 0 up to 1 (--no-speak for silence)",
+        )
         check(self, "gap_s", number(self.gap_s) and 0 <= self.gap_s <= 10, "use 0..10 seconds")
-        check(self, "record", self.record is None or (isinstance(self.record, str) and
-                                                      regular_output(self.record)),
-              "not a regular file (a FIFO or socket): give a WAV file's path")
+        check(
+            self,
+            "record",
+            self.record is None or (isinstance(self.record, str) and regular_output(self.record)),
+            "not a regular file (a FIFO or socket): give a WAV file's path",
+        )
 
 
 @dataclass
@@ -61,8 +73,11 @@ class Utterance:
 
 
 def audio_device_present() -> bool:
-    return Path("/dev/snd").is_dir() and any(Path("/dev/snd").glob("pcm*p")) or \
-        bool(os.environ.get("PULSE_SERVER"))
+    return (
+        Path("/dev/snd").is_dir()
+        and any(Path("/dev/snd").glob("pcm*p"))
+        or bool(os.environ.get("PULSE_SERVER"))
+    )
 
 
 class Pyttsx3Engine:
@@ -82,7 +97,9 @@ class Pyttsx3Engine:
             self.engine.setProperty("voice", match[0].id)
         self.folder, passed = scratch()
         self.tmp = self.folder / "u.wav"
-        self.warning = (f"speech is rendered in {self.folder}, as " + "; ".join(passed)) if passed else None
+        self.warning = (
+            (f"speech is rendered in {self.folder}, as " + "; ".join(passed)) if passed else None
+        )
 
     @property
     def voice(self) -> str:
@@ -104,8 +121,9 @@ class Pyttsx3Engine:
                     return w.readframes(w.getnframes())
             except (OSError, EOFError, wave.Error) as e:
                 if attempt:
-                    raise RuntimeError(f"cannot render speech in {self.folder} ({e}); is it "
-                                       "full?") from None
+                    raise RuntimeError(
+                        f"cannot render speech in {self.folder} ({e}); is it full?"
+                    ) from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -119,7 +137,7 @@ def scratch() -> tuple[Path, list[str]]:
     be used). RuntimeError where none can."""
     from runtime.model.session import cache_root
 
-    tried = []
+    tried: list[str] = []
     cache = str(cache_root())
     bases = [os.environ.get("TMPDIR"), tempfile.gettempdir(), "/dev/shm", cache]
     for base in dict.fromkeys(b for b in bases if b):  # Python's gettempdir() passes over a
@@ -130,7 +148,7 @@ def scratch() -> tuple[Path, list[str]]:
                 Path(base).mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix="scenespeak-tts-", dir=base))
             with open(folder / "probe", "wb") as f:  # room for a long utterance
-                f.write(b"\0" * 2 ** 20)
+                f.write(b"\0" * 2**20)
             (folder / "probe").unlink()
             atexit.register(shutil.rmtree, folder, True)  # whoever forgets close()
             return folder, tried
@@ -149,8 +167,12 @@ class SpeechWorker:
     utterance that fails in any other way is dropped with a warning, and a worker thread that
     dies anyway is restarted at the next utterance, with a warning in the log."""
 
-    def __init__(self, cfg: SpeechConfig, on_event: Callable[..., None],
-                 engine_factory: Callable[[SpeechConfig], object] = Pyttsx3Engine):
+    def __init__(
+        self,
+        cfg: SpeechConfig,
+        on_event: Callable[..., None],
+        engine_factory: Callable[[SpeechConfig], object] = Pyttsx3Engine,
+    ):
         self.cfg, self.on_event, self.engine_factory = cfg, on_event, engine_factory
         self._cond = threading.Condition()
         self._pending: list[Utterance] = []  # notices in order, then at most one caption
@@ -159,9 +181,9 @@ class SpeechWorker:
         self._player: subprocess.Popen | None = None
         self._playing: Utterance | None = None
         self._aplay = shutil.which("aplay") if cfg.play and audio_device_present() else None
-        self._wav = None
+        self._wav: wave.Wave_write | None = None
         self._warned: set[str] = set()
-        self.engine = None
+        self.engine: Any = None  # Engine, made in the worker thread
         self.voice = None
         self._start_thread()
 
@@ -176,13 +198,24 @@ class SpeechWorker:
             self._warned.add(key)
             self.on_event("warning", message=message)
 
-    def say(self, text: str, kind: str = "caption", frame: int = -1, interrupt: bool = False,
-            t_capture: float | None = None) -> None:
+    def say(
+        self,
+        text: str,
+        kind: str = "caption",
+        frame: int = -1,
+        interrupt: bool = False,
+        t_capture: float | None = None,
+    ) -> None:
         u = Utterance(text, kind, time.monotonic(), frame, t_capture)
         with self._cond:
             if kind in ("caption", "repeat"):  # the newest replaces one of its kind waiting
                 self._pending = [p for p in self._pending if p.kind != kind]
-            if kind == "repeat" and self._player and self._playing and self._playing.kind == "repeat":
+            if (
+                kind == "repeat"
+                and self._player
+                and self._playing
+                and self._playing.kind == "repeat"
+            ):
                 self._player.terminate()
             self._pending.append(u)
             if interrupt and self._player and self._playing and self._playing.kind == "caption":
@@ -211,15 +244,23 @@ class SpeechWorker:
                 self.voice = getattr(self.engine, "voice", None)
                 if getattr(self.engine, "warning", None):  # e.g. a full temp folder
                     self._warn_once("scratch", self.engine.warning)
-            except Exception as e:  # no pyttsx3, no espeak-ng, bad voice: speech is off, loop goes on
+            except (
+                Exception
+            ) as e:  # no pyttsx3, no espeak-ng, bad voice: speech is off, loop goes on
                 self._warn_once("engine", f"speech unavailable: {e}")
         if self._aplay is None and self.cfg.play and self.engine is not None:
-            self._warn_once("device", "no sound device: speech is written to the log"
-                            + (" and the WAV file" if self.cfg.record else "") + " only")
+            self._warn_once(
+                "device",
+                "no sound device: speech is written to the log"
+                + (" and the WAV file" if self.cfg.record else "")
+                + " only",
+            )
         try:
             self._open_record()
         except OSError as e:
-            self._warn_once("record", f"{self.cfg.record}: cannot record speech ({e.strerror or e})")
+            self._warn_once(
+                "record", f"{self.cfg.record}: cannot record speech ({e.strerror or e})"
+            )
         self._ready.set()
         while True:
             with self._cond:
@@ -232,8 +273,10 @@ class SpeechWorker:
             try:
                 self._speak(u)
             except Exception as e:  # what no output handles: this utterance only is lost
-                self.on_event("warning", message=f"speech failed ({type(e).__name__}: {e}); "
-                              f"'{u.text}' was dropped")
+                self.on_event(
+                    "warning",
+                    message=f"speech failed ({type(e).__name__}: {e}); '{u.text}' was dropped",
+                )
             finally:
                 with self._cond:
                     self._busy = False
@@ -248,7 +291,7 @@ class SpeechWorker:
             close()
 
     def _render(self, u: Utterance) -> bytes | None:
-        for attempt in range(2):  # an engine that dies mid-utterance is restarted, and the
+        for _attempt in range(2):  # an engine that dies mid-utterance is restarted, and the
             if self.engine is None:  # utterance tried once more on the fresh one
                 return None
             try:
@@ -271,7 +314,9 @@ class SpeechWorker:
         latency = {"caption_to_speech": round((start - u.t_request) * 1e3, 2)}
         if u.t_capture is not None:
             latency["capture_to_speech"] = round((start - u.t_capture) * 1e3, 2)
-        self.on_event("spoken", caption=u.text, kind=u.kind, source_frame=u.frame, latency_ms=latency)
+        self.on_event(
+            "spoken", caption=u.text, kind=u.kind, source_frame=u.frame, latency_ms=latency
+        )
         self._record(pcm)
         if self._aplay:
             self._play(u, pcm)
@@ -284,8 +329,11 @@ class SpeechWorker:
                 self._wav.writeframes(b"\0\0" * int(self.cfg.gap_s * RATE))
             self._wav.writeframes(pcm)
         except OSError as e:  # a full disk: the recording stops, speech goes on
-            self._warn_once("record", f"{self.cfg.record}: cannot record speech ({e.strerror or e}); "
-                            "the recording stops here, speech goes on")
+            self._warn_once(
+                "record",
+                f"{self.cfg.record}: cannot record speech ({e.strerror or e}); "
+                "the recording stops here, speech goes on",
+            )
             self._close_record()
 
     def _close_record(self) -> None:
@@ -301,14 +349,31 @@ class SpeechWorker:
             with self._cond:
                 self._playing = u
                 self._player = subprocess.Popen(
-                    [self._aplay, "-q", "-t", "raw", "-f", "S16_LE", "-c", "1", "-r", str(RATE)],
-                    stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                    [
+                        str(self._aplay),
+                        "-q",
+                        "-t",
+                        "raw",
+                        "-f",
+                        "S16_LE",
+                        "-c",
+                        "1",
+                        "-r",
+                        str(RATE),
+                    ],
+                    stdin=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
             self._player.communicate(pcm)
         except (BrokenPipeError, ConnectionResetError):
             pass  # cut off by a newer caption
         except OSError as e:
-            self._warn_once("play", f"cannot play speech ({e.strerror or e}); it is logged "
-                            + ("and recorded " if self.cfg.record else "") + "only")
+            self._warn_once(
+                "play",
+                f"cannot play speech ({e.strerror or e}); it is logged "
+                + ("and recorded " if self.cfg.record else "")
+                + "only",
+            )
             self._aplay = None
         finally:
             with self._cond:

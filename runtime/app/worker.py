@@ -40,7 +40,9 @@ class SlowWorker:
         self._thread = threading.Thread(target=self._run, name="slow-channels", daemon=True)
         self._thread.start()
 
-    def submit(self, image: np.ndarray, index: int, caption=None, if_idle: bool = False) -> int | None:
+    def submit(
+        self, image: np.ndarray, index: int, caption=None, if_idle: bool = False
+    ) -> int | None:
         """Run the slow channels on this frame next, replacing a scene job still waiting; with
         `if_idle`, only when nothing runs or waits. The job's id, or None when not taken."""
         with self._cond:
@@ -75,10 +77,13 @@ class SlowWorker:
                     self._cond.wait()
                 if self._stop:
                     return
-                if self._key is not None:
-                    (job, image, index, only), self._key, caption = self._key, None, None
+                key, scene = self._key, self._scene
+                if key is not None:
+                    (job, image, index, only), self._key, caption = key, None, None
+                elif scene is not None:
+                    (job, image, index, caption), self._scene, only = scene, None, None
                 else:
-                    (job, image, index, caption), self._scene, only = self._scene, None, None
+                    continue
                 self._busy = True
             findings, ms = [], {}
             for channel in [only] if only is not None else self.channels.slow:
@@ -88,8 +93,9 @@ class SlowWorker:
                 except Exception as e:  # one bad frame never ends the channel
                     if channel.name not in self._failed:
                         self._failed.add(channel.name)
-                        self.on_error(f"{channel.name} channel failed on a frame "
-                                      f"({type(e).__name__}: {e})")
+                        self.on_error(
+                            f"{channel.name} channel failed on a frame ({type(e).__name__}: {e})"
+                        )
                 ms[channel.name] = round((time.perf_counter() - t0) * 1e3, 1)
             with self._cond:
                 done = Done(job, index, findings, ms)

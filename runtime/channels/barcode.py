@@ -6,7 +6,7 @@ self-contained wheel that reads offline).
     ""                                           no code in view: nothing is said
 
 It is slow: it reads once per new scene in the describe loop's background worker, like text,
-and manual mode's "b" reads the frame at hand; it never runs per frame. With `--find barcode`
+and manual mode's "b" reads the frame at hand; it never runs per frame. With find mode (barcode)
 it places the code ("barcode on your left") and says "closer" where a barcode is seen but too
 small to read (OpenCV's barcode detector finds its stripes; zxing-cpp could not decode them).
 
@@ -45,9 +45,21 @@ class BarcodeConfig:
 
     def __post_init__(self):
         check(self, "agree", number(self.agree, int) and 1 <= self.agree <= 3, "use 1..3 views")
-        check(self, "side", number(self.side, int) and 320 <= self.side <= 2048, "use 320..2048 pixels")
-        check(self, "max_codes", number(self.max_codes, int) and self.max_codes >= 1, "use 1 or more")
-        check(self, "max_chars", number(self.max_chars, int) and self.max_chars >= 10, "use 10 or more")
+        check(
+            self,
+            "side",
+            number(self.side, int) and 320 <= self.side <= 2048,
+            "use 320..2048 pixels",
+        )
+        check(
+            self, "max_codes", number(self.max_codes, int) and self.max_codes >= 1, "use 1 or more"
+        )
+        check(
+            self,
+            "max_chars",
+            number(self.max_chars, int) and self.max_chars >= 10,
+            "use 10 or more",
+        )
 
 
 @dataclass(frozen=True)
@@ -58,14 +70,21 @@ class Code:
     where: str  # left | ahead | right
 
     def as_json(self) -> dict:
-        return {"format": self.format, "text": self.text, "box": list(self.box), "where": self.where}
+        return {
+            "format": self.format,
+            "text": self.text,
+            "box": list(self.box),
+            "where": self.where,
+        }
 
 
 def grouped(digits: str) -> str:
     """'4006381333931' -> '4, 0 0 6, 3 8 1, 3 3 3, 9 3 1': groups of three from the right, each
     digit said on its own (a voice reads '006' as 'six', '381' as a number)."""
     head = len(digits) % 3
-    groups = ([digits[:head]] if head else []) + [digits[i:i + 3] for i in range(head, len(digits), 3)]
+    groups = ([digits[:head]] if head else []) + [
+        digits[i : i + 3] for i in range(head, len(digits), 3)
+    ]
     return ", ".join(" ".join(g) for g in groups)
 
 
@@ -82,7 +101,9 @@ def body(code: Code, limit: int = 100) -> str:
     if text.upper().startswith("WIFI:"):
         ssid = next((f[2:] for f in text[5:].split(";") if f.upper().startswith("S:")), "")
         return f"Wi-Fi network {_clean(ssid, limit)}".strip()
-    parts = urlsplit(text if "://" in text else ("http://" + text if text.lower().startswith("www.") else text))
+    parts = urlsplit(
+        text if "://" in text else ("http://" + text if text.lower().startswith("www.") else text)
+    )
     if parts.scheme in ("http", "https") and parts.hostname:
         host = parts.hostname[4:] if parts.hostname.startswith("www.") else parts.hostname
         return f"link to {host}"
@@ -106,8 +127,14 @@ class BarcodeReader:
         self.cfg, self.zx = cfg, zxingcpp
         F = zxingcpp.BarcodeFormat
         self.formats = (F.EAN13, F.EAN8, F.UPCA, F.UPCE, F.Code128, F.QRCode)
-        self.names = {F.EAN13: "EAN-13", F.EAN8: "EAN-8", F.UPCA: "UPC-A", F.UPCE: "UPC-E",
-                      F.Code128: "Code 128", F.QRCode: "QR Code"}
+        self.names = {
+            F.EAN13: "EAN-13",
+            F.EAN8: "EAN-8",
+            F.UPCA: "UPC-A",
+            F.UPCE: "UPC-E",
+            F.Code128: "Code 128",
+            F.QRCode: "QR Code",
+        }
         # where the stripes are, read or not (OpenCV 4.8 on; JetPack's older one: no "closer")
         self.stripes = cv2.barcode.BarcodeDetector() if hasattr(cv2, "barcode") else None
 
@@ -143,9 +170,11 @@ class BarcodeReader:
                 box = tuple(int(round(v / f / scale)) for v in (min(xs), min(ys), max(xs), max(ys)))
                 votes.setdefault((fmt, text), []).append(box)
         width = frame.shape[1]
-        codes = [Code(fmt, text, boxes[0], third(boxes[0][0], boxes[0][2], width))
-                 for (fmt, text), boxes in votes.items()
-                 if fmt not in LINEAR or len(boxes) >= self.cfg.agree]
+        codes = [
+            Code(fmt, text, boxes[0], third(boxes[0][0], boxes[0][2], width))
+            for (fmt, text), boxes in votes.items()
+            if fmt not in LINEAR or len(boxes) >= self.cfg.agree
+        ]
         area = lambda c: (c.box[2] - c.box[0]) * max(1, c.box[3] - c.box[1])  # noqa: E731
         return sorted(codes, key=area, reverse=True)
 
@@ -169,29 +198,43 @@ class BarcodeChannel:
     """Product codes and QR codes, read once per scene (slow); "b" reads the frame at hand."""
 
     name, slow, key = "barcode", True, "b"
-    finds = True  # --find looks in its places (or words)
+    finds = True  # find mode looks in its places (or words)
 
     def __init__(self, setup: Setup):
         self.reader = BarcodeReader()
 
     def run(self, frame: np.ndarray, context: Context) -> Findings:
-        codes = self.reader.read(frame)[:self.reader.cfg.max_codes]
+        codes = self.reader.read(frame)[: self.reader.cfg.max_codes]
         read = spoken(codes, self.reader.cfg.max_chars)
-        names = [(n, c) for c in codes for n in (("qr code", "barcode") if c.format == "QR Code"
-                                                 else ("barcode",))]
+        names = [
+            (n, c)
+            for c in codes
+            for n in (("qr code", "barcode") if c.format == "QR Code" else ("barcode",))
+        ]
         places = tuple((n, c.where) for n, c in names)
         guides = tuple((n, "reads " + body(c, self.reader.cfg.max_chars)) for n, c in names)
-        if not codes:  # too small or too blurred to read: --find says where, and "closer"
+        if not codes:  # too small or too blurred to read: find mode says where, and "closer"
             where = self.reader.glimpse(frame)
             if where is not None:
                 places, guides = (("barcode", where),), (("barcode", "closer"),)
         if context.everything and not read:
             read = "no code"
-        return Findings(self.name, read=read, places=places, guides=guides, key=(read,),
-                        report={"codes": [c.as_json() for c in codes]}, value=codes)
+        return Findings(
+            self.name,
+            read=read,
+            places=places,
+            guides=guides,
+            key=(read,),
+            report={"codes": [c.as_json() for c in codes]},
+            value=codes,
+        )
 
 
 def usable(setup: Setup) -> str | None:
     import importlib.util
 
-    return None if importlib.util.find_spec("zxingcpp") else f"the barcode channel needs zxing-cpp; {HINT}"
+    return (
+        None
+        if importlib.util.find_spec("zxingcpp")
+        else f"the barcode channel needs zxing-cpp; {HINT}"
+    )

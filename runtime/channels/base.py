@@ -32,6 +32,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Thing:
     """One kind of thing in view: what a fact or a guess names."""
+
     name: str  # the spoken name ("cat", "tripod", "table")
     phrase: str  # as said: counted and placed ("two people ahead", "a cup on your right")
     score: float  # the channel's confidence in it, 0..1
@@ -47,6 +48,7 @@ class Thing:
 @dataclass(frozen=True)
 class Sentence:
     """A claim about the whole scene (the caption) with the decoder's confidence in it."""
+
     text: str
     confidence: float | None  # calibrated 0..1, None without a calibration
     threshold: float | None  # the bundle's: under it the sentence is only a guess
@@ -62,20 +64,21 @@ class Findings:
     sentence: Sentence | None = None
     said: str = ""  # said as it is, after the things seen
     read: str = ""  # text read off the scene ("Sign: EXIT"), said last
-    places: tuple[tuple[str, str], ...] = ()  # (thing's name, left|ahead|right) for --find,
+    places: tuple[tuple[str, str], ...] = ()  # (thing's name, left|ahead|right) for find mode,
     # the most likely first
-    words: tuple[tuple[str, str], ...] = ()  # (word read, where) for --find: matched as it is
-    guides: tuple[tuple[str, str], ...] = ()  # (thing's name, what --find adds to its place):
+    words: tuple[tuple[str, str], ...] = ()  # (word read, where) for find mode: matched as it is
+    guides: tuple[tuple[str, str], ...] = ()  # (thing's name, what find mode adds to its place):
     # "closer" where it is seen but too small to read, what it reads once read
     key: tuple = ()  # what must change for the change policy to speak again
     covers: bool = False  # it looks for every COCO class: one it did not see is likely absent
-    report: dict = field(default_factory=dict)  # its keys in `caption --json` and the log
+    report: dict = field(default_factory=dict)  # its keys in caption's JSON and the log
     value: object = None  # the channel's own result (a Caption, list[Detection], ...)
 
 
 @dataclass(frozen=True)
 class Context:
     """What a channel may use beside the frame."""
+
     caption: object = None  # runtime.model.captioner.Caption of this frame: the encoder pass
     # (its ImageNet logits and feature map) that every fast channel shares
     locator: object = None  # runtime.model.where.Locator: where the ImageNet head's names are
@@ -88,7 +91,7 @@ class Channel(Protocol):
     name: str
     slow: bool  # runs once per scene in the background worker (True) or on every frame
     key: str  # manual mode's key for this channel alone ("t" for text), or ""
-    # and, optionally, finds = True: --find looks in its places or words (runtime.policies.Find)
+    # and, optionally, finds = True: find mode looks in its places or words (runtime.policies.Find)
 
     def run(self, frame: np.ndarray, context: Context) -> Findings:
         """8-bit BGR frame -> what this channel found in it."""
@@ -97,6 +100,7 @@ class Channel(Protocol):
 @dataclass(frozen=True)
 class Setup:
     """What a channel is built from: the bundle and where it runs, and the CLI's settings."""
+
     bundle: object  # runtime.model.bundle.Bundle
     precision: str = "int8"
     session: object = None  # runtime.model.session.SessionConfig of the device profile

@@ -24,9 +24,17 @@ class CaptionChannel:
         c = context.caption
         if not c.text:  # dropped as degenerate (the loop logs why): the others speak alone
             return Findings(self.name, key=("",))
-        unsure = self.threshold is not None and c.confidence is not None and c.confidence < self.threshold
-        return Findings(self.name, sentence=Sentence(c.text, c.confidence, self.threshold),
-                        key=(c.text, unsure), value=c)
+        unsure = (
+            self.threshold is not None
+            and c.confidence is not None
+            and c.confidence < self.threshold
+        )
+        return Findings(
+            self.name,
+            sentence=Sentence(c.text, c.confidence, self.threshold),
+            key=(c.text, unsure),
+            value=c,
+        )
 
 
 def usable(setup: Setup) -> str | None:

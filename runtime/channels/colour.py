@@ -24,7 +24,7 @@ for the frame at hand whichever channels are on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -32,8 +32,20 @@ import numpy as np
 from runtime.channels.base import Context, Findings, Setup
 from runtime.options import check, number
 
-NAMES = ("black", "grey", "white", "red", "orange", "yellow", "green", "blue", "purple", "pink",
-         "brown", "beige")
+NAMES = (
+    "black",
+    "grey",
+    "white",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "beige",
+)
 SHADED = {"blue", "green", "grey", "red", "purple", "brown"}  # said as "dark blue", "light grey"
 
 
@@ -49,7 +61,9 @@ class ColourConfig:
         check(self, "centre", number(self.centre) and 0.1 <= self.centre <= 1, "use 0.1..1")
         check(self, "mostly", number(self.mostly) and 0.3 <= self.mostly <= 1, "use 0.3..1")
         check(self, "second", number(self.second) and 0.05 <= self.second <= 0.5, "use 0.05..0.5")
-        check(self, "warm_k", number(self.warm_k) and 2500 <= self.warm_k <= 6500, "use 2500..6500 K")
+        check(
+            self, "warm_k", number(self.warm_k) and 2500 <= self.warm_k <= 6500, "use 2500..6500 K"
+        )
         check(self, "strength", number(self.strength) and 0 <= self.strength <= 1, "use 0..1")
 
 
@@ -83,12 +97,37 @@ def names(lab: np.ndarray) -> np.ndarray:
     warm = ~reddish & (h < 90)
     brownish = ((L < 50) & (C < 55)) | ((L < 65) & (C < 35))
     conditions = [
-        grey & (L < 20), grey & (L >= 82), grey,
-        reddish & (L >= 65) & (C < 60), reddish & (h >= 330) & (h < 345), reddish,
-        warm & brownish, warm & (C < 30), warm & (h < 75), warm,
-        (h < 110) & (L >= 55), h < 110, h < 195, h < 311]
-    choices = ["black", "white", "grey", "pink", "purple", "red", "brown", "beige", "orange",
-               "yellow", "yellow", "brown", "green", "blue"]
+        grey & (L < 20),
+        grey & (L >= 82),
+        grey,
+        reddish & (L >= 65) & (C < 60),
+        reddish & (h >= 330) & (h < 345),
+        reddish,
+        warm & brownish,
+        warm & (C < 30),
+        warm & (h < 75),
+        warm,
+        (h < 110) & (L >= 55),
+        h < 110,
+        h < 195,
+        h < 311,
+    ]
+    choices = [
+        "black",
+        "white",
+        "grey",
+        "pink",
+        "purple",
+        "red",
+        "brown",
+        "beige",
+        "orange",
+        "yellow",
+        "yellow",
+        "brown",
+        "green",
+        "blue",
+    ]
     return np.select(conditions, choices, default="purple")
 
 
@@ -99,7 +138,9 @@ def linear(srgb8: np.ndarray) -> np.ndarray:
 
 def encoded(lin: np.ndarray) -> np.ndarray:
     lin = np.clip(lin, 0, 1)
-    return np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055).astype(np.float32)
+    return np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055).astype(
+        np.float32
+    )
 
 
 def blackbody(kelvin: float) -> np.ndarray:
@@ -108,21 +149,23 @@ def blackbody(kelvin: float) -> np.ndarray:
     return _blackbody(kelvin) / _blackbody(6504.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _blackbody(t: float) -> np.ndarray:
     if t < 4000:
-        x = -0.2661239e9 / t ** 3 - 0.2343589e6 / t ** 2 + 0.8776956e3 / t + 0.179910
+        x = -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910
     else:
-        x = -3.0258469e9 / t ** 3 + 2.1070379e6 / t ** 2 + 0.2226347e3 / t + 0.240390
+        x = -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390
     if t < 2222:
-        y = -1.1063814 * x ** 3 - 1.34811020 * x ** 2 + 2.18555832 * x - 0.20219683
+        y = -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683
     elif t < 4000:
-        y = -0.9549476 * x ** 3 - 1.37418593 * x ** 2 + 2.09137015 * x - 0.16748867
+        y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
     else:
-        y = 3.0817580 * x ** 3 - 5.87338670 * x ** 2 + 3.75112997 * x - 0.37001483
+        y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
     xyz = np.array([x / y, 1.0, (1 - x - y) / y])
-    rgb = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415],
-                    [0.0557, -0.2040, 1.0570]]) @ xyz
+    rgb = (
+        np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]])
+        @ xyz
+    )
     return rgb / rgb[1]
 
 
@@ -148,12 +191,14 @@ class ColourReader:
         h, w = lin.shape[:2]
         c = self.cfg.centre / 2
         border = np.ones((h, w), bool)
-        border[int(h * (0.5 - c)):int(h * (0.5 + c)), int(w * (0.5 - c)):int(w * (0.5 + c))] = False
+        border[int(h * (0.5 - c)) : int(h * (0.5 + c)), int(w * (0.5 - c)) : int(w * (0.5 + c))] = (
+            False
+        )
         usable = border & (lin.max(axis=2) < 0.98) & (lin.mean(axis=2) > 0.02)
         if usable.sum() < 50:
             return lin, None
         px = lin[usable].astype(np.float64)
-        light = (px ** 6).mean(axis=0) ** (1 / 6)
+        light = (px**6).mean(axis=0) ** (1 / 6)
         k = kelvin(light / max(light[1], 1e-6))
         if k >= self.cfg.warm_k:
             return lin, None
@@ -168,13 +213,19 @@ class ColourReader:
         lin, k = self.balanced(frame)
         h, w = lin.shape[:2]
         c = self.cfg.centre / 2
-        centre = encoded(lin[int(h * (0.5 - c)):int(h * (0.5 + c)), int(w * (0.5 - c)):int(w * (0.5 + c))])
+        centre = encoded(
+            lin[int(h * (0.5 - c)) : int(h * (0.5 + c)), int(w * (0.5 - c)) : int(w * (0.5 + c))]
+        )
         lab = cv2.cvtColor(np.ascontiguousarray(centre), cv2.COLOR_RGB2LAB).reshape(-1, 3)
         found = names(lab)
         out = []
         for n, count in sorted(zip(*np.unique(found, return_counts=True)), key=lambda x: -x[1]):
             lightness = float(np.median(lab[found == n, 0]))
-            shade = ("dark " if lightness < 35 else "light " if lightness > 72 else "") if n in SHADED else ""
+            shade = (
+                ("dark " if lightness < 35 else "light " if lightness > 72 else "")
+                if n in SHADED
+                else ""
+            )
             out.append((shade + str(n), round(float(count) / len(found), 3)))
         return out, k
 
@@ -200,9 +251,16 @@ class ColourChannel:
         colours, k = self.reader.read(frame)
         said = self.reader.said(colours)
         main = colours[0][0] if colours else ""
-        return Findings(self.name, said=said, key=(main,),
-                        report={"colours": [{"name": n, "share": s} for n, s in colours[:4]],
-                                "white_balance_k": k}, value=colours)
+        return Findings(
+            self.name,
+            said=said,
+            key=(main,),
+            report={
+                "colours": [{"name": n, "share": s} for n, s in colours[:4]],
+                "white_balance_k": k,
+            },
+            value=colours,
+        )
 
 
 def usable(setup: Setup) -> str | None:

@@ -58,9 +58,16 @@ class ComposeConfig:
     place_guesses: bool = False  # say where a guessed thing is, where its channel knows
 
     @staticmethod
-    def full() -> "ComposeConfig":
-        return ComposeConfig(facts=8, facts_beside_caption=6, guesses=2, guessed_names=3,
-                             hedge_floor=0.0, guess_beside_facts=True, place_guesses=True)
+    def full() -> ComposeConfig:
+        return ComposeConfig(
+            facts=8,
+            facts_beside_caption=6,
+            guesses=2,
+            guessed_names=3,
+            hedge_floor=0.0,
+            guess_beside_facts=True,
+            place_guesses=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ class Description:
         return self.caption_said == "hedged"
 
     def report(self) -> dict:
-        """Every channel's keys for `caption --json` and the log."""
+        """Every channel's keys for caption's JSON and the log."""
         out: dict = {}
         for f in self.findings:
             out.update(f.report)
@@ -128,8 +135,9 @@ def listed(phrases: list[str], joint: str = "and") -> str:
     return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} {joint} {phrases[-1]}"
 
 
-def _facts(findings: tuple[Findings, ...], kinds: dict
-           ) -> tuple[list[Thing], list[Thing], bool, set[str]]:
+def _facts(
+    findings: tuple[Findings, ...], kinds: dict
+) -> tuple[list[Thing], list[Thing], bool, set[str]]:
     """(facts, guesses, whether a channel that covers COCO's classes ran, what it glimpsed).
     A fact that needs confirming (the ImageNet head's COCO thing) is dropped where another
     channel's fact has its class (that one is said); it stays a fact where the covering
@@ -149,8 +157,11 @@ def _facts(findings: tuple[Findings, ...], kinds: dict
     for t in (t for f in findings for t in f.facts if t.confirm):
         if t.cls in seen:
             continue  # the detector's count and place are said
-        unseen = covering and t.cls and (t.cls not in glimpsed or
-                                         any(coco.same_group(t.cls, c) for c in seen))
+        unseen = (
+            covering
+            and t.cls
+            and (t.cls not in glimpsed or any(coco.same_group(t.cls, c) for c in seen))
+        )
         (guesses if unseen else facts).append(t)
     first = {id(t) for f in findings if f.covers for t in f.facts}  # boxes: placed and counted
     unique: dict[str, Thing] = {}
@@ -159,15 +170,24 @@ def _facts(findings: tuple[Findings, ...], kinds: dict
     guessed: dict[str, Thing] = {}
     stated = {t.cls for t in unique.values() if t.cls}
     for t in sorted(guesses, key=lambda t: -t.score):
-        if (t.cls or t.name) in unique or (t.cls and coco.group(t.cls) == "animal" and any(
-                coco.same_group(t.cls, c) for c in stated)):
+        if (t.cls or t.name) in unique or (
+            t.cls
+            and coco.group(t.cls) == "animal"
+            and any(coco.same_group(t.cls, c) for c in stated)
+        ):
             continue  # a dog guessed where a cat is stated: a second opinion on one animal
         guessed.setdefault(t.cls or t.name, t)
     return list(unique.values()), list(guessed.values()), covering, glimpsed
 
 
-def _verdict(s: Sentence, facts: list[Thing], guesses: list[Thing], covering: bool,
-             glimpses: set[str] = frozenset(), floor: float = 0.0) -> str:
+def _verdict(
+    s: Sentence,
+    facts: list[Thing],
+    guesses: list[Thing],
+    covering: bool,
+    glimpses: set[str] = frozenset(),
+    floor: float = 0.0,
+) -> str:
     """stated | hedged | left out, for the caption against what the channels saw."""
     unsure = s.threshold is not None and s.confidence is not None and s.confidence < s.threshold
     if not covering:
@@ -185,8 +205,11 @@ def _verdict(s: Sentence, facts: list[Thing], guesses: list[Thing], covering: bo
     return "hedged" if all(c in glimpsed for c in unseen) else "left out"
 
 
-def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None = None,
-            cfg: ComposeConfig = ComposeConfig()) -> Description:
+def compose(
+    findings: tuple[Findings, ...] | list[Findings],
+    kinds: dict | None = None,
+    cfg: ComposeConfig = ComposeConfig(),
+) -> Description:
     """One utterance from the findings of the channels that ran, in the registry's order."""
     findings = tuple(findings)
     facts, guesses, covering, glimpsed = _facts(findings, kinds or {})
@@ -204,37 +227,58 @@ def compose(findings: tuple[Findings, ...] | list[Findings], kinds: dict | None 
             facts.remove(sure)  # correct the caption: its name is only a guess
             guesses.insert(0, sure)
     if caption:
-        verdict = _verdict(replace(s, text=caption), facts, guesses, covering, glimpsed,
-                           cfg.hedge_floor)
+        verdict = _verdict(
+            replace(s, text=caption), facts, guesses, covering, glimpsed, cfg.hedge_floor
+        )
     parts: list[str] = []
     if verdict == "stated":
         parts.append(caption)
         named = coco.classes_in(caption)
-        rest = [t for t in facts if not (t.cls and t.cls in named) and not mentions(caption, t.name)]
-        if rest[:cfg.facts_beside_caption]:
-            parts.append("I see " + listed([t.phrase for t in rest[:cfg.facts_beside_caption]]))
+        rest = [
+            t for t in facts if not (t.cls and t.cls in named) and not mentions(caption, t.name)
+        ]
+        if rest[: cfg.facts_beside_caption]:
+            parts.append("I see " + listed([t.phrase for t in rest[: cfg.facts_beside_caption]]))
     elif facts:
-        parts.append("I see " + listed([t.phrase for t in facts[:cfg.facts]]))
+        parts.append("I see " + listed([t.phrase for t in facts[: cfg.facts]]))
     parts += [f.said for f in findings if f.said]
     maybes: list[str] = []
     if verdict == "hedged":
         maybes.append("maybe " + caption)
-    names = [t.phrase if cfg.place_guesses else coco.with_article(t.name)
-             for t in guesses[:cfg.guessed_names]]
-    if names and (not s or not covering or verdict != "hedged") and (
-            cfg.guess_beside_facts or not facts):
+    names = [
+        t.phrase if cfg.place_guesses else coco.with_article(t.name)
+        for t in guesses[: cfg.guessed_names]
+    ]
+    if (
+        names
+        and (not s or not covering or verdict != "hedged")
+        and (cfg.guess_beside_facts or not facts)
+    ):
         maybes.append("maybe " + listed(names, "or"))
-    parts += maybes[:cfg.guesses]
+    parts += maybes[: cfg.guesses]
     read = " ".join(f.read for f in findings if f.read)
     said = ". ".join(p for p in parts if p)
     said = (f"{said}. {read}" if said else read) if read else said
     key = tuple((f.channel, f.key) for f in findings if f.key != ())
-    # where things are, for --find: the detector's boxes first; a COCO thing another channel
+    # where things are, for find mode: the detector's boxes first; a COCO thing another channel
     # places is left out where the detector ran and saw nothing of it
     known = {t.cls for t in facts if t.cls} | glimpsed | {None}  # None: no COCO thing
-    places = tuple((name, where) for f in sorted(findings, key=lambda f: not f.covers)
-                   for name, where in f.places
-                   if f.covers or not covering or coco.canonical(name) in known)
+    places = tuple(
+        (name, where)
+        for f in sorted(findings, key=lambda f: not f.covers)
+        for name, where in f.places
+        if f.covers or not covering or coco.canonical(name) in known
+    )
     words = tuple(w for f in findings for w in f.words)
-    return Description(said or NOTHING, key, findings, caption, s.confidence if s else None,
-                       verdict, replaced, read or None, places, words)
+    return Description(
+        said or NOTHING,
+        key,
+        findings,
+        caption,
+        s.confidence if s else None,
+        verdict,
+        replaced,
+        read or None,
+        places,
+        words,
+    )

@@ -4,11 +4,11 @@ bundle's detector graph), said with their count and place, the most useful first
     "I see two people ahead, a table on your left and a cup on your right"
 
 A class is a fact at its threshold (the bundle's, chosen on the COCO-everyday dev photos; a
-class may have its own in the manifest's `thresholds`), a guess under it down to `guess`, and only glimpsed (never said,
-but enough for the caption to name it as a guess) down to `support`. Places come from the
-boxes' centres (thirds of the frame, or clock positions with --where clock). People come
-first, then the larger and the more central. It runs once per new scene, in the background
-worker (slow), and --find uses its boxes.
+class may have its own in the manifest's `thresholds`), a guess under it down to `guess`, and
+only glimpsed (never said, but enough for the caption to name it as a guess) down to
+`support`. Places come from the boxes' centres (thirds of the frame, or clock positions).
+People come first, then the larger and the more central. It runs once per new scene, in the
+background worker (slow), and find mode uses its boxes.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from runtime.model.detector import DEFAULT, load_detector, load_detector_bundle
 from runtime.model.io_spec import MANIFEST
 from runtime.model.session import SessionConfig
 
-
 HINT = "make models-detector (it builds models/detector)"
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
@@ -45,8 +45,14 @@ def rank(cls: str, box: tuple[int, int, int, int], width: int, height: int) -> f
     return (1.0 if cls == "person" else 0.0) + area * (1 - off)
 
 
-def group(detections: list, thresholds: dict[str, float], default: float, width: int,
-          height: int, style: str = "words") -> list[Thing]:
+def group(
+    detections: list,
+    thresholds: dict[str, float],
+    default: float,
+    width: int,
+    height: int,
+    style: str = "words",
+) -> list[Thing]:
     """Detections at their class's threshold -> one Thing per class: counted, placed by the
     thirds their boxes' centres fall in, ordered most useful first."""
     by: dict[str, list] = {}
@@ -58,22 +64,34 @@ def group(detections: list, thresholds: dict[str, float], default: float, width:
         ds = sorted(ds, key=lambda d: -rank(cls, d.box, width, height))
         wheres = sorted({third(d.box[0], d.box[2], width) for d in ds}, key=THIRDS.index)
         phrase = f"{coco.counted(cls, len(ds))} " + (
-            " and ".join(spoken_place(w, style) for w in wheres) if len(wheres) < 3 else
-            "from left to right" if style == "words" else "from 10 to 2 o'clock")
-        things.append(Thing(coco.spoken(cls), phrase, max(d.score for d in ds), cls,
-                            rank=max(rank(cls, d.box, width, height) for d in ds)))
+            " and ".join(spoken_place(w, style) for w in wheres)
+            if len(wheres) < 3
+            else "from left to right"
+            if style == "words"
+            else "from 10 to 2 o'clock"
+        )
+        things.append(
+            Thing(
+                coco.spoken(cls),
+                phrase,
+                max(d.score for d in ds),
+                cls,
+                rank=max(rank(cls, d.box, width, height) for d in ds),
+            )
+        )
     return sorted(things, key=lambda t: -t.rank)
 
 
 class DetectorChannel:
     name, slow, key = "detector", True, ""
-    finds = True  # --find looks in its places (or words)
+    finds = True  # find mode looks in its places (or words)
 
     def __init__(self, setup: Setup, cfg: DetectorConfig = DetectorConfig()):
         bundle = load_detector_bundle(folder(setup))
         spec = bundle.spec
-        self.detector = load_detector(bundle, setup.precision,
-                                      own_engine_cache(setup.session or SessionConfig(), spec))
+        self.detector = load_detector(
+            bundle, setup.precision, own_engine_cache(setup.session or SessionConfig(), spec)
+        )
         self.cfg = cfg
         self.thresholds = {k: float(v) for k, v in spec.get("thresholds", {}).items()}
         self.fact = float(spec["threshold"])
@@ -84,30 +102,60 @@ class DetectorChannel:
         return findings(found, w, h, self.thresholds, self.fact, self.cfg, context.where)
 
 
-def findings(found: list, width: int, height: int, thresholds: dict[str, float], fact: float,
-             cfg: DetectorConfig = DetectorConfig(), style: str = "words") -> Findings:
+def findings(
+    found: list,
+    width: int,
+    height: int,
+    thresholds: dict[str, float],
+    fact: float,
+    cfg: DetectorConfig = DetectorConfig(),
+    style: str = "words",
+) -> Findings:
     """A frame's detections (runtime.model.detector.Detection) -> the channel's findings: facts
     at their class's threshold, guesses under it down to cfg.guess, glimpses down to
-    cfg.support; places for --find, the surest first; the report for JSON and the log."""
+    cfg.support; places for find mode, the surest first; the report for JSON and the log."""
     facts = group(found, thresholds, fact, width, height, style)
     stated = {t.cls for t in facts}
     best: dict[str, float] = {}
     for d in found:
         best[d.name] = max(best.get(d.name, 0.0), d.score)
-    guesses = tuple(Thing(coco.spoken(c), coco.with_article(coco.spoken(c)), s, c)
-                    for c, s in sorted(best.items(), key=lambda kv: -kv[1])
-                    if c not in stated and s >= cfg.guess)
+    guesses = tuple(
+        Thing(coco.spoken(c), coco.with_article(coco.spoken(c)), s, c)
+        for c, s in sorted(best.items(), key=lambda kv: -kv[1])
+        if c not in stated and s >= cfg.guess
+    )
     glimpsed = tuple(c for c, s in best.items() if c not in stated and s >= cfg.support)
-    counts = {c: sum(d.name == c and d.score >= thresholds.get(c, fact) for d in found)
-              for c in stated}
-    report = [{"name": coco.spoken(d.name), "class": d.name, "score": round(float(d.score), 4),
-               "box": list(d.box), "where": third(d.box[0], d.box[2], width),
-               "count": counts.get(d.name, 0), "stated": d.name in stated} for d in found]
-    places = tuple((coco.spoken(d.name), third(d.box[0], d.box[2], width))
-                   for d in sorted(found, key=lambda d: -d.score) if d.score >= cfg.guess)
-    return Findings("detector", facts=tuple(facts), guesses=guesses, glimpsed=glimpsed,
-                    places=places, key=tuple(sorted(counts.items())), covers=True,
-                    report={"detections": report}, value=found)
+    counts = {
+        c: sum(d.name == c and d.score >= thresholds.get(c, fact) for d in found) for c in stated
+    }
+    report = [
+        {
+            "name": coco.spoken(d.name),
+            "class": d.name,
+            "score": round(float(d.score), 4),
+            "box": list(d.box),
+            "where": third(d.box[0], d.box[2], width),
+            "count": counts.get(d.name, 0),
+            "stated": d.name in stated,
+        }
+        for d in found
+    ]
+    places = tuple(
+        (coco.spoken(d.name), third(d.box[0], d.box[2], width))
+        for d in sorted(found, key=lambda d: -d.score)
+        if d.score >= cfg.guess
+    )
+    return Findings(
+        "detector",
+        facts=tuple(facts),
+        guesses=guesses,
+        glimpsed=glimpsed,
+        places=places,
+        key=tuple(sorted(counts.items())),
+        covers=True,
+        report={"detections": report},
+        value=found,
+    )
 
 
 def own_engine_cache(session: SessionConfig, spec: dict) -> SessionConfig:
@@ -132,5 +180,6 @@ def folder(setup: Setup) -> Path:
 
 def usable(setup: Setup) -> str | None:
     path = folder(setup) / MANIFEST
-    return None if path.is_file() else f"{path}: no detector here (`make models-detector` builds it)"
-
+    return (
+        None if path.is_file() else f"{path}: no detector here (`make models-detector` builds it)"
+    )

@@ -53,8 +53,12 @@ class Light:
     change: str | None  # "lights off" | "lights on" where the level changed suddenly
 
     def as_json(self) -> dict:
-        return {"level": self.level, "mean": round(self.mean, 1), "brightest": self.brightest,
-                "change": self.change}
+        return {
+            "level": self.level,
+            "mean": round(self.mean, 1),
+            "brightest": self.brightest,
+            "change": self.change,
+        }
 
 
 class LightMeter:
@@ -76,7 +80,9 @@ class LightMeter:
         means = [float(t.mean()) for t in thirds]
         tops = [float(np.percentile(t, 98)) for t in thirds]
         best = int(np.argmax(means))
-        lit = tops[best] >= self.cfg.source and means[best] >= self.cfg.contrast * max(min(means), 1.0)
+        lit = tops[best] >= self.cfg.source and means[best] >= self.cfg.contrast * max(
+            min(means), 1.0
+        )
         change = self.change
         if self.last is not None:
             before, was = self.last[1], self.last[0]
@@ -92,8 +98,11 @@ class LightMeter:
 
 
 def spoken(light: Light, style: str = "words") -> str:
-    said = light.change if light.change == "lights off" else (
-        f"{light.change}, {light.level}" if light.change else light.level)
+    said = (
+        light.change
+        if light.change == "lights off"
+        else (f"{light.change}, {light.level}" if light.change else light.level)
+    )
     if light.brightest:
         said += f", bright light {spoken_place(light.brightest, style)}"
     return said
@@ -109,8 +118,13 @@ class LightChannel:
 
     def run(self, frame: np.ndarray, context: Context) -> Findings:
         light = self.meter.measure(frame, remember=not context.everything)
-        return Findings(self.name, said=spoken(light, context.where), key=(light.level,),
-                        report={"light": light.as_json()}, value=light)
+        return Findings(
+            self.name,
+            said=spoken(light, context.where),
+            key=(light.level,),
+            report={"light": light.as_json()},
+            value=light,
+        )
 
 
 def usable(setup: Setup) -> str | None:

@@ -30,7 +30,7 @@ class ObjectsConfig:
     sure: float = 0.7  # pooled probability to name an object as a fact
     maybe: float = 0.15  # least pooled probability of a hedged name
     most: int = 2  # hedged names at most ("maybe a cup or a bowl")
-    report: int = 3  # names with scores in `caption --json`
+    report: int = 3  # names with scores in caption's JSON
     place_hedged: bool = False  # also say where the hedged names are (verbosity full)
 
 
@@ -39,7 +39,9 @@ class Objects:
     text: str  # what is spoken
     named: tuple[str, ...]  # the names spoken (empty when not sure)
     sure: bool  # named as a fact
-    top: list[dict]  # [{"name", "score"}] highest pooled scores, for JSON ("where" too, when placed)
+    top: list[
+        dict
+    ]  # [{"name", "score"}] highest pooled scores, for JSON ("where" too, when placed)
     places: tuple[tuple[str, str], ...] = ()  # (name, left|ahead|right) of each name placed
 
 
@@ -56,7 +58,9 @@ class ObjectNamer:
 
     def __init__(self, names: tuple[str, ...], cfg: ObjectsConfig = ObjectsConfig()):
         if not 0 < cfg.maybe <= cfg.sure <= 1:
-            raise InputError(f"objects thresholds: need 0 < maybe ({cfg.maybe}) <= sure ({cfg.sure}) <= 1")
+            raise InputError(
+                f"objects thresholds: need 0 < maybe ({cfg.maybe}) <= sure ({cfg.sure}) <= 1"
+            )
         self.cfg = cfg
         self.names = tuple(dict.fromkeys(names))  # unique, in first-seen order
         index = {n: i for i, n in enumerate(self.names)}
@@ -71,8 +75,10 @@ class ObjectNamer:
         p = np.exp(z - z.max())
         pooled = np.bincount(self.group, weights=p / p.sum(), minlength=len(self.names))
         order = np.argsort(-pooled, kind="stable")
-        top = [{"name": self.names[i], "score": round(float(pooled[i]), 4)}
-               for i in order[: self.cfg.report]]
+        top = [
+            {"name": self.names[i], "score": round(float(pooled[i]), 4)}
+            for i in order[: self.cfg.report]
+        ]
         places = {t["name"]: locate(t["name"]) for t in top} if locate is not None else {}
         for t in top:
             if places.get(t["name"]):
@@ -84,13 +90,22 @@ class ObjectNamer:
         best = float(pooled[order[0]])
         if best >= self.cfg.sure:
             name = self.names[order[0]]
-            return Objects(f"I see {said(name)}", (name,), True, top,
-                           tuple((n, places[n]) for n in (name,) if places.get(n)))
+            return Objects(
+                f"I see {said(name)}",
+                (name,),
+                True,
+                top,
+                tuple((n, places[n]) for n in (name,) if places.get(n)),
+            )
         hedged = tuple(self.names[i] for i in order[: self.cfg.most] if pooled[i] >= self.cfg.maybe)
         if hedged:
-            return Objects("maybe " + " or ".join(said(n, self.cfg.place_hedged) for n in hedged),
-                           hedged, False, top,
-                           tuple((n, places[n]) for n in hedged if places.get(n)))
+            return Objects(
+                "maybe " + " or ".join(said(n, self.cfg.place_hedged) for n in hedged),
+                hedged,
+                False,
+                top,
+                tuple((n, places[n]) for n in hedged if places.get(n)),
+            )
         return Objects("not sure", (), False, top)
 
 
@@ -98,12 +113,13 @@ class ObjectsChannel:
     """The ImageNet head's names, from the encoder pass every frame has (fast)."""
 
     name, slow, key = "objects", False, ""
-    finds = True  # --find looks in its places (or words)
+    finds = True  # find mode looks in its places (or words)
 
     def __init__(self, setup: Setup):
         full = setup.verbosity == "full"
-        self.namer = ObjectNamer(setup.bundle.object_names(),
-                                 ObjectsConfig(most=3 if full else 2, place_hedged=full))
+        self.namer = ObjectNamer(
+            setup.bundle.object_names(), ObjectsConfig(most=3 if full else 2, place_hedged=full)
+        )
         self.kinds = setup.bundle.kinds.get("objects", {})
 
     def run(self, frame: np.ndarray, context: Context) -> Findings:
@@ -111,8 +127,11 @@ class ObjectsChannel:
         if result is None or result.imagenet_logits is None:
             raise InputError("the objects channel: the encoder gave no ImageNet logits")
         locator, fmap = context.locator, result.feature_map
-        locate = None if locator is None or fmap is None else \
-            (lambda name: third_of(locator.centre(fmap, result.imagenet_logits, name)))
+        locate = (
+            None
+            if locator is None or fmap is None
+            else (lambda name: third_of(locator.centre(fmap, result.imagenet_logits, name)))
+        )
         o = self.namer(result.imagenet_logits, locate, context.where)
         scores = {t["name"]: t["score"] for t in o.top}
         places = dict(o.places)
@@ -120,17 +139,35 @@ class ObjectsChannel:
         def thing(name: str) -> Thing:
             cls = coco.canonical(name)
             phrase = placed(name, places.get(name), context.where)
-            return Thing(name, phrase, scores.get(name, 0.0), cls, self.kinds.get(name),
-                         confirm=cls is not None, rank=scores.get(name, 0.0))
+            return Thing(
+                name,
+                phrase,
+                scores.get(name, 0.0),
+                cls,
+                self.kinds.get(name),
+                confirm=cls is not None,
+                rank=scores.get(name, 0.0),
+            )
 
         named = tuple(thing(n) for n in o.named)
-        return Findings(self.name, facts=named if o.sure else (),
-                        guesses=() if o.sure else named, places=o.places,
-                        key=(frozenset(o.named), o.sure), report={"objects": o.top}, value=o)
+        return Findings(
+            self.name,
+            facts=named if o.sure else (),
+            guesses=() if o.sure else named,
+            places=o.places,
+            key=(frozenset(o.named), o.sure),
+            report={"objects": o.top},
+            value=o,
+        )
 
 
 def usable(setup: Setup) -> str | None:
     """Why this bundle has no objects channel, or None."""
-    return None if setup.has_objects else (f"{setup.bundle.root} has no objects head (its encoder "
-                                           "does not output ImageNet logits); export it again")
-
+    return (
+        None
+        if setup.has_objects
+        else (
+            f"{setup.bundle.root} has no objects head (its encoder "
+            "does not output ImageNet logits); export it again"
+        )
+    )

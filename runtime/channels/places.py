@@ -1,5 +1,5 @@
 """Places, said: the third of the frame a thing is in, as words ("on your left", "ahead") or as
-a clock position ("at 10 o'clock", --where clock).
+a clock position ("at 10 o'clock", the clock style).
 
 The model layer measures where a thing is (a box, or runtime.model.where's centre of an
 object's evidence as a share of the width); the channels say it with these.

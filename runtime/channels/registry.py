@@ -15,13 +15,12 @@ also `register()` a factory of its own.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from runtime.channels.base import Channel, Context, Findings, Setup
 from runtime.channels.compose import ComposeConfig, Description, compose
-from runtime.errors import InputError
 from runtime.options import OptionError
 
 # name -> "module:Class" (or a factory taking a Setup); auto: on by default for a real-photo bundle
@@ -58,8 +57,13 @@ def why_not(name: str, setup: Setup) -> str | None:
 def _cls(name: str):
     """The channel's class (None for a factory that is not one)."""
     entry = REGISTRY[name]
-    return getattr(_module(name), entry.split(":")[1]) if isinstance(entry, str) else \
-        entry if isinstance(entry, type) else None
+    return (
+        getattr(_module(name), entry.split(":")[1])
+        if isinstance(entry, str)
+        else entry
+        if isinstance(entry, type)
+        else None
+    )
 
 
 def hint(name: str) -> str | None:
@@ -80,7 +84,7 @@ def choices() -> str:
 
 
 def summaries() -> dict[str, str]:
-    """name -> what the channel does: the comment on its REGISTRY line (for --help)."""
+    """name -> what the channel does: the comment on its REGISTRY line (for the help)."""
     import inspect
     import re
 
@@ -93,16 +97,24 @@ def summaries() -> dict[str, str]:
 
 
 def finders(setup: Setup) -> tuple[str, ...]:
-    """The usable channels that can place a thing or a word for --find (their class says
+    """The usable channels that can place a thing or a word for find mode (their class says
     `finds = True`), in registry order."""
-    return tuple(n for n in REGISTRY if getattr(_cls(n), "finds", False) and why_not(n, setup) is None)
+    return tuple(
+        n for n in REGISTRY if getattr(_cls(n), "finds", False) and why_not(n, setup) is None
+    )
 
 
 def on_key(names: tuple[str, ...], setup: Setup) -> tuple[str, ...]:
     """The usable fast channels with a manual key that are not in `names`: their key works
     whichever channels are on ("c": the colours now), as they cost next to nothing."""
-    return tuple(n for n in REGISTRY if n not in names and getattr(_cls(n), "key", "")
-                 and getattr(_cls(n), "slow", True) is False and why_not(n, setup) is None)
+    return tuple(
+        n
+        for n in REGISTRY
+        if n not in names
+        and getattr(_cls(n), "key", "")
+        and getattr(_cls(n), "slow", True) is False
+        and why_not(n, setup) is None
+    )
 
 
 def resolve(spec: str, setup: Setup) -> tuple[str, ...]:
@@ -122,8 +134,9 @@ def resolve(spec: str, setup: Setup) -> tuple[str, ...]:
         chosen = set()
         for name in (n.strip() for n in spec.split(",")):
             if name not in REGISTRY and name not in ALIASES:
-                raise OptionError("channel", repr(spec), "use auto, all, both, or a comma list "
-                                  f"of {choices()}")
+                raise OptionError(
+                    "channel", repr(spec), f"use auto, all, both, or a comma list of {choices()}"
+                )
             chosen.update(ALIASES.get(name, (name,)))
         for name in sorted(chosen):
             reason = why_not(name, setup)
@@ -158,8 +171,13 @@ class ChannelSet:
             self.keys.setdefault(channel.key, channel)
 
     def context(self, caption, everything: bool = False) -> Context:
-        return Context(caption, getattr(self.captioner, "locator", None), self.setup.where,
-                       self.setup.verbosity, everything)
+        return Context(
+            caption,
+            getattr(self.captioner, "locator", None),
+            self.setup.where,
+            self.setup.verbosity,
+            everything,
+        )
 
     def run_fast(self, frame: np.ndarray):
         """(the frame's Caption, the fast channels' findings). A frame the captioner cannot
@@ -178,8 +196,9 @@ class ChannelSet:
                     self.on_error(f"{c.name} channel failed on a frame ({type(e).__name__}: {e})")
         return found
 
-    def run_slow(self, frame: np.ndarray, caption=None, only: Channel | None = None,
-                 everything: bool = False) -> list[Findings]:
+    def run_slow(
+        self, frame: np.ndarray, caption=None, only: Channel | None = None, everything: bool = False
+    ) -> list[Findings]:
         """The slow channels' findings (or `only` that channel's, with `everything`: all of
         it, for a key); an exception is the caller's (the worker warns once per channel)."""
         ctx = self.context(caption, everything)

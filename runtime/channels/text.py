@@ -2,8 +2,8 @@
 recognition, ONNX models shipped in the `rapidocr` wheel, Apache-2.0) on ONNX Runtime.
 
     reader = TextReader()
-    lines = reader.read(frame)            # [TextLine("EMERGENCY EXIT", 0.999, (163, 215, 457, 250), "ahead")]
-    spoken(lines)                         # "Sign: EMERGENCY EXIT"
+    lines = reader.read(frame)  # [TextLine("EMERGENCY EXIT", 0.999, (163, 215, 457, 250), "ahead")]
+    spoken(lines)               # "Sign: EMERGENCY EXIT"
 
 As a channel (TextChannel) it is slow: it reads once per new scene, in the describe loop's
 background worker, and manual mode's "t" reads every line of the frame at once.
@@ -29,8 +29,8 @@ from runtime.errors import InputError
 from runtime.model.session import MAX_THREADS, cache_root
 from runtime.options import check, number
 
-
 HINT = "pip install -c requirements/constraints.txt rapidocr"
+
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -44,10 +44,24 @@ class TextConfig:
 
     def __post_init__(self):
         check(self, "min_score", number(self.min_score) and 0 <= self.min_score <= 1, "use 0..1")
-        check(self, "max_lines", number(self.max_lines, int) and self.max_lines >= 1, "use 1 or more lines")
-        check(self, "side", number(self.side, int) and 160 <= self.side <= 2048, "use 160..2048 pixels")
-        check(self, "threads", number(self.threads, int) and 0 <= self.threads <= MAX_THREADS,
-              f"use 0..{MAX_THREADS}")
+        check(
+            self,
+            "max_lines",
+            number(self.max_lines, int) and self.max_lines >= 1,
+            "use 1 or more lines",
+        )
+        check(
+            self,
+            "side",
+            number(self.side, int) and 160 <= self.side <= 2048,
+            "use 160..2048 pixels",
+        )
+        check(
+            self,
+            "threads",
+            number(self.threads, int) and 0 <= self.threads <= MAX_THREADS,
+            f"use 0..{MAX_THREADS}",
+        )
 
 
 @dataclass(frozen=True)
@@ -58,8 +72,12 @@ class TextLine:
     where: str  # left | ahead | right, from the box's centre (runtime.channels.places.third)
 
     def as_json(self) -> dict:
-        return {"text": self.text, "score": round(self.score, 4), "box": list(self.box),
-                "where": self.where}
+        return {
+            "text": self.text,
+            "score": round(self.score, 4),
+            "box": list(self.box),
+            "where": self.where,
+        }
 
 
 def reading_order(lines: list[TextLine]) -> list[TextLine]:
@@ -88,7 +106,7 @@ def spoken(lines: list[TextLine], max_lines: int = 3) -> str:
 
 
 def words(lines: list[TextLine]) -> tuple[tuple[str, str], ...]:
-    """(word, where) of every word read, lower-cased: what --find looks for in text."""
+    """(word, where) of every word read, lower-cased: what find mode looks for in text."""
     return tuple((w.lower(), l.where) for l in lines for w in l.text.split())
 
 
@@ -99,7 +117,8 @@ def engine_for(providers: tuple[str, ...]) -> str:
     import importlib.util
 
     if "TensorrtExecutionProvider" in providers and all(
-            importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda")):
+        importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda")
+    ):
         return "tensorrt"
     return "onnxruntime"
 
@@ -112,34 +131,62 @@ class TextReader:
             import rapidocr
             from rapidocr import RapidOCR
         except ImportError as e:
-            raise InputError(f"the text channel needs rapidocr ({e}); "
-                             "pip install -c requirements/constraints.txt rapidocr") from None
+            raise InputError(
+                f"the text channel needs rapidocr ({e}); "
+                "pip install -c requirements/constraints.txt rapidocr"
+            ) from None
         models = Path(rapidocr.__file__).resolve().parent / "models"
         det, rec = models / "PP-OCRv6_det_small.onnx", models / "PP-OCRv6_rec_small.onnx"
         for path in (det, rec):
             if not path.is_file():
-                raise InputError(f"{path}: the rapidocr wheel lacks its model; reinstall rapidocr==3.10.0")
+                raise InputError(
+                    f"{path}: the rapidocr wheel lacks its model; reinstall rapidocr==3.10.0"
+                )
         self.cfg = cfg
         self.engine_type = engine_for(providers)
-        trt = {"Det.engine_type": "tensorrt", "Rec.engine_type": "tensorrt",
-               "EngineConfig.tensorrt.cache_dir": str(_engine_cache())} if self.engine_type == "tensorrt" else {}
+        trt = (
+            {
+                "Det.engine_type": "tensorrt",
+                "Rec.engine_type": "tensorrt",
+                "EngineConfig.tensorrt.cache_dir": str(_engine_cache()),
+            }
+            if self.engine_type == "tensorrt"
+            else {}
+        )
         with _no_memory_patterns():  # its sessions are made here and at the first run
             self.engine = self._build(RapidOCR, trt, models, det, rec, cfg, providers)
             # the first run is the slow one; a line of text in it makes the recogniser load too
-            self.engine(cv2.putText(np.full((64, 320, 3), 255, np.uint8), "SCENESPEAK", (10, 44),
-                                    cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 3))
+            self.engine(
+                cv2.putText(
+                    np.full((64, 320, 3), 255, np.uint8),
+                    "SCENESPEAK",
+                    (10, 44),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    1.2,
+                    (0, 0, 0),
+                    3,
+                )
+            )
 
     @staticmethod
     def _build(RapidOCR, trt, models, det, rec, cfg, providers):
-        return RapidOCR(params={**trt,
-            "Global.log_level": "error", "Global.use_cls": False, "Global.text_score": 0.0,
-            "Global.model_root_dir": str(models), "Global.font_path": None,
-            "Det.model_path": str(det), "Rec.model_path": str(rec),
-            "Det.limit_type": "max", "Det.limit_side_len": cfg.side,
-            "EngineConfig.onnxruntime.intra_op_num_threads": cfg.threads or -1,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-            "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in providers,
-        })
+        return RapidOCR(
+            params={
+                **trt,
+                "Global.log_level": "error",
+                "Global.use_cls": False,
+                "Global.text_score": 0.0,
+                "Global.model_root_dir": str(models),
+                "Global.font_path": None,
+                "Det.model_path": str(det),
+                "Rec.model_path": str(rec),
+                "Det.limit_type": "max",
+                "Det.limit_side_len": cfg.side,
+                "EngineConfig.onnxruntime.intra_op_num_threads": cfg.threads or -1,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                "EngineConfig.onnxruntime.use_cuda": "CUDAExecutionProvider" in providers,
+            }
+        )
 
     def read(self, frame: np.ndarray, everything: bool = False) -> list[TextLine]:
         """BGR frame -> its lines in reading order (all of them with `everything`, else those
@@ -169,7 +216,9 @@ def padded(frame: np.ndarray, most: float = 8.0, least: int = 32) -> np.ndarray:
     if (height, width) == (h, w):
         return frame
     fill = int(np.median(frame)) if frame.size else 255  # the banner's own background, roughly
-    return cv2.copyMakeBorder(frame, 0, height - h, 0, width - w, cv2.BORDER_CONSTANT, value=(fill,) * 3)
+    return cv2.copyMakeBorder(
+        frame, 0, height - h, 0, width - w, cv2.BORDER_CONSTANT, value=(fill,) * 3
+    )
 
 
 @contextlib.contextmanager
@@ -209,7 +258,7 @@ class TextChannel:
     """Signs, labels and pages, read once per scene (slow); "t" reads every line."""
 
     name, slow, key = "text", True, "t"
-    finds = True  # --find looks in its places (or words)
+    finds = True  # find mode looks in its places (or words)
 
     def __init__(self, setup: Setup):
         providers = tuple(n for n, _ in setup.session.providers) if setup.session else ()
@@ -222,12 +271,21 @@ class TextChannel:
         read = spoken(lines, 1000 if context.everything else self.max_lines)
         if context.everything and not read:
             read = "no text"
-        return Findings(self.name, read=read, words=words(lines), key=(read,),
-                        report={"text": [l.as_json() for l in lines]}, value=lines)
+        return Findings(
+            self.name,
+            read=read,
+            words=words(lines),
+            key=(read,),
+            report={"text": [l.as_json() for l in lines]},
+            value=lines,
+        )
 
 
 def usable(setup: Setup) -> str | None:
     import importlib.util
 
-    return None if importlib.util.find_spec("rapidocr") else \
-        "the text channel needs rapidocr; pip install -c requirements/constraints.txt rapidocr"
+    return (
+        None
+        if importlib.util.find_spec("rapidocr")
+        else "the text channel needs rapidocr; pip install -c requirements/constraints.txt rapidocr"
+    )

@@ -22,7 +22,7 @@ from runtime.model.vocab import SPECIALS, Vocab
 FORMAT = "scenespeak-bundle/1"
 MAX_VOCAB = 1_000_000
 MAX_LEN = 1000
-MAX_MANIFEST_BYTES = 16 * 2 ** 20  # the default's is ~40 kB
+MAX_MANIFEST_BYTES = 16 * 2**20  # the default's is ~40 kB
 
 
 def sha256(path: Path) -> str:
@@ -38,14 +38,23 @@ def _get(d: dict, key: str, kind: type | tuple, where: str):
         raise BundleError(f"{where}: missing key {key!r}")
     value = d[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        want = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise BundleError(f"{where}: {key!r} has the wrong type ({type(value).__name__}; "
-                          f"expected {want})")
+        want = " or ".join(
+            _TYPE_NAMES.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,))
+        )
+        raise BundleError(
+            f"{where}: {key!r} has the wrong type ({type(value).__name__}; expected {want})"
+        )
     return value
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object",
-               list: "a list", bool: "true or false"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    dict: "an object",
+    list: "a list",
+    bool: "true or false",
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,9 @@ class Bundle:
     def graph_paths(self, precision: str) -> dict[str, Path]:
         """The graphs of one precision, after checking that each file is intact."""
         if precision not in self.files:
-            raise BundleError(f"{self.root}: no {precision} graphs (has {', '.join(self.precisions)})")
+            raise BundleError(
+                f"{self.root}: no {precision} graphs (has {', '.join(self.precisions)})"
+            )
         for f in self.files[precision].values():
             if f not in self._verified:
                 _check_hash(f)
@@ -116,7 +127,9 @@ class Bundle:
             classes = json.loads(f.path.read_text())["classes"]
             names = tuple(c["spoken"] for c in classes)
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-            raise BundleError(f"{f.path}: not a SceneSpeak objects table ({type(e).__name__})") from None
+            raise BundleError(
+                f"{f.path}: not a SceneSpeak objects table ({type(e).__name__})"
+            ) from None
         if not names or not all(isinstance(n, str) and n for n in names):
             raise BundleError(f"{f.path}: every class needs a spoken name")
         return names
@@ -164,8 +177,10 @@ def load_bundle(root: str | Path) -> Bundle:
         raise BundleError(f"{path}: not valid JSON ({str(e)[:120] or type(e).__name__})") from None
     where = str(path)
     if "format" in m and m["format"] != FORMAT:  # whatever its type: say what is expected
-        raise BundleError(f"{path}: format {m['format']!r} is not {FORMAT!r} (not a SceneSpeak "
-                          "bundle, or one this version cannot read)")
+        raise BundleError(
+            f"{path}: format {m['format']!r} is not {FORMAT!r} (not a SceneSpeak "
+            "bundle, or one this version cannot read)"
+        )
     _get(m, "format", str, where)
     v = _get(m, "vocab", dict, where)
     words = _get(v, "words", list, where + ":vocab")
@@ -175,11 +190,15 @@ def load_bundle(root: str | Path) -> Bundle:
         raise BundleError(f"{path}: vocab.words must start with {list(SPECIALS)}")
     twice = sorted({w for w in words if words.count(w) > 1}) if len(set(words)) < len(words) else []
     if twice:
-        raise BundleError(f"{path}: vocab.words lists {', '.join(map(repr, twice[:5]))} more than once")
+        raise BundleError(
+            f"{path}: vocab.words lists {', '.join(map(repr, twice[:5]))} more than once"
+        )
     for i, special in enumerate(("pad", "bos", "eos", "unk")):  # the ids the runtime assumes
         if special in v and _get(v, special, int, where + ":vocab") != i:
-            raise BundleError(f"{path}: vocab.{special} is {v[special]}; it must be {i}, the "
-                              f"place of {SPECIALS[i]} in vocab.words")
+            raise BundleError(
+                f"{path}: vocab.{special} is {v[special]}; it must be {i}, the "
+                f"place of {SPECIALS[i]} in vocab.words"
+            )
     max_len = _get(m, "max_len", int, where)
     if not 1 <= max_len <= MAX_LEN:
         raise BundleError(f"{path}: max_len {max_len} is outside 1..{MAX_LEN}")
@@ -197,9 +216,21 @@ def load_bundle(root: str | Path) -> Bundle:
             files[precision][graph] = _graph_file(root, entry, where, f"files.{precision}.{graph}")
     if not files:
         raise BundleError(f"{path}: lists no graph files")
-    objects = _file(root, _get(m, "objects", dict, where), where, "objects") if "objects" in m else None
-    return Bundle(root, m, Vocab(tuple(words)), pre, max_len, files, objects,
-                  _decoding(m, words, where), _confidence(m, where), _kinds(m, where))
+    objects = (
+        _file(root, _get(m, "objects", dict, where), where, "objects") if "objects" in m else None
+    )
+    return Bundle(
+        root,
+        m,
+        Vocab(tuple(words)),
+        pre,
+        max_len,
+        files,
+        objects,
+        _decoding(m, words, where),
+        _confidence(m, where),
+        _kinds(m, where),
+    )
 
 
 def _decoding(m: dict, words: list, where: str) -> dict:
@@ -249,4 +280,3 @@ def _kinds(m: dict, where: str) -> dict:
         raise BundleError(f"{where}: kinds.same must map object names to lists of words")
     out["same"] = same
     return out
-

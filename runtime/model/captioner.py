@@ -1,7 +1,7 @@
 """Captioner: frame in, caption out, through the two ONNX graphs of a bundle.
 
-    cap = Captioner(load_bundle("models/default"), "int8")
-    result = cap.caption(cv2.imread("scene.png"))  # result.text, result.timings_ms
+cap = Captioner(load_bundle("models/default"), "int8")
+result = cap.caption(cv2.imread("scene.png"))  # result.text, result.timings_ms
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ from runtime.errors import BundleError, InputError
 from runtime.model import io_spec
 from runtime.model.bundle import Bundle
 from runtime.model.confidence import calibrated
-from runtime.model.decoding import (DecodingOptions, State, decode, degenerate, initial_state,
-                                    options_for)
+from runtime.model.decoding import (
+    DecodingOptions,
+    State,
+    decode,
+    degenerate,
+    initial_state,
+    options_for,
+)
 from runtime.model.preprocess import preprocess
 from runtime.model.session import GPU_PROVIDERS, SessionConfig, create_session
 from runtime.model.where import Locator, head_tensors, only
@@ -93,8 +99,10 @@ def _check_io(session, spec: tuple[dict, dict], path, bundle: Bundle) -> None:
     got_in = {i.name for i in session.get_inputs()}
     got_out = {o.name for o in session.get_outputs()}
     if got_in != set(inputs) or not set(outputs) <= got_out:
-        raise BundleError(f"{path}: graph inputs {sorted(got_in)} / outputs {sorted(got_out)} "
-                          f"do not match the SceneSpeak contract {sorted(inputs)} -> {sorted(outputs)}")
+        raise BundleError(
+            f"{path}: graph inputs {sorted(got_in)} / outputs {sorted(got_out)} "
+            f"do not match the SceneSpeak contract {sorted(inputs)} -> {sorted(outputs)}"
+        )
     model = bundle.manifest.get("model") if isinstance(bundle.manifest.get("model"), dict) else {}
     sizes = {**io_spec.FIXED_AXES, **{k: v for k, v in model.items() if isinstance(v, int)}}
     size = bundle.preprocess.size
@@ -104,10 +112,14 @@ def _check_io(session, spec: tuple[dict, dict], path, bundle: Bundle) -> None:
             axes = ("batch", 3, size, size)
         want = tuple(sizes.get(a, a) for a in axes)
         ok = len(arg.shape) == len(want) and all(
-            not isinstance(g, int) or not isinstance(w, int) or g == w for g, w in zip(arg.shape, want))
+            not isinstance(g, int) or not isinstance(w, int) or g == w
+            for g, w in zip(arg.shape, want)
+        )
         if not ok or arg.type != ORT_TYPES[dtype]:
-            raise BundleError(f"{path}: input {arg.name!r} is {arg.type} {list(arg.shape)}, the "
-                              f"contract wants {ORT_TYPES[dtype]} {list(want)}")
+            raise BundleError(
+                f"{path}: input {arg.name!r} is {arg.type} {list(arg.shape)}, the "
+                f"contract wants {ORT_TYPES[dtype]} {list(want)}"
+            )
 
 
 class CaptionPipeline:
@@ -132,32 +144,60 @@ class CaptionPipeline:
         result = decode(self.step_model, state, self.options)
         t3 = time.perf_counter()
         tokens = [int(t) for t in result.tokens[0]]
-        ms = {"preprocess": (t1 - t0) * 1e3, "encoder": (t2 - t1) * 1e3,
-              "decoder": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        ms = {
+            "preprocess": (t1 - t0) * 1e3,
+            "encoder": (t2 - t1) * 1e3,
+            "decoder": (t3 - t2) * 1e3,
+            "total": (t3 - t0) * 1e3,
+        }
         logits = encoded.get(io_spec.OBJECTS)
         fmap = encoded.get(getattr(self, "map_output", None))
         text = self.bundle.vocab.decode(tokens)
         logprob = None if result.logprob is None else float(result.logprob[0])
         confidence = calibrated(logprob, self.bundle.confidence)
-        dropped = degenerate(text, self.bundle.decoding.get("dangling", ())) if self.bundle.decoding else None
+        dropped = (
+            degenerate(text, self.bundle.decoding.get("dangling", ()))
+            if self.bundle.decoding
+            else None
+        )
         if dropped:
             text, confidence = "", None
-        return Caption(text, tokens, result.steps, result.alphas[0], ms,
-                       None if logits is None else np.asarray(logits)[0], confidence, dropped, logprob,
-                       None if fmap is None else np.asarray(fmap)[0])
+        return Caption(
+            text,
+            tokens,
+            result.steps,
+            result.alphas[0],
+            ms,
+            None if logits is None else np.asarray(logits)[0],
+            confidence,
+            dropped,
+            logprob,
+            None if fmap is None else np.asarray(fmap)[0],
+        )
 
 
 class Captioner(CaptionPipeline):
     """The two ONNX graphs of one precision of a bundle, in ONNX Runtime."""
 
-    def __init__(self, bundle: Bundle, precision: str, session: SessionConfig = SessionConfig(),
-                 beam_size: int = 1):
+    def __init__(
+        self,
+        bundle: Bundle,
+        precision: str,
+        session: SessionConfig = SessionConfig(),
+        beam_size: int = 1,
+    ):
         if not 1 <= beam_size <= 16:
             raise InputError(f"beam size {beam_size}: use 1 (greedy) to 16 beams")
         paths = bundle.graph_paths(precision)
         self.bundle, self.precision = bundle, precision
-        cache = next((Path(o["trt_engine_cache_path"]) for n, o in session.providers
-                      if "trt_engine_cache_path" in o), None)
+        cache = next(
+            (
+                Path(o["trt_engine_cache_path"])
+                for n, o in session.providers
+                if "trt_engine_cache_path" in o
+            ),
+            None,
+        )
         before = set(cache.iterdir()) if cache and cache.is_dir() else set()
         if cache:
             cache.mkdir(parents=True, exist_ok=True)
@@ -170,24 +210,35 @@ class Captioner(CaptionPipeline):
             _check_io(sess, io_spec.REQUIRED[graph], paths[graph], bundle)
         vocab_out = self.decoder.get_outputs()[0].shape[-1]
         if isinstance(vocab_out, int) and vocab_out != len(bundle.vocab):
-            raise BundleError(f"{paths[io_spec.DECODER]}: decoder has {vocab_out} outputs but the "
-                              f"vocabulary has {len(bundle.vocab)} words")
-        bind = session.io_binding == "on" or (session.io_binding == "auto" and
-                                              self.providers[0] in GPU_PROVIDERS)
+            raise BundleError(
+                f"{paths[io_spec.DECODER]}: decoder has {vocab_out} outputs but the "
+                f"vocabulary has {len(bundle.vocab)} words"
+            )
+        bind = session.io_binding == "on" or (
+            session.io_binding == "auto" and self.providers[0] in GPU_PROVIDERS
+        )
         device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
-        self.step_model = BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
+        self.step_model = (
+            BoundStepModel(self.decoder, device) if bind else OrtStepModel(self.decoder)
+        )
         self.options = options_for(bundle, beam_size)
         self.has_objects = io_spec.OBJECTS in {o.name for o in self.encoder.get_outputs()}
-        self.encoder_outputs = (list(io_spec.ENCODER_OUTPUTS) + [io_spec.OBJECTS] * self.has_objects
-                                + [self.map_output] * (self.map_output is not None))
+        self.encoder_outputs = (
+            list(io_spec.ENCODER_OUTPUTS)
+            + [io_spec.OBJECTS] * self.has_objects
+            + [self.map_output] * (self.map_output is not None)
+        )
         # TensorRT builds its engines at the first run for each shape: warm up here so that the
         # first caption is not the slow one, and report how long it took
         self.caption(np.zeros((bundle.preprocess.size, bundle.preprocess.size, 3), np.uint8))
         built = set(cache.iterdir()) - before if cache else set()
-        self.startup = {"providers": self.providers, "io_binding": bind,
-                        "ready_s": round(time.perf_counter() - t0, 3),
-                        "engine_cache": str(cache) if cache else None,
-                        "engines_built": len(built)}
+        self.startup = {
+            "providers": self.providers,
+            "io_binding": bind,
+            "ready_s": round(time.perf_counter() - t0, 3),
+            "engine_cache": str(cache) if cache else None,
+            "engines_built": len(built),
+        }
 
     def _encoder(self, path: Path, session: SessionConfig):
         """The encoder session, with the map its ImageNet head pools as one more output and a
@@ -214,5 +265,6 @@ class Captioner(CaptionPipeline):
 
     def encode(self, blob: np.ndarray) -> dict[str, np.ndarray]:
         """(B,3,224,224) -> encoder outputs by io_spec name."""
-        return dict(zip(self.encoder_outputs,
-                        self.encoder.run(self.encoder_outputs, {io_spec.IMAGE: blob})))
+        return dict(
+            zip(self.encoder_outputs, self.encoder.run(self.encoder_outputs, {io_spec.IMAGE: blob}))
+        )

@@ -27,7 +27,9 @@ class StepModel(Protocol):
 class TokenDecoder(Protocol):
     beams: int  # rows each input takes in the batch: 1 for greedy
 
-    def update(self, tokens: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray | None]:
+    def update(
+        self, tokens: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, bool, np.ndarray | None]:
         """tokens (R,t), logits (R,V) -> tokens (R,t+1), whether every row has ended, and the
         previous row each new row continues (None: the same rows)."""
 
@@ -50,15 +52,33 @@ class DecodingOptions:
     # the text and leave a gap, "riding a <unk>" said as "riding a")
 
 
-DANGLING = ("a", "an", "the", "of", "on", "in", "with", "and", "to", "at")  # no caption ends on these
+DANGLING = (
+    "a",
+    "an",
+    "the",
+    "of",
+    "on",
+    "in",
+    "with",
+    "and",
+    "to",
+    "at",
+)  # no caption ends on these
 
 
 def options_for(bundle, beam_size: int = 1) -> DecodingOptions:
     """The decoding options a bundle asks for (its manifest's "decoding" block)."""
     v, rules = bundle.vocab, bundle.decoding
     never = (v.pad, v.bos, v.id("<unk>")) if rules else ()
-    return DecodingOptions(v.bos, v.eos, bundle.max_len, beam_size, bool(rules.get("no_repeat")),
-                           tuple(v.id(w) for w in rules.get("dangling", ())), never)
+    return DecodingOptions(
+        v.bos,
+        v.eos,
+        bundle.max_len,
+        beam_size,
+        bool(rules.get("no_repeat")),
+        tuple(v.id(w) for w in rules.get("dangling", ())),
+        never,
+    )
 
 
 def degenerate(text: str, dangling=DANGLING) -> str | None:
@@ -69,7 +89,7 @@ def degenerate(text: str, dangling=DANGLING) -> str | None:
         if words[i] == words[i + 1] == words[i + 2]:
             return f"'{words[i]}' three times in a row"
     for n in range(2, len(words) // 3 + 1):
-        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
         for g in dict.fromkeys(grams):  # in order, so the first phrase found is named
             if grams.count(g) >= 3:
                 return f"'{' '.join(g)}' three times"
@@ -234,7 +254,9 @@ class DecodeResult:
 
 def initial_state(encoder_out: dict[str, np.ndarray]) -> State:
     """Encoder outputs -> the decoder state before the first token."""
-    state = {io_spec.INITIAL_STATE[k]: v for k, v in encoder_out.items() if k in io_spec.INITIAL_STATE}
+    state = {
+        io_spec.INITIAL_STATE[k]: v for k, v in encoder_out.items() if k in io_spec.INITIAL_STATE
+    }
     state.update({k: encoder_out[k] for k in io_spec.CONTEXT})
     return state
 
@@ -244,11 +266,15 @@ def _rows(value, rows: np.ndarray):
     return (value if isinstance(value, np.ndarray) else value.numpy())[rows]
 
 
-def decode(model: StepModel, state: State, opts: DecodingOptions,
-           decoder: TokenDecoder | None = None) -> DecodeResult:
+def decode(
+    model: StepModel, state: State, opts: DecodingOptions, decoder: TokenDecoder | None = None
+) -> DecodeResult:
     if decoder is None:
-        decoder = (BeamSearchDecoder(opts.beam_size, opts.eos, opts) if opts.beam_size > 1
-                   else GreedyDecoder(opts.eos, opts))
+        decoder = (
+            BeamSearchDecoder(opts.beam_size, opts.eos, opts)
+            if opts.beam_size > 1
+            else GreedyDecoder(opts.eos, opts)
+        )
     batch = len(state[io_spec.H])
     if decoder.beams > 1:  # K rows per image, side by side in one batch
         state = {k: np.repeat(v, decoder.beams, axis=0) for k, v in state.items()}
@@ -270,6 +296,11 @@ def decode(model: StepModel, state: State, opts: DecodingOptions,
     best = decoder.finalize(tokens)
     elapsed = (time.perf_counter() - start) * 1e3
     scores, lengths = getattr(decoder, "scores", None), getattr(decoder, "lengths", None)
-    logprob = (scores[best] / np.maximum(lengths[best], 1)
-               if scores is not None and lengths is not None else None)
-    return DecodeResult(tokens[best, 1:], np.stack(alphas, axis=1)[best], len(alphas), elapsed, logprob)
+    logprob = (
+        scores[best] / np.maximum(lengths[best], 1)
+        if scores is not None and lengths is not None
+        else None
+    )
+    return DecodeResult(
+        tokens[best, 1:], np.stack(alphas, axis=1)[best], len(alphas), elapsed, logprob
+    )

@@ -3,13 +3,14 @@
     det = load_detector(load_detector_bundle("models/detector"), "int8", SessionConfig())
     det.detect(cv2.imread("kitchen.jpg"))  # [Detection("cup", 0.71, (412, 230, 498, 330)), ...]
 
-The graph is NanoDet-g (export/detector.py converts it from TF.js into models/detector, a folder
-of its own beside the captioner's bundle; its spec is that folder's manifest, checked here): input `image`, (1,3,416,416) BGR letterboxed and
-normalised with NanoDet's mean/std; per stride s in spec["strides"] two outputs, `scores_{s}`
-(1,N_s,80) sigmoid class scores and `dists_{s}` (1,N_s,4*(reg_max+1)) GFL logits of the
-distances to the left, top, right and bottom sides in strides, N_s = (416/s)^2 cells in
-row-major order. The pure functions below (preprocess, decode_gfl, nms) are what the unit tests
-exercise; `Detector` only adds the session.
+The graph is NanoDet-g (export/detector.py converts it from TF.js into models/detector, a
+folder of its own beside the captioner's bundle; its spec is that folder's manifest, checked
+here): input `image`, (1,3,416,416) BGR letterboxed and normalised with NanoDet's mean/std; per
+stride s in spec["strides"] two outputs, `scores_{s}` (1,N_s,80) sigmoid class scores and
+`dists_{s}` (1,N_s,4*(reg_max+1)) GFL logits of the distances to the left, top, right and
+bottom sides in strides, N_s = (416/s)^2 cells in row-major order. The pure functions below
+(preprocess, decode_gfl, nms) are what the unit tests exercise; `Detector` only adds the
+session.
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ class Letterbox:
         """(n,4) x0,y0,x1,y1 boxes in input pixels -> frame pixels, clipped to the frame."""
         h, w = frame_hw
         out = (boxes - [self.pad_x, self.pad_y, self.pad_x, self.pad_y]) / [
-            self.scale_x, self.scale_y, self.scale_x, self.scale_y]
+            self.scale_x,
+            self.scale_y,
+            self.scale_x,
+            self.scale_y,
+        ]
         return np.clip(out, 0, [w, h, w, h])
 
 
@@ -74,8 +79,9 @@ def preprocess(frame_bgr: np.ndarray, spec: dict) -> tuple[np.ndarray, Letterbox
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
         px, py = (iw - nw) // 2, (ih - nh) // 2
         canvas = np.zeros((ih, iw, 3), np.uint8)
-        canvas[py:py + nh, px:px + nw] = cv2.resize(frame_bgr, (nw, nh),
-                                                    interpolation=cv2.INTER_LINEAR)
+        canvas[py : py + nh, px : px + nw] = cv2.resize(
+            frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR
+        )
         box = Letterbox(nw / w, nh / h, px, py)
     else:
         canvas = cv2.resize(frame_bgr, (iw, ih), interpolation=cv2.INTER_LINEAR)
@@ -87,8 +93,13 @@ def preprocess(frame_bgr: np.ndarray, spec: dict) -> tuple[np.ndarray, Letterbox
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if spec["layout"] == "nchw" else x), box
 
 
-def decode_gfl(scores: list[np.ndarray], dists: list[np.ndarray], strides: list[int],
-               input_hw: tuple[int, int], min_score: float) -> tuple[np.ndarray, ...]:
+def decode_gfl(
+    scores: list[np.ndarray],
+    dists: list[np.ndarray],
+    strides: list[int],
+    input_hw: tuple[int, int],
+    min_score: float,
+) -> tuple[np.ndarray, ...]:
     """NanoDet's GFL head -> (boxes (n,4) in input pixels, scores (n,), class ids (n,)), one
     row per (cell, class) scoring at least min_score, at most MAX_CANDIDATES, best first.
 
@@ -104,8 +115,9 @@ def decode_gfl(scores: list[np.ndarray], dists: list[np.ndarray], strides: list[
         side = (p / p.sum(-1, keepdims=True)) @ np.arange(d.shape[-1], dtype=np.float32) * stride
         cols = input_hw[1] // stride
         cx, cy = (cells % cols + 0.5) * stride, (cells // cols + 0.5) * stride
-        boxes.append(np.stack([cx - side[:, 0], cy - side[:, 1], cx + side[:, 2],
-                               cy + side[:, 3]], 1))
+        boxes.append(
+            np.stack([cx - side[:, 0], cy - side[:, 1], cx + side[:, 2], cy + side[:, 3]], 1)
+        )
         kept.append(score[cells, cls])
         classes.append(cls)
     if not boxes:
@@ -157,12 +169,15 @@ class Detector:
         x, placed = preprocess(frame_bgr, self.spec)
         got = [o[0] for o in self.session.run(self.outputs, {io_spec.DETECTOR_INPUT: x})]
         n = len(self.spec["strides"])
-        boxes, kept, cls = decode_gfl(got[:n], got[n:], self.spec["strides"], self.spec["input"],
-                                      min_score)
+        boxes, kept, cls = decode_gfl(
+            got[:n], got[n:], self.spec["strides"], self.spec["input"], min_score
+        )
         idx = nms(boxes, kept, cls, self.spec["nms_iou"])
         frame_boxes = placed.to_frame(boxes[idx], frame_bgr.shape[:2]).round().astype(int)
-        return [Detection(self.classes[c], float(s), tuple(int(v) for v in b))
-                for b, s, c in zip(frame_boxes, kept[idx], cls[idx])]
+        return [
+            Detection(self.classes[c], float(s), tuple(int(v) for v in b))
+            for b, s, c in zip(frame_boxes, kept[idx], cls[idx])
+        ]
 
 
 @dataclass(frozen=True)
@@ -209,8 +224,13 @@ def _checked(d: dict, root: Path, where: str) -> dict:
 
     def numbers(key: str, n: int | None, ok) -> list:
         values = _get(d, key, list, at)
-        if (n is not None and len(values) != n) or not values or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and ok(v) for v in values):
+        if (
+            (n is not None and len(values) != n)
+            or not values
+            or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and ok(v) for v in values
+            )
+        ):
             raise BundleError(f"{where}: {key} must be {n or 'some'} numbers in range")
         return values
 
@@ -225,8 +245,11 @@ def _checked(d: dict, root: Path, where: str) -> dict:
         value = _get(d, key, (int, float), at)
         if isinstance(value, bool) or not 0 < value <= 1:
             raise BundleError(f"{where}: {key} must be a number in (0, 1]")
-    for key, choices in (("resize", ("letterbox", "stretch")), ("channels", ("bgr", "rgb")),
-                         ("layout", ("nchw", "nhwc"))):
+    for key, choices in (
+        ("resize", ("letterbox", "stretch")),
+        ("channels", ("bgr", "rgb")),
+        ("layout", ("nchw", "nhwc")),
+    ):
         if _get(d, key, str, at) not in choices:
             raise BundleError(f"{where}: {key} must be one of {', '.join(choices)}")
     classes = _get(d, "classes", list, at)
@@ -234,8 +257,9 @@ def _checked(d: dict, root: Path, where: str) -> dict:
         raise BundleError(f"{where}: classes must be a list of class names")
     thresholds = d.get("thresholds", {})
     if not isinstance(thresholds, dict) or not all(
-            c in classes and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
-            for c, v in thresholds.items()):
+        c in classes and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1
+        for c, v in thresholds.items()
+    ):
         raise BundleError(f"{where}: thresholds must map its classes to numbers in (0, 1]")
     files = {}
     for precision, entry in _get(d, "files", dict, at).items():

@@ -91,8 +91,10 @@ DYNAMIC = ("batch",)
 def dynamic_axes(graph: str) -> dict[str, dict[int, str]]:
     """Dynamic axes of a graph, in the form torch.onnx.export takes."""
     inputs, outputs = SPECS[graph]
-    return {name: {i: a for i, a in enumerate(axes) if a in DYNAMIC}
-            for name, (_, axes) in {**inputs, **outputs}.items()}
+    return {
+        name: {i: a for i, a in enumerate(axes) if a in DYNAMIC}
+        for name, (_, axes) in {**inputs, **outputs}.items()
+    }
 
 
 # The feature cache of training (export/features.py): the backbone alone, IMAGE -> FEATURES
@@ -112,8 +114,7 @@ def detector_output(kind: str, stride: int) -> str:
 
 def detector_outputs(strides) -> list[str]:
     """The detector's outputs, in the order it is run: every stride's scores, then its dists."""
-    return [detector_output(kind, s) for kind in (DETECTOR_SCORES, DETECTOR_DISTS)
-            for s in strides]
+    return [detector_output(kind, s) for kind in (DETECTOR_SCORES, DETECTOR_DISTS) for s in strides]
 
 
 def detector_file(precision: str) -> str:
@@ -144,21 +145,26 @@ class Tolerance:
 # different order of summation moves it by 1e-4 to 2e-4; logits stay at atol 1e-4.
 _FP32_STATE = Tolerance(rtol=1e-5, atol=1e-4)
 TOLERANCES = {
-    "fp32": {ENCODER: Tolerance(rtol=1e-3, atol=1e-3), DECODER: Tolerance(atol=1e-4),
-             f"{DECODER}.{H_NEXT}": _FP32_STATE, f"{DECODER}.{C_NEXT}": _FP32_STATE},
+    "fp32": {
+        ENCODER: Tolerance(rtol=1e-3, atol=1e-3),
+        DECODER: Tolerance(atol=1e-4),
+        f"{DECODER}.{H_NEXT}": _FP32_STATE,
+        f"{DECODER}.{C_NEXT}": _FP32_STATE,
+    },
     # fp16 encoder: h0 = tanh(a sum over the 49 regions' features), and where that sum is near
     # zero one element of h0 moves by up to 0.6 of its range (default bundle, 200 validation
     # images; RMS 0.5%) while captions agree 100%. As for int8, the bound on the worst element
     # only catches a broken graph; RMS and caption agreement carry the accuracy.
-    "fp16": {ENCODER: Tolerance(rms=0.03, max_rel=1.0),
-             DECODER: Tolerance(rms=0.005, max_rel=0.02)},
+    "fp16": {
+        ENCODER: Tolerance(rms=0.03, max_rel=1.0),
+        DECODER: Tolerance(rms=0.005, max_rel=0.02),
+    },
     # int8 decoder step (dynamic int8): where an LSTM gate's input sits at its threshold, one
     # element of h can move by a third to a half of h's range while the RMS error stays ~2%, and
     # the worst element grows with the number of images checked (default bundle: 0.33 over 64
     # validation images, 0.48 over 200). So the bound on it only catches a broken graph, which
     # is off by the whole range; RMS and caption agreement carry the accuracy.
-    "int8": {ENCODER: Tolerance(rms=0.30, max_rel=2.5),
-             DECODER: Tolerance(rms=0.05, max_rel=1.0)},
+    "int8": {ENCODER: Tolerance(rms=0.30, max_rel=2.5), DECODER: Tolerance(rms=0.05, max_rel=1.0)},
 }
 CAPTION_AGREEMENT = {"fp32": 1.0, "fp16": 0.97, "int8": 0.97}  # least share equal to torch's
 FEATURES_TOLERANCE = 1e-3  # the feature cache's graph against torch, absolute

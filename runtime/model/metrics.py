@@ -43,7 +43,9 @@ def per_caption_cider(captions: list[str], references: list[list[str]]) -> list[
     return [float(s) for s in Cider().compute_score(*_inputs(captions, references))[1]]
 
 
-def caption_scores(captions: list[str], references: list[list[str]], meteor: bool = True) -> dict | None:
+def caption_scores(
+    captions: list[str], references: list[list[str]], meteor: bool = True
+) -> dict | None:
     """{"bleu1".."bleu4", "rouge_l", "cider", and "meteor" where Java is present}, or None."""
     try:
         from pycocoevalcap.cider.cider import Cider

@@ -37,17 +37,25 @@ def check_graph(path: Path, bundle_root: Path, data: Path | None = None) -> None
         try:
             target = (path.parent / location).resolve()
         except (ValueError, OSError):  # a NUL byte, a symlink loop
-            raise BundleError(f"{path}: tensor {tensor!r} names its external data {location!r}, "
-                              "which is not a usable path") from None
+            raise BundleError(
+                f"{path}: tensor {tensor!r} names its external data {location!r}, "
+                "which is not a usable path"
+            ) from None
         if Path(location).is_absolute() or not target.is_relative_to(root):
-            raise BundleError(f"{path}: tensor {tensor!r} points its external data outside the "
-                              f"bundle ({location})")
+            raise BundleError(
+                f"{path}: tensor {tensor!r} points its external data outside the "
+                f"bundle ({location})"
+            )
         if target != listed:
-            raise BundleError(f"{path}: tensor {tensor!r} reads external data from {location}, "
-                              "which the manifest does not list for this graph")
+            raise BundleError(
+                f"{path}: tensor {tensor!r} reads external data from {location}, "
+                "which the manifest does not list for this graph"
+            )
     version = info.opsets.get("", info.opsets.get("ai.onnx"))
     if version is None:
         raise BundleError(f"{path}: declares no ONNX opset")
     if version not in OPSETS:
-        raise BundleError(f"{path}: opset {version} is not supported (this runtime runs opsets "
-                          f"{OPSETS.start}..{OPSETS.stop - 1})")
+        raise BundleError(
+            f"{path}: opset {version} is not supported (this runtime runs opsets "
+            f"{OPSETS.start}..{OPSETS.stop - 1})"
+        )

@@ -11,20 +11,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime import MAX_PIXELS  # larger images are refused before decoding (a 20000 x 20000
 from runtime.errors import InputError
 
-from runtime import MAX_PIXELS  # larger images are refused before decoding (a 20000 x 20000
 # PNG is 1.2 GB); the same limit is OpenCV's own for every format (OPENCV_IO_MAX_IMAGE_PIXELS)
 
-MAX_FILE_BYTES = 512 * 2 ** 20  # an image file larger than this is refused before it is read
+MAX_FILE_BYTES = 512 * 2**20  # an image file larger than this is refused before it is read
 # (a video given to `caption`, say); no image under the pixel limit needs as much
 
 # EXIF orientation (tag 0x0112) -> what makes the stored pixels upright, as PIL's exif_transpose
-UPRIGHT = {2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
-           4: lambda a: cv2.flip(a, 0), 5: cv2.transpose,
-           6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
-           7: lambda a: cv2.flip(cv2.transpose(a), -1),
-           8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}
+UPRIGHT = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: cv2.transpose,
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.flip(cv2.transpose(a), -1),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
 
 
 def _header(p: Path) -> tuple[int, int, int]:
@@ -69,12 +73,16 @@ def read_image(path: str | Path) -> np.ndarray:
             raise InputError(f"{path}: not a regular file (a FIFO or device), skipped")
         w, h, orientation = _header(p)
         if w * h > MAX_PIXELS:
-            raise InputError(f"{path}: {w}x{h} pixels is over the {MAX_PIXELS // 1_000_000}-megapixel "
-                             "limit for an image")
+            raise InputError(
+                f"{path}: {w}x{h} pixels is over the {MAX_PIXELS // 1_000_000}-megapixel "
+                "limit for an image"
+            )
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise InputError(f"{path}: {size // 2 ** 20} MB is too large for an image (a video? "
-                             "describe plays videos)")
+            raise InputError(
+                f"{path}: {size // 2**20} MB is too large for an image (a video? "
+                "describe plays videos)"
+            )
         data = np.fromfile(p, dtype=np.uint8)
     except MemoryError:
         raise InputError(f"{path}: not enough memory to read it") from None
@@ -84,8 +92,9 @@ def read_image(path: str | Path) -> np.ndarray:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     except cv2.error as e:  # OpenCV's pixel limit, read from the header of any format
         if "MAX_IMAGE_PIXELS" in str(e):
-            raise InputError(f"{path}: over the {MAX_PIXELS // 1_000_000}-megapixel limit for an "
-                             "image") from None
+            raise InputError(
+                f"{path}: over the {MAX_PIXELS // 1_000_000}-megapixel limit for an image"
+            ) from None
         image = None
     if image is None or not image.size:
         raise InputError(f"{path}: cannot decode image")
@@ -101,18 +110,24 @@ class PreprocessConfig:
     std: float = 128.0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessConfig":
+    def from_dict(cls, d: dict) -> PreprocessConfig:
         """From a manifest's preprocess block; ValueError names what is wrong."""
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}")
         cfg = cls(**d)
-        if not isinstance(cfg.size, int) or isinstance(cfg.size, bool) or not 32 <= cfg.size <= 1024 \
-                or cfg.size % 32:
+        if (
+            not isinstance(cfg.size, int)
+            or isinstance(cfg.size, bool)
+            or not 32 <= cfg.size <= 1024
+            or cfg.size % 32
+        ):
             raise ValueError(f"size {cfg.size!r} must be a multiple of 32 in 32..1024")
         if cfg.resize != "stretch" or cfg.channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"resize {cfg.resize!r} / channel_order {cfg.channel_order!r} "
-                             "must be stretch / RGB or BGR")
+            raise ValueError(
+                f"resize {cfg.resize!r} / channel_order {cfg.channel_order!r} "
+                "must be stretch / RGB or BGR"
+            )
         for name in ("mean", "std"):
             v = getattr(cfg, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not abs(v) < 1e6:
@@ -154,7 +169,9 @@ def resize(frame: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return frame
     shrink = h > size and w > size
-    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.resize(
+        frame, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
 
 
 def preprocess(frame: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> np.ndarray:

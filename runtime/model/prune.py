@@ -24,12 +24,18 @@ def without_outputs(model: bytes, drop: Set[str] = frozenset()) -> bytes:
 
 def _graph_without(buf: memoryview, drop: Set[str]) -> bytes:
     fields = list(wire.raw_fields(buf))
-    outputs = {k: wire.strings(v, wire.VALUE_INFO_NAME)[0] for k, (n, v, _) in enumerate(fields)
-               if n == wire.GRAPH_OUTPUT}
+    outputs = {
+        k: wire.strings(v, wire.VALUE_INFO_NAME)[0]
+        for k, (n, v, _) in enumerate(fields)
+        if n == wire.GRAPH_OUTPUT
+    }
     dropped = {k for k, name in outputs.items() if name in drop}
     needed = {name for k, name in outputs.items() if k not in dropped}
-    nodes = {k: (wire.strings(v, wire.NODE_INPUT), wire.strings(v, wire.NODE_OUTPUT))
-             for k, (n, v, _) in enumerate(fields) if n == wire.GRAPH_NODE}
+    nodes = {
+        k: (wire.strings(v, wire.NODE_INPUT), wire.strings(v, wire.NODE_OUTPUT))
+        for k, (n, v, _) in enumerate(fields)
+        if n == wire.GRAPH_NODE
+    }
     live: set[int] = set()
     grew = True
     while grew:  # to a fixed point: converters append nodes out of topological order
@@ -39,13 +45,21 @@ def _graph_without(buf: memoryview, drop: Set[str]) -> bytes:
                 live.add(k)
                 needed.update(i for i in inputs if i)
                 grew = True
-    graph_inputs = {wire.strings(v, wire.VALUE_INFO_NAME)[0] for n, v, _ in fields
-                    if n == wire.GRAPH_INPUT}
+    graph_inputs = {
+        wire.strings(v, wire.VALUE_INFO_NAME)[0] for n, v, _ in fields if n == wire.GRAPH_INPUT
+    }
     subgraphs = any(wire.has_subgraph(fields[k][1]) for k in live)
-    unused = set() if subgraphs else {
-        k for k, (n, v, _) in enumerate(fields) if n == wire.GRAPH_INITIALIZER
-        and (name := wire.strings(v, wire.TENSOR_NAME)[0]) not in needed
-        and name not in graph_inputs}
+    unused = (
+        set()
+        if subgraphs
+        else {
+            k
+            for k, (n, v, _) in enumerate(fields)
+            if n == wire.GRAPH_INITIALIZER
+            and (name := wire.strings(v, wire.TENSOR_NAME)[0]) not in needed
+            and name not in graph_inputs
+        }
+    )
     out = bytearray()
     for k, (n, _, r) in enumerate(fields):
         if (n == wire.GRAPH_NODE and k not in live) or k in dropped or k in unused:

@@ -1,7 +1,7 @@
 """ONNX Runtime sessions: providers with their options, threads and graph optimisation in one
 place. Which providers a board gets comes from its device profile (runtime/app/profiles.py).
 
-onnxruntime is imported when a session is first made, so options are checked (and `--help`
+onnxruntime is imported when a session is first made, so options are checked (and help
 shown) without loading it.
 """
 
@@ -32,10 +32,21 @@ class SessionConfig:
     # (docs/performance.md): a camera loop between frames, and the speech, leave the cores idle
 
     def __post_init__(self):
-        check(self, "intra_op_threads", number(self.intra_op_threads, int) and
-              0 <= self.intra_op_threads <= MAX_THREADS, f"use 0 (auto) to {MAX_THREADS} threads")
-        check(self, "optimization", self.optimization in _LEVELS, f"choose one of {', '.join(_LEVELS)}")
-        check(self, "io_binding", self.io_binding in ("auto", "on", "off"), "choose auto, on or off")
+        check(
+            self,
+            "intra_op_threads",
+            number(self.intra_op_threads, int) and 0 <= self.intra_op_threads <= MAX_THREADS,
+            f"use 0 (auto) to {MAX_THREADS} threads",
+        )
+        check(
+            self,
+            "optimization",
+            self.optimization in _LEVELS,
+            f"choose one of {', '.join(_LEVELS)}",
+        )
+        check(
+            self, "io_binding", self.io_binding in ("auto", "on", "off"), "choose auto, on or off"
+        )
 
     @property
     def gpu(self) -> bool:
@@ -92,7 +103,8 @@ def cache_root() -> Path:
     """Where compiled engines are kept (TensorRT's, per model and precision, and the text
     channel's): $SCENESPEAK_CACHE, else $XDG_CACHE_HOME/scenespeak or ~/.cache/scenespeak."""
     base = os.environ.get("SCENESPEAK_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scenespeak")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scenespeak"
+    )
     return Path(base)
 
 
@@ -101,8 +113,7 @@ def _options(options: dict) -> dict[str, str]:
     return {k: ("1" if v else "0") if isinstance(v, bool) else str(v) for k, v in options.items()}
 
 
-def create_session(path: Path, cfg: SessionConfig = SessionConfig(),
-                   model: bytes | None = None):
+def create_session(path: Path, cfg: SessionConfig = SessionConfig(), model: bytes | None = None):
     """An onnxruntime.InferenceSession of the graph at `path`, or of `model` (that graph's
     bytes, edited), whose external weights are then read from beside `path`."""
     ort = onnxruntime()
@@ -115,12 +126,16 @@ def create_session(path: Path, cfg: SessionConfig = SessionConfig(),
         so.add_session_config_entry("session.force_spinning_stop", "1")
     providers = usable_providers(cfg.providers)
     if model is not None:
-        so.add_session_config_entry("session.model_external_initializers_file_folder_path",
-                                    str(Path(path).parent))
+        so.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(Path(path).parent)
+        )
     try:
-        return ort.InferenceSession(model if model is not None else str(path), so,
-                                    providers=[n for n, _ in providers],
-                                    provider_options=[_options(o) for _, o in providers])
+        return ort.InferenceSession(
+            model if model is not None else str(path),
+            so,
+            providers=[n for n, _ in providers],
+            provider_options=[_options(o) for _, o in providers],
+        )
     except Exception as e:  # ORT raises its own untyped errors for bad models
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BundleError(f"{path}: ONNX Runtime cannot load it ({first[:200]})") from None

@@ -34,7 +34,7 @@ class Vocab:
         object.__setattr__(self, "_ids", {w: i for i, w in enumerate(self.words)})
 
     @classmethod
-    def build(cls, captions: Iterable[str], min_freq: int = 1) -> "Vocab":
+    def build(cls, captions: Iterable[str], min_freq: int = 1) -> Vocab:
         counts = Counter(w for c in captions for w in tokenize(c))
         kept = sorted(w for w, n in counts.items() if n >= min_freq)
         return cls(SPECIALS + tuple(kept))

@@ -66,7 +66,7 @@ def fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
             n, i = read_varint(buf, i)
             if i + n > len(buf):
                 raise Malformed("field runs past the end")
-            value, i = buf[i:i + n], i + n
+            value, i = buf[i : i + n], i + n
         elif wire in (FIXED64, FIXED32):
             i += 8 if wire == FIXED64 else 4
             value = None
@@ -152,24 +152,27 @@ def nodes(model: bytes) -> list[Node]:
 def has_subgraph(node: memoryview) -> bool:
     """Whether a NodeProto has a graph attribute (If, Loop, Scan), which may read any tensor
     of the outer graph by name."""
-    return any(a in (ATTR_G, ATTR_GRAPHS) for n, _, v in fields(node) if n == NODE_ATTRIBUTE
-               for a, _, _ in fields(v))
+    return any(
+        a in (ATTR_G, ATTR_GRAPHS)
+        for n, _, v in fields(node)
+        if n == NODE_ATTRIBUTE
+        for a, _, _ in fields(v)
+    )
 
 
 def graph_outputs(model: bytes) -> list[str]:
     """The names of the graph's outputs, in order."""
-    return [strings(v, VALUE_INFO_NAME)[0] for n, _, v in fields(graph(model))
-            if n == GRAPH_OUTPUT]
+    return [strings(v, VALUE_INFO_NAME)[0] for n, _, v in fields(graph(model)) if n == GRAPH_OUTPUT]
 
 
 def with_outputs(model: bytes, names: list[str]) -> bytes:
     """The model with these (intermediate) tensors added to its graph outputs, untyped: ONNX
     Runtime infers their types."""
+
     def add(buf: memoryview) -> bytes:
         out = bytes(buf)
         for name in names:
-            out += length_delimited(GRAPH_OUTPUT,
-                                    length_delimited(VALUE_INFO_NAME, name.encode()))
+            out += length_delimited(GRAPH_OUTPUT, length_delimited(VALUE_INFO_NAME, name.encode()))
         return out
 
     return edit_graph(model, add)
@@ -208,8 +211,11 @@ def _tensor(buf: memoryview, out: Declared) -> None:
         if number == TENSOR_NAME and wire == LENGTH_DELIMITED:
             name = bytes(value).decode(errors="replace")
         elif number == TENSOR_EXTERNAL and wire == LENGTH_DELIMITED:
-            entry = {n: bytes(v).decode(errors="replace") for n, w, v in fields(value)
-                     if w == LENGTH_DELIMITED}
+            entry = {
+                n: bytes(v).decode(errors="replace")
+                for n, w, v in fields(value)
+                if w == LENGTH_DELIMITED
+            }
             if entry.get(ENTRY_KEY) == "location":
                 out.external.append((name, entry.get(ENTRY_VALUE, "")))
 
