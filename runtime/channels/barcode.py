@@ -157,7 +157,8 @@ class BarcodeReader:
         votes: dict[tuple[str, str], list] = {}
         for view, f in self.views(gray):
             seen = set()
-            for b in self.zx.read_barcodes(view, formats=self.formats):
+            # zxing-cpp converts the tuple to BarcodeFormats; its stub takes only that
+            for b in self.zx.read_barcodes(view, formats=self.formats):  # type: ignore[arg-type]
                 fmt, text = self.names.get(b.format, str(b.format)), b.text
                 if fmt == "EAN-13" and len(text) == 13 and text.startswith("0"):
                     fmt, text = "UPC-A", text[1:]  # a UPC-A is an EAN-13 with a leading 0

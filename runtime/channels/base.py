@@ -24,9 +24,16 @@ What a channel finds is said in one of these ways, and the composer needs to kno
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from runtime.model.bundle import Bundle
+    from runtime.model.captioner import Caption
+    from runtime.model.session import SessionConfig
+    from runtime.model.where import Locator
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,9 @@ class Findings:
 class Context:
     """What a channel may use beside the frame."""
 
-    caption: object = None  # runtime.model.captioner.Caption of this frame: the encoder pass
+    caption: Caption | None = None  # of this frame (runtime.model.captioner): the encoder pass
     # (its ImageNet logits and feature map) that every fast channel shares
-    locator: object = None  # runtime.model.where.Locator: where the ImageNet head's names are
+    locator: Locator | None = None  # runtime.model.where: where the ImageNet head's names are
     where: str = "words"  # words ("on your left") or clock ("at 10 o'clock")
     verbosity: str = "brief"  # brief or full
     everything: bool = False  # a key asked for all of it (manual mode's "t": every line)
@@ -101,11 +108,11 @@ class Channel(Protocol):
 class Setup:
     """What a channel is built from: the bundle and where it runs, and the CLI's settings."""
 
-    bundle: object  # runtime.model.bundle.Bundle
+    bundle: Bundle  # runtime.model.bundle
     precision: str = "int8"
-    session: object = None  # runtime.model.session.SessionConfig of the device profile
+    session: SessionConfig | None = None  # of the device profile (runtime.model.session)
     where: str = "words"
     verbosity: str = "brief"
     live: bool = False  # a camera or stream (not files)
     has_objects: bool = False  # the encoder has the ImageNet head
-    detector: object = None  # the detector's folder (None: this checkout's models/detector)
+    detector: str | Path | None = None  # its folder (None: this checkout's models/detector)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.channels.base import Context, Findings, Sentence, Setup
+from runtime.errors import InputError
 
 
 class CaptionChannel:
@@ -22,6 +23,8 @@ class CaptionChannel:
 
     def run(self, frame: np.ndarray, context: Context) -> Findings:
         c = context.caption
+        if c is None:
+            raise InputError("the caption channel: no caption for this frame")
         if not c.text:  # dropped as degenerate (the loop logs why): the others speak alone
             return Findings(self.name, key=("",))
         unsure = (

@@ -278,6 +278,7 @@ def classes_in(sentence: str) -> list[str]:
     """The COCO classes a sentence names, in the order it names them, each once."""
     words = re.findall(r"[a-z]+", sentence.lower())
     found: list[str] = []
+    cls: str | None
     i = 0
     while i < len(words):
         pair = " ".join(words[i : i + 2])

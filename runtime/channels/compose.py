@@ -150,7 +150,8 @@ def _facts(
     glimpsed = {c for f in findings for c in f.glimpsed}
     words = kinds.get("words", {})
     kinds_seen = {words.get(t.name) for f in findings if f.covers for t in f.facts} - {None}
-    facts, guesses = [], [t for f in findings for t in f.guesses]
+    facts: list[Thing] = []
+    guesses = [t for f in findings for t in f.guesses]
     for t in firm:
         clash = t.kind is not None and not t.cls and t.kind in kinds_seen
         (guesses if clash else facts).append(t)
@@ -185,7 +186,7 @@ def _verdict(
     facts: list[Thing],
     guesses: list[Thing],
     covering: bool,
-    glimpses: set[str] = frozenset(),
+    glimpses: set[str] | frozenset[str] = frozenset(),
     floor: float = 0.0,
 ) -> str:
     """stated | hedged | left out, for the caption against what the channels saw."""
@@ -214,7 +215,9 @@ def compose(
     findings = tuple(findings)
     facts, guesses, covering, glimpsed = _facts(findings, kinds or {})
     s = next((f.sentence for f in findings if f.sentence is not None), None)
-    caption, replaced, verdict = (s.text if s else None), (), None
+    caption = s.text if s else None
+    replaced: tuple[tuple[str, str], ...] = ()
+    verdict: str | None = None  # set only where there is a caption
     # the ImageNet head's sure thing, still a fact (or said by the detector, which saw it too)
     sure = next((t for f in findings for t in f.facts if t.kind), None)
     if sure is not None and sure not in facts and sure.cls not in {t.cls for t in facts if t.cls}:
@@ -226,12 +229,12 @@ def compose(
         elif swaps and sure in facts:  # the two disagree, and the head is not sure enough to
             facts.remove(sure)  # correct the caption: its name is only a guess
             guesses.insert(0, sure)
-    if caption:
+    if caption and s is not None:
         verdict = _verdict(
             replace(s, text=caption), facts, guesses, covering, glimpsed, cfg.hedge_floor
         )
     parts: list[str] = []
-    if verdict == "stated":
+    if verdict == "stated" and caption:
         parts.append(caption)
         named = coco.classes_in(caption)
         rest = [
@@ -243,7 +246,7 @@ def compose(
         parts.append("I see " + listed([t.phrase for t in facts[: cfg.facts]]))
     parts += [f.said for f in findings if f.said]
     maybes: list[str] = []
-    if verdict == "hedged":
+    if verdict == "hedged" and caption:
         maybes.append("maybe " + caption)
     names = [
         t.phrase if cfg.place_guesses else coco.with_article(t.name)

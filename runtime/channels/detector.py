@@ -115,7 +115,7 @@ def findings(
     at their class's threshold, guesses under it down to cfg.guess, glimpses down to
     cfg.support; places for find mode, the surest first; the report for JSON and the log."""
     facts = group(found, thresholds, fact, width, height, style)
-    stated = {t.cls for t in facts}
+    stated = {t.cls for t in facts if t.cls is not None}  # group() gives each its class
     best: dict[str, float] = {}
     for d in found:
         best[d.name] = max(best.get(d.name, 0.0), d.score)

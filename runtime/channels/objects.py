@@ -126,13 +126,13 @@ class ObjectsChannel:
         result = context.caption
         if result is None or result.imagenet_logits is None:
             raise InputError("the objects channel: the encoder gave no ImageNet logits")
-        locator, fmap = context.locator, result.feature_map
+        logits, locator, fmap = result.imagenet_logits, context.locator, result.feature_map
         locate = (
             None
             if locator is None or fmap is None
-            else (lambda name: third_of(locator.centre(fmap, result.imagenet_logits, name)))
+            else (lambda name: third_of(locator.centre(fmap, logits, name)))
         )
-        o = self.namer(result.imagenet_logits, locate, context.where)
+        o = self.namer(logits, locate, context.where)
         scores = {t["name"]: t["score"] for t in o.top}
         places = dict(o.places)
 

@@ -89,7 +89,10 @@ def summaries() -> dict[str, str]:
     import re
 
     try:
-        lines = inspect.getsource(inspect.getmodule(summaries)).splitlines()
+        module = inspect.getmodule(summaries)
+        if module is None:
+            return {}
+        lines = inspect.getsource(module).splitlines()
     except (OSError, TypeError):  # installed without its sources: the names alone
         return {}
     found = (re.match(r'\s+"(\w+)": .*#\s*(.+)$', line) for line in lines)
@@ -111,7 +114,7 @@ def on_key(names: tuple[str, ...], setup: Setup) -> tuple[str, ...]:
         n
         for n in REGISTRY
         if n not in names
-        and getattr(_cls(n), "key", "")
+        and bool(getattr(_cls(n), "key", ""))
         and getattr(_cls(n), "slow", True) is False
         and why_not(n, setup) is None
     )

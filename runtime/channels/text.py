@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -232,7 +233,8 @@ def _no_memory_patterns():
     try:
         from rapidocr.inference_engine.onnxruntime import main as ort_engine
 
-        options = ort_engine.OrtInferSession._init_sess_opts
+        session: Any = ort_engine.OrtInferSession  # Any: its method is patched below
+        options = session._init_sess_opts
     except (ImportError, AttributeError):
         yield
         return
@@ -242,11 +244,11 @@ def _no_memory_patterns():
         so.enable_mem_pattern = False
         return so
 
-    ort_engine.OrtInferSession._init_sess_opts = staticmethod(without_patterns)
+    session._init_sess_opts = staticmethod(without_patterns)
     try:
         yield
     finally:
-        ort_engine.OrtInferSession._init_sess_opts = staticmethod(options)
+        session._init_sess_opts = staticmethod(options)
 
 
 def _engine_cache() -> Path:

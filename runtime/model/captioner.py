@@ -20,6 +20,7 @@ from runtime.model.confidence import calibrated
 from runtime.model.decoding import (
     DecodingOptions,
     State,
+    StepModel,
     decode,
     degenerate,
     initial_state,
@@ -103,7 +104,9 @@ def _check_io(session, spec: tuple[dict, dict], path, bundle: Bundle) -> None:
             f"{path}: graph inputs {sorted(got_in)} / outputs {sorted(got_out)} "
             f"do not match the SceneSpeak contract {sorted(inputs)} -> {sorted(outputs)}"
         )
-    model = bundle.manifest.get("model") if isinstance(bundle.manifest.get("model"), dict) else {}
+    model = bundle.manifest.get("model")
+    if not isinstance(model, dict):
+        model = {}
     sizes = {**io_spec.FIXED_AXES, **{k: v for k, v in model.items() if isinstance(v, int)}}
     size = bundle.preprocess.size
     for arg in session.get_inputs():
@@ -127,7 +130,7 @@ class CaptionPipeline:
     `step_model` and `options` and provides `encode(blob)`."""
 
     bundle: Bundle
-    step_model: object
+    step_model: StepModel
     options: DecodingOptions
 
     def encode(self, blob: np.ndarray) -> dict[str, np.ndarray]:
@@ -151,7 +154,8 @@ class CaptionPipeline:
             "total": (t3 - t0) * 1e3,
         }
         logits = encoded.get(io_spec.OBJECTS)
-        fmap = encoded.get(getattr(self, "map_output", None))
+        map_output: str | None = getattr(self, "map_output", None)
+        fmap = None if map_output is None else encoded.get(map_output)
         text = self.bundle.vocab.decode(tokens)
         logprob = None if result.logprob is None else float(result.logprob[0])
         confidence = calibrated(logprob, self.bundle.confidence)

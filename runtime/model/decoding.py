@@ -158,13 +158,14 @@ class GreedyDecoder:
 
     def __init__(self, eos: int, opts: DecodingOptions | None = None):
         self.eos, self.opts = eos, opts
-        self.scores = self.lengths = None
+        self.scores: np.ndarray | None = None
+        self.lengths: np.ndarray | None = None
 
     def update(self, tokens: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, bool, None]:
-        if self.scores is None or tokens.shape[1] == 1:
+        if self.scores is None or self.lengths is None or tokens.shape[1] == 1:
             self.scores, self.lengths = np.zeros(len(tokens)), np.zeros(len(tokens), np.int64)
         if len(tokens) == 1:
-            return self._update_one(tokens, logits)
+            return self._update_one(tokens, logits, self.scores, self.lengths)
         nxt = constrain(tokens, logits, self.opts).argmax(axis=-1)
         live = np.ones(len(tokens), bool)
         if tokens.shape[1] > 1:  # a row that has ended only extends with eos
@@ -177,10 +178,13 @@ class GreedyDecoder:
         self.lengths += live
         return np.concatenate([tokens, nxt[:, None]], axis=1), bool((nxt == self.eos).all()), None
 
-    def _update_one(self, tokens: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, bool, None]:
+    def _update_one(
+        self, tokens: np.ndarray, logits: np.ndarray, scores: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, bool, None]:
         """update() for the one row of a camera frame, the same choice in fewer numpy calls:
         the rules' mask is only built when the most likely token is one they block, which
-        spares a copy of the logits at most steps."""
+        spares a copy of the logits at most steps. `scores` and `lengths` are this decoder's,
+        added to in place."""
         row, x, opts = tokens[0], logits[0], self.opts
         live = not (len(row) > 1 and row[-1] == self.eos)
         if not live:
@@ -197,8 +201,8 @@ class GreedyDecoder:
                 x = logits[0]
         if live:
             top = x.max()
-            self.scores[0] += x[nxt] - (top + np.log(np.exp(x - top).sum()))
-            self.lengths[0] += 1
+            scores[0] += x[nxt] - (top + np.log(np.exp(x - top).sum()))
+            lengths[0] += 1
         tokens = np.append(tokens, [[nxt]], axis=1)
         return tokens, nxt == self.eos, None
 
@@ -222,8 +226,9 @@ class BeamSearchDecoder:
         logp = log_softmax(logits)
         if self.opts is not None and (self.opts.no_repeat or self.opts.dangling or self.opts.never):
             logp[~np.isfinite(constrain(tokens, logits, self.opts))] = -np.inf
-        if self.scores is None or tokens.shape[1] == 1:  # all beams of an input start equal:
-            self.scores = np.where(np.arange(rows) % k == 0, 0.0, -np.inf)  # expand only the first
+        if self.scores is None or self.lengths is None or tokens.shape[1] == 1:
+            # all beams of an input start equal: expand only the first
+            self.scores = np.where(np.arange(rows) % k == 0, 0.0, -np.inf)
             self.lengths = np.zeros(rows, np.int64)
         cand = self.scores[:, None] + logp
         ended = tokens[:, -1] == self.eos if tokens.shape[1] > 1 else np.zeros(rows, bool)
@@ -239,6 +244,8 @@ class BeamSearchDecoder:
         return tokens, bool((nxt == self.eos).all()), source
 
     def finalize(self, tokens: np.ndarray) -> np.ndarray:
+        if self.scores is None:
+            raise RuntimeError("finalize() before any update()")
         k = self.beams
         return np.arange(len(tokens) // k) * k + self.scores.reshape(-1, k).argmax(axis=1)
 

@@ -105,7 +105,7 @@ def decode_gfl(
 
     scores[i]: (N_i,C) class probabilities of stride strides[i]; dists[i]: (N_i,4*(R+1))
     logits of each side's distance in strides, 0..R, softmaxed and averaged."""
-    boxes, kept, classes = [], [], []
+    box_parts, kept_parts, class_parts = [], [], []
     for score, dist, stride in zip(scores, dists, strides):
         cells, cls = np.nonzero(score >= min_score)
         if not len(cells):
@@ -115,14 +115,15 @@ def decode_gfl(
         side = (p / p.sum(-1, keepdims=True)) @ np.arange(d.shape[-1], dtype=np.float32) * stride
         cols = input_hw[1] // stride
         cx, cy = (cells % cols + 0.5) * stride, (cells // cols + 0.5) * stride
-        boxes.append(
+        box_parts.append(
             np.stack([cx - side[:, 0], cy - side[:, 1], cx + side[:, 2], cy + side[:, 3]], 1)
         )
-        kept.append(score[cells, cls])
-        classes.append(cls)
-    if not boxes:
+        kept_parts.append(score[cells, cls])
+        class_parts.append(cls)
+    if not box_parts:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    boxes, kept, classes = np.concatenate(boxes), np.concatenate(kept), np.concatenate(classes)
+    boxes = np.concatenate(box_parts)
+    kept, classes = np.concatenate(kept_parts), np.concatenate(class_parts)
     order = np.argsort(-kept, kind="stable")[:MAX_CANDIDATES]
     return boxes[order], kept[order], classes[order]
 
@@ -143,7 +144,8 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
     """Indices kept by greedy per-class non-maximum suppression, best score first: a box is
     dropped when it overlaps a better box of its class by IoU > threshold."""
-    order, keep = np.argsort(-scores, kind="stable"), []
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
     while len(order) and len(keep) < MAX_DETECTIONS:
         i, rest = order[0], order[1:]
         keep.append(i)
@@ -175,8 +177,8 @@ class Detector:
         idx = nms(boxes, kept, cls, self.spec["nms_iou"])
         frame_boxes = placed.to_frame(boxes[idx], frame_bgr.shape[:2]).round().astype(int)
         return [
-            Detection(self.classes[c], float(s), tuple(int(v) for v in b))
-            for b, s, c in zip(frame_boxes, kept[idx], cls[idx])
+            Detection(self.classes[c], float(s), (int(x0), int(y0), int(x1), int(y1)))
+            for (x0, y0, x1, y1), s, c in zip(frame_boxes, kept[idx], cls[idx])
         ]
 
 

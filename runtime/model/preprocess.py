@@ -5,6 +5,7 @@ The same function prepares training images, so train and device see identical te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ MAX_FILE_BYTES = 512 * 2**20  # an image file larger than this is refused before
 # (a video given to `caption`, say); no image under the pixel limit needs as much
 
 # EXIF orientation (tag 0x0112) -> what makes the stored pixels upright, as PIL's exif_transpose
-UPRIGHT = {
+UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: cv2.flip(a, 1),
     3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
     4: lambda a: cv2.flip(a, 0),

@@ -31,6 +31,7 @@ class Vocab:
     def __post_init__(self):
         if self.words[: len(SPECIALS)] != SPECIALS:
             raise ValueError(f"vocabulary must start with {SPECIALS}")
+        self._ids: dict[str, int]  # word -> id: not a field, set past the frozen check
         object.__setattr__(self, "_ids", {w: i for i, w in enumerate(self.words)})
 
     @classmethod
