@@ -6,7 +6,7 @@ A dataset is named by one spec string, `[FORMAT:]PATH[@IMAGES][#SPLIT]`:
     coco:annotations/captions_train2017.json@images/train2017
     karpathy:dataset_coco.json@coco-images#train             Karpathy split (train = train+restval)
     karpathy:dataset_flickr8k.json@Flicker8k_Dataset#test
-    flickr8k:Flickr8k.token.txt@Flicker8k_Dataset#train      split: train|dev|test or a file of names
+    flickr8k:Flickr8k.token.txt@Flicker8k_Dataset#train      split: train|dev|test or a names file
 
 Without FORMAT it is guessed from the file. Relative IMAGES and split files are taken from the
 annotation file's folder. The generic JSONL is one `{"image": "relative/path.png", "captions":

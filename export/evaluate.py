@@ -46,7 +46,8 @@ def score(captions: list[str], samples: list[Sample], meteor: bool = True) -> di
     scores = caption_scores(captions, [list(s.captions) for s in samples], meteor)
     if scores is None:
         raise InputError(
-            "evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')"
+            "evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt "
+            "-e '.[train]')"
         )
     exact = np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, samples)])
     return {"exact_match": float(exact), **scores}
@@ -69,7 +70,8 @@ def per_caption_cider(captions: list[str], samples: list[Sample]) -> np.ndarray:
     scores = metrics.per_caption_cider(captions, [list(s.captions) for s in samples])
     if scores is None:
         raise InputError(
-            "evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt -e '.[train]')"
+            "evaluation needs pycocoevalcap (pip install -c requirements/constraints.txt "
+            "-e '.[train]')"
         )
     return np.asarray(scores, dtype=np.float64)
 

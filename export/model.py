@@ -144,7 +144,8 @@ class EfficientNetLite0(nn.Module):
         return last, self._taps(tap, x)
 
     def region_features(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B,3,224,224) -> region map (B,1395,7,7), the two maps joined (as features are cached)."""
+        """x (B,3,224,224) -> region map (B,1395,7,7), the two maps joined (as features are
+        cached)."""
         return torch.cat(self.region_maps(x), dim=1)
 
     def classify(self, fmap: torch.Tensor) -> torch.Tensor:
@@ -319,7 +320,8 @@ class EncoderGraph(nn.Module):
         self.backbone, self.head = model.backbone, model.head
 
     def forward(self, image, int8_rows=None):
-        """`int8_rows` (B,) bool: see RegionHead.forward (the exported graph takes only the image)."""
+        """`int8_rows` (B,) bool: see RegionHead.forward (the exported graph takes only the
+        image)."""
         last, detail = self.backbone.region_maps(image)
         return (*self.head(last, detail, int8_rows), self.backbone.classify(last))
 

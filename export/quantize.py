@@ -160,7 +160,8 @@ def decoder_to_int8(src: Path, dst: Path) -> None:
 
 
 def convert(out: Path, calibration: np.ndarray | None, precisions=("fp16", "int8")) -> None:
-    """From the fp32 graphs in `out` write the fp16 and int8 graphs beside them (those asked for)."""
+    """From the fp32 graphs in `out` write the fp16 and int8 graphs beside them (those asked
+    for)."""
     f32 = {g: out / io_spec.graph_file("fp32", g) for g in io_spec.GRAPHS}
     if "fp16" in precisions:
         for g in io_spec.GRAPHS:

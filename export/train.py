@@ -1,7 +1,8 @@
 """Training: teacher forcing over cached backbone features (the encoder frozen), or over
 images with the encoder fine-tuned at its own learning rate.
 
-    python -m export train --train data/scenes-train --val data/scenes-val --out runs/default/model.pt
+    python -m export train --train data/scenes-train --val data/scenes-val \
+        --out runs/default/model.pt
     python -m export train --train karpathy:dataset_coco.json@coco#train \
         --val karpathy:dataset_coco.json@coco#val --min-freq 5 --metric cider --patience 3
     torchrun --nproc_per_node 2 -m export train ...          # DDP: gloo on CPU, nccl on CUDA

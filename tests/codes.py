@@ -9,12 +9,17 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
 from signs import PHOTOS, pasted
 
 KINDS = ("EAN-13", "UPC-A", "QR")
-URLS = ("https://example.org/menu", "http://www.example.com/product/42", "https://shop.example.net/",
-        "WIFI:S:home;T:WPA;P:secret;;", "Bus 42 timetable", "https://example.org/a?b=1")
+URLS = (
+    "https://example.org/menu",
+    "http://www.example.com/product/42",
+    "https://shop.example.net/",
+    "WIFI:S:home;T:WPA;P:secret;;",
+    "Bus 42 timetable",
+    "https://example.org/a?b=1",
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,9 @@ class Code:
 
 def check_digit(digits: str) -> str:
     """EAN/UPC check digit of the digits before it."""
-    total = sum(int(c) * (3 if i % 2 == (len(digits) % 2 == 0) else 1) for i, c in enumerate(digits))
+    total = sum(
+        int(c) * (3 if i % 2 == (len(digits) % 2 == 0) else 1) for i, c in enumerate(digits)
+    )
     return str((10 - total % 10) % 10)
 
 
@@ -45,19 +52,25 @@ def label(text: str, kind: str, module: int) -> np.ndarray:
     """The code on a white label, gray: zxing-cpp's writer, with its quiet zones."""
     import zxingcpp
 
-    fmt = {"EAN-13": zxingcpp.BarcodeFormat.EAN13, "UPC-A": zxingcpp.BarcodeFormat.UPCA,
-           "QR": zxingcpp.BarcodeFormat.QRCode}[kind]
+    fmt = {
+        "EAN-13": zxingcpp.BarcodeFormat.EAN13,
+        "UPC-A": zxingcpp.BarcodeFormat.UPCA,
+        "QR": zxingcpp.BarcodeFormat.QRCode,
+    }[kind]
     code = zxingcpp.create_barcode(text, fmt)
     img = np.asarray(zxingcpp.write_barcode_to_image(code, scale=module, add_quiet_zones=False))
     if kind != "QR":  # a 1-D code on a product is wider than tall only so much
-        img = cv2.resize(img, (img.shape[1], int(img.shape[1] * 0.4)), interpolation=cv2.INTER_NEAREST)
+        img = cv2.resize(
+            img, (img.shape[1], int(img.shape[1] * 0.4)), interpolation=cv2.INTER_NEAREST
+        )
     quiet = (9 if kind == "QR" else 4) * module  # printed labels' white margins, in modules
     side = (4 if kind == "QR" else 10) * module
     return cv2.copyMakeBorder(img, quiet, quiet, side, side, cv2.BORDER_CONSTANT, value=255)
 
 
-def make_code(i: int, size=(640, 480), photo=None, x: float | None = None,
-              kind: str | None = None) -> Code:
+def make_code(
+    i: int, size=(640, 480), photo=None, x: float | None = None, kind: str | None = None
+) -> Code:
     """Code i of a fixed sequence: its kind, content, size, tilt, blur and place from seed i."""
     rng = np.random.default_rng(5000 + i)
     kind = kind or KINDS[i % len(KINDS)]
@@ -66,6 +79,13 @@ def make_code(i: int, size=(640, 480), photo=None, x: float | None = None,
     frame = cv2.resize(cv2.imread(str(photo)), size, interpolation=cv2.INTER_AREA)
     gray = label(text, kind, 1)
     target = rng.uniform(0.35, 0.5) * size[0]  # the label's width in the frame
-    image, box = pasted(frame, cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), target / gray.shape[1], rng,
-                        tilt=0.06, x=x, flags=cv2.INTER_AREA)
+    image, box = pasted(
+        frame,
+        cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR),
+        target / gray.shape[1],
+        rng,
+        tilt=0.06,
+        x=x,
+        flags=cv2.INTER_AREA,
+    )
     return Code(image, kind, text, box)

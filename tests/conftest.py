@@ -1,4 +1,5 @@
-"""Shared fixtures: the shapes and default bundles, held-out scenes rendered on the fly, CLI runner."""
+"""Shared fixtures: the shapes and default bundles, held-out scenes rendered on the fly, the CLI
+runner, and each test's tier (unit, system, slow)."""
 
 from __future__ import annotations
 
@@ -69,12 +70,19 @@ def pytest_collection_modifyitems(config, items):
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: bool = True, **kw):
     """`python -m <args>` (or `python <args>`) from the repository root; the CompletedProcess."""
     argv = [sys.executable, *(["-m"] if module else []), *args]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, **kw)
+    return subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
 
 
 class Voice:
-    """A speech worker that only remembers what it was asked to say (for DescribeLoop in-process)."""
+    """A speech worker that only remembers what it was asked to say (DescribeLoop in-process)."""
 
     def __init__(self):
         self.said: list[str] = []

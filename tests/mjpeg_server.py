@@ -16,7 +16,9 @@ BOUNDARY = "scenespeakframe"
 
 class MjpegServer:
     def __init__(self, frames: list[np.ndarray], fps: float = 15.0, port: int = 0):
-        self.jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames]
+        self.jpegs = [
+            cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames
+        ]
         self.fps = fps
         self.port = port or _free_port()
         self.server: ThreadingHTTPServer | None = None
@@ -26,7 +28,7 @@ class MjpegServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/stream.mjpg"
 
-    def start(self) -> "MjpegServer":
+    def start(self) -> MjpegServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,9 +42,15 @@ class MjpegServer:
                 i, start = 0, time.monotonic()
                 try:
                     while outer.server is not None and not getattr(self.server, "_stopping", False):
-                        jpg = outer.jpegs[(i // max(1, int(outer.fps * outer.hold_s))) % len(outer.jpegs)]
-                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                         f"Content-Length: {len(jpg)}\r\n\r\n".encode() + jpg + b"\r\n")
+                        jpg = outer.jpegs[
+                            (i // max(1, int(outer.fps * outer.hold_s))) % len(outer.jpegs)
+                        ]
+                        self.wfile.write(
+                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                            f"Content-Length: {len(jpg)}\r\n\r\n".encode()
+                            + jpg
+                            + b"\r\n"
+                        )
                         outer.served += 1
                         i += 1
                         time.sleep(max(0.0, start + i / outer.fps - time.monotonic()))

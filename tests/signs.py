@@ -14,14 +14,47 @@ from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = sorted((ROOT / "assets" / "photos").glob("*.jpg"))
-FONTS = [Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f for f in
-         ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono-Bold.ttf",
-          "STIXGeneralBol.ttf", "DejaVuSerif.ttf")]
-TEXTS = ("EXIT", "EMERGENCY EXIT", "PUSH", "PULL", "TOILETS", "NO ENTRY", "PLATFORM 2", "OPEN",
-         "CLOSED", "STOP", "WET FLOOR", "LIFT", "WAY OUT", "PHARMACY", "BUS STOP", "ROOM 214",
-         "FIRE EXIT", "KEEP LEFT", "CAFE", "TICKETS")
-COLOURS = (((0, 110, 0), (255, 255, 255)), ((200, 0, 0), (255, 255, 255)), ((255, 255, 255), (0, 0, 0)),
-           ((20, 40, 150), (255, 255, 255)), ((250, 210, 0), (0, 0, 0)), ((30, 30, 30), (240, 240, 240)))
+FONTS = [
+    Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f
+    for f in (
+        "DejaVuSans-Bold.ttf",
+        "DejaVuSans.ttf",
+        "DejaVuSerif-Bold.ttf",
+        "DejaVuSansMono-Bold.ttf",
+        "STIXGeneralBol.ttf",
+        "DejaVuSerif.ttf",
+    )
+]
+TEXTS = (
+    "EXIT",
+    "EMERGENCY EXIT",
+    "PUSH",
+    "PULL",
+    "TOILETS",
+    "NO ENTRY",
+    "PLATFORM 2",
+    "OPEN",
+    "CLOSED",
+    "STOP",
+    "WET FLOOR",
+    "LIFT",
+    "WAY OUT",
+    "PHARMACY",
+    "BUS STOP",
+    "ROOM 214",
+    "FIRE EXIT",
+    "KEEP LEFT",
+    "CAFE",
+    "TICKETS",
+)
+COLOURS = (
+    ((0, 110, 0), (255, 255, 255)),
+    ((200, 0, 0), (255, 255, 255)),
+    ((255, 255, 255), (0, 0, 0)),
+    ((20, 40, 150), (255, 255, 255)),
+    ((250, 210, 0), (0, 0, 0)),
+    ((30, 30, 30), (240, 240, 240)),
+)
 
 
 @dataclass(frozen=True)
@@ -49,15 +82,24 @@ def make_sign(i: int, size=(640, 480), photo: Path | None = None, x: float | Non
     text = TEXTS[i % len(TEXTS)]
     photo = photo or PHOTOS[i % len(PHOTOS)]
     frame = cv2.resize(cv2.imread(str(photo)), size, interpolation=cv2.INTER_AREA)
-    sign = board(text, FONTS[i % len(FONTS)], int(rng.integers(26, 44)), COLOURS[(i // 2) % len(COLOURS)])
+    sign = board(
+        text, FONTS[i % len(FONTS)], int(rng.integers(26, 44)), COLOURS[(i // 2) % len(COLOURS)]
+    )
     h, w = sign.shape[:2]
     scale = min(1.0, 0.6 * size[0] / w)
     image, box = pasted(frame, sign, scale, rng, tilt=0.08, x=x)
     return Sign(image, text, box)
 
 
-def pasted(frame: np.ndarray, board: np.ndarray, scale: float, rng: np.random.Generator,
-           tilt: float, x: float | None = None, flags: int = cv2.INTER_LINEAR):
+def pasted(
+    frame: np.ndarray,
+    board: np.ndarray,
+    scale: float,
+    rng: np.random.Generator,
+    tilt: float,
+    x: float | None = None,
+    flags: int = cv2.INTER_LINEAR,
+):
     """(the frame with `board` (BGR) scaled by `scale` and tilted in perspective by up to
     `tilt` of its size pasted in, then blurred and saved as JPEG at quality 70; where it went,
     x0 y0 x1 y1). Its centre is at `x` of the frame's width, or drawn from `rng`, as is the
@@ -76,7 +118,7 @@ def pasted(frame: np.ndarray, board: np.ndarray, scale: float, rng: np.random.Ge
     cx = int((x if x is not None else rng.uniform(0.3, 0.7)) * size[0])
     x0 = int(np.clip(cx - bw // 2, 0, size[0] - bw))
     y0 = int(rng.integers(0, size[1] - bh))
-    region = frame[y0:y0 + bh, x0:x0 + bw]
+    region = frame[y0 : y0 + bh, x0 : x0 + bw]
     region[mask > 127] = tilted[mask > 127]
     frame = cv2.GaussianBlur(frame, (0, 0), float(rng.uniform(0.4, 1.0)))
     ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])

@@ -5,8 +5,8 @@ fp16 and int8 equal to fp32 on >= 97% (100% and 98.5%)."""
 import json
 
 import pytest
-
 from conftest import MODEL, run_cli
+
 from runtime.model.vocab import normalize
 
 pytestmark = pytest.mark.system
@@ -18,8 +18,9 @@ def captions(test_scenes):
     images = [str(test_scenes / r["image"]) for r in rows]
     out = {}
     for precision in ("fp32", "fp16", "int8"):
-        r = run_cli("runtime", "caption", *images, "--precision", precision, "--json",
-                    "--model", str(MODEL))
+        r = run_cli(
+            "runtime", "caption", *images, "--precision", precision, "--json", "--model", str(MODEL)
+        )
         assert r.returncode == 0, r.stderr
         got = [json.loads(l) for l in r.stdout.splitlines()]
         assert [g["image"] for g in got] == images

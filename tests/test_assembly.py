@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -24,7 +23,13 @@ def _calls(name: str) -> list[str]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call):
                 f = node.func
-                called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                called = (
+                    f.id
+                    if isinstance(f, ast.Name)
+                    else f.attr
+                    if isinstance(f, ast.Attribute)
+                    else ""
+                )
                 if called == name:
                     out.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     return out
@@ -39,15 +44,21 @@ def test_no_library_module_names_a_command_line_flag():
     """The model and channel layers say what is wrong in their own terms; the CLI names the
     flag (OptionError.field -> flag)."""
     flag = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
-    found = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
-             for layer in ("model", "channels") for p in (RUNTIME / layer).rglob("*.py")
-             for i, line in enumerate(p.read_text().splitlines(), 1) if flag.search(line)]
+    found = [
+        f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+        for layer in ("model", "channels")
+        for p in (RUNTIME / layer).rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if flag.search(line)
+    ]
     assert found == []
 
 
 def test_options_are_checked_before_onnxruntime_loads():
-    code = ("import sys\nfrom runtime.__main__ import main\ncode = main(['caption', 'x.jpg', "
-            "'--beam', '17'])\nprint(code, 'onnxruntime' in sys.modules)")
+    code = (
+        "import sys\nfrom runtime.__main__ import main\ncode = main(['caption', 'x.jpg', "
+        "'--beam', '17'])\nprint(code, 'onnxruntime' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["2", "False"], r.stderr
     assert r.stderr.strip() == "error: --beam 17: use 1 (greedy) to 16 beams"
@@ -73,5 +84,8 @@ def test_the_cli_and_the_loop_stay_small():
     loop = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DescribeLoop")
     assert ast.get_docstring(loop)
     assert loop.end_lineno - loop.lineno < 150
-    assert not [n for n in ast.walk(loop) if isinstance(n, ast.Call) and
-                getattr(n.func, "id", "") == "isinstance"]
+    assert not [
+        n
+        for n in ast.walk(loop)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "isinstance"
+    ]

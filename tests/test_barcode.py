@@ -9,14 +9,17 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
 from codes import make_code
 from conftest import REAL_MODEL, ROOT, read_events, run_cli, write_clip
+
 from runtime.channels.barcode import BarcodeReader, Code, body, grouped, spoken
 
 pytestmark = pytest.mark.unit
 
-pytest.importorskip("zxingcpp", reason="zxing-cpp not installed (pip install -c requirements/constraints.txt zxing-cpp)")
+pytest.importorskip(
+    "zxingcpp",
+    reason="zxing-cpp not installed (pip install -c requirements/constraints.txt zxing-cpp)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,9 @@ def test_no_code_is_read_in_the_committed_photos_and_clips(reader):
             frames.append(frame)
             ok, frame = cap.read()
     assert len(frames) > 100
-    false = [(i, [c.text for c in found]) for i, f in enumerate(frames) if (found := reader.read(f))]
+    false = [
+        (i, [c.text for c in found]) for i, f in enumerate(frames) if (found := reader.read(f))
+    ]
     assert not false, false
 
 
@@ -103,7 +108,9 @@ def test_caption_json_reports_the_codes(tmp_path):
     out = json.loads(r.stdout)
     assert [c["text"] for c in out["codes"]] == [code.text]
     assert set(out["codes"][0]) == {"format", "text", "box", "where"}
-    assert out["description"].endswith(f"QR code: {body(Code('QR Code', code.text, (0, 0, 1, 1), ''))}")
+    assert out["description"].endswith(
+        f"QR code: {body(Code('QR Code', code.text, (0, 0, 1, 1), ''))}"
+    )
 
 
 @pytest.mark.system
@@ -118,24 +125,43 @@ def test_find_barcode_says_closer_then_what_it_reads(tmp_path):
     x0, y0, x1, y1 = near.box
     label = near.image[y0:y1, x0:x1]
     small = cv2.resize(label, ((x1 - x0) // 3, (y1 - y0) // 3), interpolation=cv2.INTER_AREA)
-    far[200:200 + small.shape[0], 60:60 + small.shape[1]] = small
+    far[200 : 200 + small.shape[0], 60 : 60 + small.shape[1]] = small
     assert not BarcodeReader().read(far) and BarcodeReader().glimpse(far) == "left"
     path = write_clip(tmp_path / "find.mp4", [far] * 20 + [near.image] * 20)
     log = tmp_path / "log.jsonl"
-    r = run_cli("runtime", "describe", str(path), "--find", "barcode", "--no-speak", "--log", str(log),
-                "--model", str(REAL_MODEL))
+    r = run_cli(
+        "runtime",
+        "describe",
+        str(path),
+        "--find",
+        "barcode",
+        "--no-speak",
+        "--log",
+        str(log),
+        "--model",
+        str(REAL_MODEL),
+    )
     assert r.returncode == 0, r.stderr
-    said = [e["caption"] for e in read_events(log) if e["event"] == "spoken" and e["kind"] == "caption"]
-    assert said == ["barcode on your left, closer", f"barcode on your left, reads {digits(near.text)}"], said
+    said = [
+        e["caption"] for e in read_events(log) if e["event"] == "spoken" and e["kind"] == "caption"
+    ]
+    assert said == [
+        "barcode on your left, closer",
+        f"barcode on your left, reads {digits(near.text)}",
+    ], said
 
 
-def test_without_zxing_cpp_doctor_says_how_to_get_it_and_without_opencv_barcode_no_closer(monkeypatch):
+def test_without_zxing_cpp_doctor_says_how_to_get_it_and_without_opencv_barcode_no_closer(
+    monkeypatch,
+):
     import importlib.util
 
     from runtime.channels import barcode, registry
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "zxingcpp" else real(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "zxingcpp" else real(n, *a)
+    )
     reason = registry.why_not("barcode", None)
     assert "zxing-cpp" in reason and "requirements/constraints.txt" in registry.hint("barcode")
     monkeypatch.undo()

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import MODEL, run_cli
+
 from export.datasets import read_jsonl
 from export.evaluate import score
 from runtime.model.bundle import load_bundle
@@ -27,16 +27,22 @@ def test_beam_3_scores_at_least_as_well_as_greedy(held_out):
     beam = Captioner(bundle, "fp32", beam_size=3)
     g = score([greedy.caption(i).text for i in images], samples)
     b = score([beam.caption(i).text for i in images], samples)
-    print(f"\ngreedy: exact {g['exact_match']:.3f} BLEU-4 {g['bleu4']:.4f}; "
-          f"beam 3: exact {b['exact_match']:.3f} BLEU-4 {b['bleu4']:.4f}")
+    print(
+        f"\ngreedy: exact {g['exact_match']:.3f} BLEU-4 {g['bleu4']:.4f}; "
+        f"beam 3: exact {b['exact_match']:.3f} BLEU-4 {b['bleu4']:.4f}"
+    )
     assert b["bleu4"] >= g["bleu4"] and b["exact_match"] >= g["exact_match"]
 
 
 def test_caption_cli_takes_beam(held_out, tmp_path):
     samples, _ = held_out
-    r = run_cli("runtime", "caption", str(samples[0].image), "--beam", "3", "--json", "--model", str(MODEL))
+    r = run_cli(
+        "runtime", "caption", str(samples[0].image), "--beam", "3", "--json", "--model", str(MODEL)
+    )
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
     assert row["steps"] >= 3 and row["caption"].split()[0] in ("a", "two", "three")
     bad = run_cli("runtime", "caption", str(samples[0].image), "--beam", "0", "--model", str(MODEL))
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --beam 0: use 1 (greedy) to 16 beams"
+    assert (
+        bad.returncode == 2 and bad.stderr.strip() == "error: --beam 0: use 1 (greedy) to 16 beams"
+    )

@@ -4,25 +4,52 @@ import json
 
 import cv2
 import pytest
-
 from conftest import MODEL, REAL_MODEL, needs_torch, run_cli
+
 from runtime.model import io_spec
 
 pytestmark = pytest.mark.system
 
-ROW_KEYS = {"backend", "precision", "provider", "encoder_ms", "decoder_step_ms", "caption_ms",
-            "steps_mean", "rss_mb", "model_mb", "agreement_vs_fp32"}
+ROW_KEYS = {
+    "backend",
+    "precision",
+    "provider",
+    "encoder_ms",
+    "decoder_step_ms",
+    "caption_ms",
+    "steps_mean",
+    "rss_mb",
+    "model_mb",
+    "agreement_vs_fp32",
+}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     # the shapes fixture on its own scenes (the default images are real photos)
-    args = ["runtime", "bench", "--model", str(MODEL), "--images", "assets/bench_scenes",
-            "--runs", "1", "--warmup", "2", "--rounds", "2",
-            "--json", str(out / "b.json"), "--plot", str(out / "b.png"),
-            "--markdown", str(out / "b.md")]
+    args = [
+        "runtime",
+        "bench",
+        "--model",
+        str(MODEL),
+        "--images",
+        "assets/bench_scenes",
+        "--runs",
+        "1",
+        "--warmup",
+        "2",
+        "--rounds",
+        "2",
+        "--json",
+        str(out / "b.json"),
+        "--plot",
+        str(out / "b.png"),
+        "--markdown",
+        str(out / "b.md"),
+    ]
     from conftest import HAS_TORCH
+
     if HAS_TORCH:
         args.append("--torch")
     r = run_cli(*args, timeout=900)
@@ -68,8 +95,10 @@ def test_preprocess_overhead_and_on_disk_ratio_are_in_the_json_and_table(report)
             assert "model_vs_fp32" not in r
     int8 = disk["vs_fp32"]["int8"]  # of the bytes; the MB are rounded
     assert int8 == pytest.approx(disk["mb"]["int8"] / disk["mb"]["fp32"], abs=2e-3)
-    assert (f"On disk: int8 {disk['mb']['int8']:.2f} MB = {int8:.3f} × fp32's "
-            f"{disk['mb']['fp32']:.2f} MB") in table
+    assert (
+        f"On disk: int8 {disk['mb']['int8']:.2f} MB = {int8:.3f} × fp32's "
+        f"{disk['mb']['fp32']:.2f} MB"
+    ) in table
 
 
 @pytest.mark.unit
@@ -103,7 +132,7 @@ def test_overhead_is_the_caption_less_its_parts_preprocessing_among_them(monkeyp
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("pass\npass\nend\n"))
     serve_row({"backend": "stand-in"}, Stand(), [None, None], warmup=1)
-    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1][len(REPLY):])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1][len(REPLY) :])
     assert row["preprocess_ms"]["p50"] == 3.0 and row["encoder_ms"]["p50"] == 4.0
     assert row["overhead_ms"]["p50"] == pytest.approx(1.0, abs=1e-6)
     assert row["decoder_steps_ms"]["p50"] >= 4.0 and len(row["samples"]["overhead"]) == 4
@@ -190,12 +219,15 @@ def test_a_row_that_fails_is_named_in_one_line(tmp_path):
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
-    r = run_cli("runtime", "bench", "--model", str(bundle), "--runs", "1", "--rounds", "1",
-                timeout=300)
+    r = run_cli(
+        "runtime", "bench", "--model", str(bundle), "--runs", "1", "--rounds", "1", timeout=300
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1].split("\r")[-1]
-    assert last == (f"error: bench onnxruntime int8 failed: {target}: sha256 mismatch, the file is "
-                     "damaged or was changed")
+    assert last == (
+        f"error: bench onnxruntime int8 failed: {target}: sha256 mismatch, the file is "
+        "damaged or was changed"
+    )
 
 
 @pytest.mark.unit
@@ -203,14 +235,31 @@ def test_rounds_pool_every_sample_of_a_row():
     from runtime.app.bench import pool
 
     def run(enc, rss, captions):
-        samples = {"preprocess": [0.1] * 4, "encoder": enc, "decoder_step": [0.05] * 40,
-                   "caption": [e + 1 for e in enc], "steps": [10] * 4}
-        return {"backend": "onnxruntime", "precision": "int8", "samples": samples, "rss_mb": rss,
-                "captions": captions, "encoder_ms": {"p50": -1}, "model_mb": 5.0}
+        samples = {
+            "preprocess": [0.1] * 4,
+            "encoder": enc,
+            "decoder_step": [0.05] * 40,
+            "caption": [e + 1 for e in enc],
+            "steps": [10] * 4,
+        }
+        return {
+            "backend": "onnxruntime",
+            "precision": "int8",
+            "samples": samples,
+            "rss_mb": rss,
+            "captions": captions,
+            "encoder_ms": {"p50": -1},
+            "model_mb": 5.0,
+        }
 
     # a round slowed by load elsewhere moves the pooled median far less than it moves its own
-    row = pool([run([3.0, 3.1, 3.2, 3.3], 100.0, ["a"]), run([9.0, 9.1, 9.2, 9.3], 120.0, ["b"]),
-                run([3.0, 3.2, 3.1, 3.3], 110.0, ["c"])])
+    row = pool(
+        [
+            run([3.0, 3.1, 3.2, 3.3], 100.0, ["a"]),
+            run([9.0, 9.1, 9.2, 9.3], 120.0, ["b"]),
+            run([3.0, 3.2, 3.1, 3.3], 110.0, ["c"]),
+        ]
+    )
     assert row["encoder_ms"]["p50"] == pytest.approx(3.25)
     assert row["caption_ms"]["p50"] == pytest.approx(4.25)
     assert row["rss_mb"] == 120.0 and row["captions"] == ["a"] and row["model_mb"] == 5.0
@@ -222,6 +271,7 @@ def test_readme_shows_the_committed_run():
     """The README's table is docs/bench.json as `bench` renders it, and the ratios quoted in
     docs/performance.md are that run's."""
     from conftest import ROOT
+
     from runtime.app.bench import markdown
 
     data = json.loads((ROOT / "docs" / "bench.json").read_text())
@@ -276,19 +326,29 @@ def test_int8_on_disk_is_at_most_0_6_of_fp32_in_the_shipped_bundle(tmp_path):
 
     disk = on_disk(str(REAL_MODEL))
     assert disk["files"]["int8"] == ["decoder_step.int8.onnx", "encoder.int8.onnx"]
-    assert disk["files"]["fp32"] == ["decoder_step.fp32.onnx", "decoder_step.weights",
-                                     "encoder.fp32.onnx", "encoder.weights"]
-    size = {p: sum((REAL_MODEL / f).stat().st_size for f in files)
-            for p, files in disk["files"].items()}
+    assert disk["files"]["fp32"] == [
+        "decoder_step.fp32.onnx",
+        "decoder_step.weights",
+        "encoder.fp32.onnx",
+        "encoder.weights",
+    ]
+    size = {
+        p: sum((REAL_MODEL / f).stat().st_size for f in files) for p, files in disk["files"].items()
+    }
     assert disk["vs_fp32"]["int8"] == round(size["int8"] / size["fp32"], 4)
     assert size["int8"] <= 0.6 * size["fp32"], f"{size['int8']} B against {size['fp32']} B"
     # as the manifest records them too
     manifest = json.loads((REAL_MODEL / "manifest.json").read_text())["files"]
-    recorded = {p: sum(g["bytes"] + (g["data"]["bytes"] if "data" in g else 0)
-                       for g in graphs.values()) for p, graphs in manifest.items()}
+    recorded = {
+        p: sum(g["bytes"] + (g["data"]["bytes"] if "data" in g else 0) for g in graphs.values())
+        for p, graphs in manifest.items()
+    }
     assert recorded["int8"] == size["int8"] and recorded["fp32"] == size["fp32"]
-    shared = [f for f in REAL_MODEL.iterdir()
-              if not any(f.name in files for files in disk["files"].values())]
+    shared = [
+        f
+        for f in REAL_MODEL.iterdir()
+        if not any(f.name in files for files in disk["files"].values())
+    ]
     frame = load_frames(None)[2]
     for precision in ("int8", "fp32"):
         folder = tmp_path / precision
@@ -341,10 +401,17 @@ def test_text_channel_is_timed_as_describe_builds_it(monkeypatch):
     t = text_timing(load_frames(None)[:1], 1, ours)
     reader = seen["text"].reader
     assert t["setup"] == {
-        "precision": seen["setup"].precision, "where": "words", "verbosity": "brief",
-        "live": False, "providers": [n for n, _ in seen["setup"].session.providers],
-        "engine": reader.engine_type, "side": reader.cfg.side, "threads": reader.cfg.threads,
-        "min_score": reader.cfg.min_score, "max_lines": seen["text"].max_lines}
+        "precision": seen["setup"].precision,
+        "where": "words",
+        "verbosity": "brief",
+        "live": False,
+        "providers": [n for n, _ in seen["setup"].session.providers],
+        "engine": reader.engine_type,
+        "side": reader.cfg.side,
+        "threads": reader.cfg.threads,
+        "min_score": reader.cfg.min_score,
+        "max_lines": seen["text"].max_lines,
+    }
     assert t["signs_read"] == "1/1"
 
 
@@ -352,6 +419,7 @@ def test_detector_cost_is_timed_for_each_precision_as_describe_builds_it():
     """The detector channel of the default bundle, fp32 and int8 side by side on the committed
     photos: its cost per frame, and how often int8 states what fp32 states."""
     from conftest import REAL_MODEL
+
     from runtime.app.assemble import ModelOptions
     from runtime.app.bench import BenchConfig, detector_timing, load_frames
 

@@ -3,12 +3,11 @@
 import json
 import shutil
 
-import numpy as np
-
 import cv2
+import numpy as np
 import pytest
-
 from conftest import MODEL, REAL_MODEL, run_cli
+
 from export.scenes import make_scene
 from runtime.errors import BundleError
 from runtime.model import io_spec
@@ -39,8 +38,11 @@ def test_default_bundle_is_complete_and_intact():
     assert v["fp16"]["caption_agreement"] >= 0.97 and v["int8"]["caption_agreement"] >= 0.97
 
 
-@pytest.mark.parametrize("root", [MODEL, REAL_MODEL, REAL_MODEL.parent / "detector"],
-                         ids=["shapes", "default", "detector"])
+@pytest.mark.parametrize(
+    "root",
+    [MODEL, REAL_MODEL, REAL_MODEL.parent / "detector"],
+    ids=["shapes", "default", "detector"],
+)
 def test_each_shipped_bundle_fits_in_git(root):
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     assert size <= 30_000_000, f"bundle is {size / 1e6:.2f} MB"
@@ -79,15 +81,30 @@ def test_the_default_stores_fp32_weights_as_fp16_bytes_and_int8_is_a_quarter_of_
     assert b.size_bytes("fp16") <= 1.01 * b.size_bytes("fp32")  # the same weights, read once
 
 
-@pytest.mark.parametrize("block, value, message", [
-    ("decoding", {"no_repeat": "yes"}, "'no_repeat' has the wrong type"),
-    ("decoding", {"dangling": [1, 2]}, "decoding.dangling must be a list of words"),
-    ("confidence", {"slope": 1.0, "intercept": 0.0}, "missing key 'threshold'"),
-    ("confidence", {"slope": 1e300, "intercept": 0.0, "threshold": 0.5}, "confidence.slope must be a finite number"),
-    ("confidence", {"slope": 1.0, "intercept": 0.0, "threshold": 7}, "threshold 7.0 is outside 0..1"),
-    ("kinds", {"words": {"dog": 3}, "objects": {}}, "kinds.words must map words to kind names"),
-    ("kinds", {"words": {}, "objects": {}, "same": {"dog": "puppy"}}, "kinds.same must map object names"),
-])
+@pytest.mark.parametrize(
+    "block, value, message",
+    [
+        ("decoding", {"no_repeat": "yes"}, "'no_repeat' has the wrong type"),
+        ("decoding", {"dangling": [1, 2]}, "decoding.dangling must be a list of words"),
+        ("confidence", {"slope": 1.0, "intercept": 0.0}, "missing key 'threshold'"),
+        (
+            "confidence",
+            {"slope": 1e300, "intercept": 0.0, "threshold": 0.5},
+            "confidence.slope must be a finite number",
+        ),
+        (
+            "confidence",
+            {"slope": 1.0, "intercept": 0.0, "threshold": 7},
+            "threshold 7.0 is outside 0..1",
+        ),
+        ("kinds", {"words": {"dog": 3}, "objects": {}}, "kinds.words must map words to kind names"),
+        (
+            "kinds",
+            {"words": {}, "objects": {}, "same": {"dog": "puppy"}},
+            "kinds.same must map object names",
+        ),
+    ],
+)
 def test_a_bad_real_photo_block_is_refused_by_name(bundle_copy, block, value, message):
     path = bundle_copy / "manifest.json"
     m = json.loads(path.read_text())
@@ -108,7 +125,9 @@ def test_each_weight_is_stored_once_and_int8_is_at_most_35_percent_of_fp32():
         assert b.files["int8"][graph].data is None
     assert b.size_bytes("int8") <= 0.35 * b.size_bytes("fp32")
     assert b.size_bytes("fp16") == b.size_bytes("fp32") + sum(
-        b.files["fp16"][g].path.stat().st_size - b.files["fp32"][g].path.stat().st_size for g in io_spec.GRAPHS)
+        b.files["fp16"][g].path.stat().st_size - b.files["fp32"][g].path.stat().st_size
+        for g in io_spec.GRAPHS
+    )
 
 
 def test_changed_weights_file_is_refused_for_both_precisions_that_read_it(bundle_copy):
@@ -131,15 +150,21 @@ def test_external_data_the_manifest_does_not_list_is_refused(bundle_copy):
     m = json.loads(manifest.read_text())
     m["files"]["fp32"]["encoder"]["sha256"] = sha256(target)
     manifest.write_text(json.dumps(m))
-    with pytest.raises(BundleError, match=r"encoder\.fp32\.onnx: tensor .* reads external data from "
-                                          r"other12\.weights, which the manifest does not list"):
+    with pytest.raises(
+        BundleError,
+        match=r"encoder\.fp32\.onnx: tensor .* reads external data from "
+        r"other12\.weights, which the manifest does not list",
+    ):
         load_bundle(bundle_copy).graph_paths("fp32")
     # a location no file system takes: named, not a traceback
     target.write_bytes(target.read_bytes().replace(b"other12.weights", b"encoder\0weights"))
     m["files"]["fp32"]["encoder"]["sha256"] = sha256(target)
     manifest.write_text(json.dumps(m))
-    with pytest.raises(BundleError, match=r"names its external data 'encoder\\x00weights', which is "
-                                          r"not a usable path"):
+    with pytest.raises(
+        BundleError,
+        match=r"names its external data 'encoder\\x00weights', which is "
+        r"not a usable path",
+    ):
         load_bundle(bundle_copy).graph_paths("fp32")
 
 
@@ -192,7 +217,9 @@ def test_truncated_graph_with_matching_hash_is_refused(bundle_copy):
     m = json.loads(manifest.read_text())
     m["files"]["fp32"]["encoder"]["sha256"] = sha256(target)
     manifest.write_text(json.dumps(m))
-    with pytest.raises(BundleError, match=r"encoder\.fp32\.onnx: not a valid ONNX file \(field runs past the end\)"):
+    with pytest.raises(
+        BundleError, match=r"encoder\.fp32\.onnx: not a valid ONNX file \(field runs past the end\)"
+    ):
         Captioner(load_bundle(bundle_copy), "fp32")
 
 
@@ -203,5 +230,7 @@ def test_vocabulary_that_does_not_match_the_decoder_is_refused(bundle_copy):
     m = json.loads(manifest.read_text())
     m["vocab"]["words"].append("zebra")
     manifest.write_text(json.dumps(m))
-    with pytest.raises(BundleError, match=r"decoder has \d+ outputs but the vocabulary has \d+ words"):
+    with pytest.raises(
+        BundleError, match=r"decoder has \d+ outputs but the vocabulary has \d+ words"
+    ):
         Captioner(load_bundle(bundle_copy), "int8")

@@ -5,8 +5,8 @@ import sys
 
 import cv2
 import pytest
-
 from conftest import MODEL, TEST_SEED, run_cli
+
 from export.scenes import make_scene
 from runtime.model.vocab import normalize
 
@@ -27,8 +27,15 @@ def scenes(tmp_path_factory):
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_captions_name_what_was_drawn(scenes, precision):
-    r = run_cli("runtime", "caption", *[p for p, _ in scenes], "--precision", precision,
-                "--model", str(MODEL))
+    r = run_cli(
+        "runtime",
+        "caption",
+        *[p for p, _ in scenes],
+        "--precision",
+        precision,
+        "--model",
+        str(MODEL),
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert [l.split("\t")[0] for l in lines] == [p for p, _ in scenes]
@@ -45,23 +52,36 @@ def test_json_output_has_caption_steps_and_timings(scenes):
     assert row["steps"] == len(canonical.split()) + 1  # every word, then eos
     t = row["timings_ms"]
     assert set(t) == {"preprocess", "encoder", "decoder", "total"}
-    assert 0 < t["encoder"] < t["total"] and t["total"] >= t["preprocess"] + t["encoder"] + t["decoder"] - 0.01
+    assert (
+        0 < t["encoder"] < t["total"]
+        and t["total"] >= t["preprocess"] + t["encoder"] + t["decoder"] - 0.01
+    )
 
 
 def test_any_frame_size_is_captioned(scenes, tmp_path):
     path, canonical = scenes[0]
     big = cv2.resize(cv2.imread(path), (640, 640), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(tmp_path / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    r = run_cli("runtime", "caption", str(tmp_path / "big.jpg"), "--precision", "fp32",
-                "--model", str(MODEL))
+    r = run_cli(
+        "runtime",
+        "caption",
+        str(tmp_path / "big.jpg"),
+        "--precision",
+        "fp32",
+        "--model",
+        str(MODEL),
+    )
     assert r.returncode == 0 and r.stdout.split("\t")[1].strip() == canonical
 
 
-@pytest.mark.parametrize("args,message", [
-    (["no/such.png", "--model", str(MODEL)], "no/such.png: no such image file"),
-    (["README.md", "--model", str(MODEL)], "README.md: cannot decode image"),
-    (["README.md", "--model", "no/bundle"], "no/bundle/manifest.json: no bundle manifest here"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["no/such.png", "--model", str(MODEL)], "no/such.png: no such image file"),
+        (["README.md", "--model", str(MODEL)], "README.md: cannot decode image"),
+        (["README.md", "--model", "no/bundle"], "no/bundle/manifest.json: no bundle manifest here"),
+    ],
+)
 def test_bad_input_is_one_clear_line_and_exit_2(args, message):
     r = run_cli("runtime", "caption", *args)
     assert r.returncode == 2
@@ -77,14 +97,17 @@ def test_runtime_works_with_torch_unimportable(scenes, tmp_path):
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'torch' or name.startswith('torch.'):\n"
         "            raise ImportError('torch is blocked for this test')\n"
-        "sys.meta_path.insert(0, _NoTorch())\n")
+        "sys.meta_path.insert(0, _NoTorch())\n"
+    )
     env = {"PYTHONPATH": str(tmp_path)}
     blocked = run_cli("-c", "import torch", env=env, module=False)
     assert "torch is blocked" in blocked.stderr  # the blocker really works
     path, canonical = scenes[0]
-    code = ("import sys, runtime.__main__ as m; rc = m.main(['caption', %r, '--model', %r]); "
-            "assert not any(k.split('.')[0] == 'torch' for k in sys.modules); sys.exit(rc)"
-            ) % (path, str(MODEL))
+    code = (
+        f"import sys, runtime.__main__ as m; rc = m.main(['caption', {str(path)!r}, '--model', "
+        f"{str(MODEL)!r}]); assert not any(k.split('.')[0] == 'torch' for k in sys.modules); "
+        "sys.exit(rc)"
+    )
     r = run_cli("-c", code, env=env, module=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\t")[1].strip() == canonical
@@ -97,25 +120,42 @@ def _png_header_only(path, width: int, height: int) -> None:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_several_images_caption_the_good_ones_and_exit_2_for_the_bad(scenes, tmp_path):
     good, good2 = scenes[0][0], scenes[1][0]
     _png_header_only(tmp_path / "huge.png", 100000, 100000)
-    r = run_cli("runtime", "caption", good, str(tmp_path / "nope.png"), str(tmp_path),
-                str(tmp_path / "huge.png"), good2, "--model", str(MODEL))
+    r = run_cli(
+        "runtime",
+        "caption",
+        good,
+        str(tmp_path / "nope.png"),
+        str(tmp_path),
+        str(tmp_path / "huge.png"),
+        good2,
+        "--model",
+        str(MODEL),
+    )
     assert r.returncode == 2
     assert [l.split("\t")[0] for l in r.stdout.splitlines()] == [good, good2]
     errors = r.stderr.splitlines()
     assert errors[0] == f"error: {tmp_path / 'nope.png'}: no such image file"
     assert errors[1] == f"error: {tmp_path}: is a folder, not an image (describe plays a folder)"
-    assert errors[2] == (f"error: {tmp_path / 'huge.png'}: 100000x100000 pixels is over the "
-                         "50-megapixel limit for an image")
+    assert errors[2] == (
+        f"error: {tmp_path / 'huge.png'}: 100000x100000 pixels is over the "
+        "50-megapixel limit for an image"
+    )
     assert len(errors) == 3
     assert "Traceback" not in r.stderr
 
@@ -128,9 +168,14 @@ def test_commands_work_outside_the_repository_root(tmp_path):
     from conftest import REAL_MODEL, ROOT
 
     photo = ROOT / "assets" / "photos" / "chelsea.jpg"
-    r = subprocess.run([sys.executable, "-m", "runtime", "caption", str(photo), "--json"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [sys.executable, "-m", "runtime", "caption", str(photo), "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0, r.stderr
     line = json.loads(r.stdout)
     assert "cat" in line["description"].split()  # the real-photo bundle, not an error

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import MODEL, ROOT, Voice, channels_of
+
 from runtime.channels.base import Context, Findings, Setup
 
 pytestmark = pytest.mark.unit
@@ -50,12 +50,15 @@ def registry(monkeypatch):
 def _loop(channel: str, mode: str = "continuous"):
     from runtime.app.eventlog import EventLog
     from runtime.app.loop import DescribeLoop, LoopConfig
-    from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
 
     voice, events = Voice(), []
-    loop = DescribeLoop(channels_of(MODEL, channel), None, voice,
-                        EventLog(None, echo=events.append), LoopConfig(mode=mode))
+    loop = DescribeLoop(
+        channels_of(MODEL, channel),
+        None,
+        voice,
+        EventLog(None, echo=events.append),
+        LoopConfig(mode=mode),
+    )
     return loop, voice, events
 
 
@@ -100,8 +103,11 @@ def test_the_loop_and_the_composer_import_no_channel():
     from test_layout import imports
 
     channels = {"caption", "objects", "detector", "text"}
-    for path in (ROOT / "runtime" / "app" / "loop.py", ROOT / "runtime" / "app" / "worker.py",
-                 ROOT / "runtime" / "channels" / "compose.py"):
+    for path in (
+        ROOT / "runtime" / "app" / "loop.py",
+        ROOT / "runtime" / "app" / "worker.py",
+        ROOT / "runtime" / "channels" / "compose.py",
+    ):
         named = {m.split(".")[2] for m in imports(path) if m.startswith("runtime.channels.")}
         assert not named & channels, (path.name, named & channels)
     registry = (ROOT / "runtime" / "channels" / "registry.py").read_text()

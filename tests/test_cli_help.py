@@ -7,8 +7,8 @@ import argparse
 from dataclasses import dataclass
 
 import pytest
-
 from conftest import needs_torch
+
 from runtime.options import add_fields, build, comments
 
 pytestmark = pytest.mark.unit
@@ -85,8 +85,12 @@ class Demo:
 
 
 def test_field_comments_are_the_help_continuation_lines_included():
-    assert comments(Demo) == {"loud": "speak up", "play": "play it; --quiet turns it off",
-                              "rate": "words per minute, on two lines", "name": "who"}
+    assert comments(Demo) == {
+        "loud": "speak up",
+        "play": "play it; --quiet turns it off",
+        "rate": "words per minute, on two lines",
+        "name": "who",
+    }
 
 
 def test_a_bool_field_is_a_flag_not_a_string():

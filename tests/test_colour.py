@@ -6,20 +6,37 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from runtime.channels.base import Context
-from runtime.channels.colour import ColourChannel, ColourConfig, ColourReader, blackbody, encoded, linear
+from runtime.channels.colour import (
+    ColourChannel,
+    ColourConfig,
+    ColourReader,
+    blackbody,
+    encoded,
+    linear,
+)
 
 pytestmark = pytest.mark.unit
 
 PHOTOS = sorted((ROOT / "assets" / "photos").glob("*.jpg"))
 # one clear example of each palette colour (sRGB); each patch is drawn jittered from it
-PATCHES = {"red": (200, 30, 40), "orange": (240, 130, 20), "yellow": (240, 210, 30),
-           "green": (40, 140, 60), "blue": (30, 70, 180), "purple": (110, 50, 140),
-           "pink": (240, 160, 190), "brown": (110, 70, 40), "white": (235, 235, 235),
-           "grey": (128, 128, 128), "black": (25, 25, 25), "beige": (215, 190, 150),
-           "dark blue": (20, 30, 90)}
+PATCHES = {
+    "red": (200, 30, 40),
+    "orange": (240, 130, 20),
+    "yellow": (240, 210, 30),
+    "green": (40, 140, 60),
+    "blue": (30, 70, 180),
+    "purple": (110, 50, 140),
+    "pink": (240, 160, 190),
+    "brown": (110, 70, 40),
+    "white": (235, 235, 235),
+    "grey": (128, 128, 128),
+    "black": (25, 25, 25),
+    "beige": (215, 190, 150),
+    "dark blue": (20, 30, 90),
+}
 KELVINS = (5000, 3200, 6500)
 
 
@@ -28,7 +45,12 @@ def lit(image: np.ndarray, kelvin: float) -> np.ndarray:
     at `kelvin` (its sRGB white is D65's 6504 K): each linear channel scaled by the lamp's."""
     lamp = blackbody(kelvin)
     lamp = lamp / lamp.max()
-    return (encoded(linear(image[:, :, ::-1]) * lamp.astype(np.float32)) * 255).round().astype(np.uint8)[:, :, ::-1].copy()
+    return (
+        (encoded(linear(image[:, :, ::-1]) * lamp.astype(np.float32)) * 255)
+        .round()
+        .astype(np.uint8)[:, :, ::-1]
+        .copy()
+    )
 
 
 def patch_scene(rgb, photo, rng: np.random.Generator) -> np.ndarray:
@@ -37,7 +59,7 @@ def patch_scene(rgb, photo, rng: np.random.Generator) -> np.ndarray:
     colour = np.clip(np.array(rgb) + jitter, 0, 255)[::-1]
     side = rng.uniform(0.55, 0.7)
     x0, y0 = int(640 * (1 - side) / 2), int(480 * (1 - side) / 2)
-    frame[y0:480 - y0, x0:640 - x0] = colour
+    frame[y0 : 480 - y0, x0 : 640 - x0] = colour
     noise = rng.normal(0, 3, frame.shape)  # a camera's noise
     return np.clip(frame + noise, 0, 255).astype(np.uint8)
 
@@ -74,7 +96,9 @@ def test_a_warm_lit_white_wall_is_white_not_orange_and_the_guard_is_what_makes_i
     assert main_colour(unguarded, warm) in ("orange", "beige", "yellow")
     assert ColourReader().read(warm)[1] is not None  # the cast it corrected, in K
     # daylight photos of warm things are left as they are
-    assert ColourReader().read(cv2.imread(str(ROOT / "assets" / "photos" / "chelsea.jpg")))[1] is None
+    assert (
+        ColourReader().read(cv2.imread(str(ROOT / "assets" / "photos" / "chelsea.jpg")))[1] is None
+    )
 
 
 def test_real_photos_whose_colours_are_known():
@@ -99,7 +123,9 @@ def test_what_is_said():
     assert reader.said(reader.read(frame)[0]) in ("dark blue and white", "white and dark blue")
     found = ColourChannel(None).run(frame, Context())
     assert found.said == reader.said(reader.read(frame)[0])
-    assert [c["name"] for c in found.report["colours"]][:2] == [n for n, _ in reader.read(frame)[0][:2]]
+    assert [c["name"] for c in found.report["colours"]][:2] == [
+        n for n, _ in reader.read(frame)[0][:2]
+    ]
 
 
 def test_bad_settings_are_refused():
@@ -113,7 +139,16 @@ def test_every_pixel_is_named_as_name_says():
     """names() (every pixel at once) agrees with name() on a grid over CIELAB."""
     from runtime.channels.colour import name, names
 
-    grid = np.array([(L, a, b) for L in range(0, 101, 4) for a in range(-100, 101, 6)
-                     for b in range(-100, 101, 6)], np.float32)
+    grid = np.array(
+        [
+            (L, a, b)
+            for L in range(0, 101, 4)
+            for a in range(-100, 101, 6)
+            for b in range(-100, 101, 6)
+        ],
+        np.float32,
+    )
     C, h = np.hypot(grid[:, 1], grid[:, 2]), np.degrees(np.arctan2(grid[:, 2], grid[:, 1])) % 360
-    assert names(grid).tolist() == [name(*v) for v in zip(grid[:, 0].tolist(), C.tolist(), h.tolist())]
+    assert names(grid).tolist() == [
+        name(*v) for v in zip(grid[:, 0].tolist(), C.tolist(), h.tolist())
+    ]

@@ -8,30 +8,55 @@ import pytest
 
 from runtime.channels import coco
 from runtime.channels.base import Findings, Sentence, Thing
-from runtime.channels.compose import NOTHING, ComposeConfig, compose as _compose, reconcile
+from runtime.channels.compose import NOTHING, ComposeConfig, reconcile
+from runtime.channels.compose import compose as _compose
 from runtime.channels.detector import group
 from runtime.model.detector import Detection
 
 pytestmark = pytest.mark.unit
 
-KINDS = {"words": {"dog": "mammal", "cat": "mammal", "puppy": "mammal", "bike": "wheeled vehicle",
-                   "horse": "mammal", "car": "wheeled vehicle"},
-         "objects": {"cat": "mammal", "dog": "mammal", "moped": "wheeled vehicle", "bear": "mammal",
-                     "unicycle": "wheeled vehicle", "wolf": "mammal"},
-         "same": {"dog": ["dog", "puppy"]}}
+KINDS = {
+    "words": {
+        "dog": "mammal",
+        "cat": "mammal",
+        "puppy": "mammal",
+        "bike": "wheeled vehicle",
+        "horse": "mammal",
+        "car": "wheeled vehicle",
+    },
+    "objects": {
+        "cat": "mammal",
+        "dog": "mammal",
+        "moped": "wheeled vehicle",
+        "bear": "mammal",
+        "unicycle": "wheeled vehicle",
+        "wolf": "mammal",
+    },
+    "same": {"dog": ["dog", "puppy"]},
+}
 
 
 def head(name, score, sure=True):
     """The objects channel (the ImageNet head) naming one thing."""
     cls = coco.canonical(name)
-    t = Thing(name, coco.with_article(name), score, cls, KINDS["objects"].get(name),
-              confirm=cls is not None, rank=score)
-    return Findings("objects", facts=(t,) if sure else (), guesses=() if sure else (t,),
-                    key=(name, sure))
+    t = Thing(
+        name,
+        coco.with_article(name),
+        score,
+        cls,
+        KINDS["objects"].get(name),
+        confirm=cls is not None,
+        rank=score,
+    )
+    return Findings(
+        "objects", facts=(t,) if sure else (), guesses=() if sure else (t,), key=(name, sure)
+    )
 
 
 def guesses(*names):
-    return Findings("objects", guesses=tuple(Thing(n, "a " + n, 0.3, coco.canonical(n)) for n in names))
+    return Findings(
+        "objects", guesses=tuple(Thing(n, "a " + n, 0.3, coco.canonical(n)) for n in names)
+    )
 
 
 def caption(text, confidence, threshold=0.5):
@@ -41,8 +66,12 @@ def caption(text, confidence, threshold=0.5):
 def detector(*boxes, width=640, height=480, glimpsed=()):
     """The detector channel's findings: (class, score, x0, y0, x1, y1) per box."""
     found = [Detection(c, s, (x0, y0, x1, y1)) for c, s, x0, y0, x1, y1 in boxes]
-    return Findings("detector", facts=tuple(group(found, {}, 0.5, width, height)),
-                    glimpsed=tuple(glimpsed), covers=True)
+    return Findings(
+        "detector",
+        facts=tuple(group(found, {}, 0.5, width, height)),
+        glimpsed=tuple(glimpsed),
+        covers=True,
+    )
 
 
 def compose(*findings, cfg=ComposeConfig()):
@@ -53,8 +82,10 @@ CAT = head("cat", 0.97)
 
 
 def test_a_caption_naming_another_animal_takes_the_sure_objects_name():
-    assert reconcile("a dog is running through a blue toy", "cat", KINDS) == \
-        ("a cat is running through a blue toy", (("dog", "cat"),))
+    assert reconcile("a dog is running through a blue toy", "cat", KINDS) == (
+        "a cat is running through a blue toy",
+        (("dog", "cat"),),
+    )
     assert reconcile("two dogs play in the snow", "cat", KINDS)[0] == "two cats play in the snow"
     assert reconcile("a man rides a bike", "moped", KINDS)[0] == "a man rides a moped"
     # things of another kind stay, and so does a caption that already names the object
@@ -68,9 +99,14 @@ def test_the_composed_description_never_states_both():
     d = compose(caption("a dog is running", 0.9), CAT)
     assert d.text == "a cat is running" and "dog" not in d.text and d.replaced == (("dog", "cat"),)
     # the objects add a sure thing the caption does not name
-    assert compose(caption("a man sits on a bench", 0.9), CAT).text == "a man sits on a bench. I see a cat"
-    assert compose(caption("a man drinks", 0.9), guesses("cup", "bowl")).text == \
-        "a man drinks. maybe a cup or a bowl"
+    assert (
+        compose(caption("a man sits on a bench", 0.9), CAT).text
+        == "a man sits on a bench. I see a cat"
+    )
+    assert (
+        compose(caption("a man drinks", 0.9), guesses("cup", "bowl")).text
+        == "a man drinks. maybe a cup or a bowl"
+    )
 
 
 def test_a_head_sure_but_not_sure_enough_to_correct_the_caption_is_hedged():
@@ -83,8 +119,10 @@ def test_a_head_sure_but_not_sure_enough_to_correct_the_caption_is_hedged():
     assert d.text == "a dog runs through water. maybe a bear" and d.replaced == ()
     hedged = compose(caption("a dog runs through water", 0.2), bear)
     assert hedged.text == "maybe a dog runs through water"  # brief: one guess, the caption's
-    assert compose(caption("a dog runs through water", 0.2), bear, cfg=ComposeConfig.full()).text == \
-        "maybe a dog runs through water. maybe a bear"
+    assert (
+        compose(caption("a dog runs through water", 0.2), bear, cfg=ComposeConfig.full()).text
+        == "maybe a dog runs through water. maybe a bear"
+    )
     assert REPLACE == 0.95
     sure = head("unicycle", 0.99)
     assert compose(caption("a boy rides a bike", 0.9), sure).text == "a boy rides a unicycle"
@@ -93,12 +131,22 @@ def test_a_head_sure_but_not_sure_enough_to_correct_the_caption_is_hedged():
 def test_an_unsure_caption_is_hedged_and_the_objects_lead():
     d = compose(caption("a dog is running", 0.2), CAT)
     assert d.text == "I see a cat. maybe a cat is running" and d.hedged
-    assert compose(caption("a man drinks", 0.2), guesses("cup", "bowl")).text == "maybe a man drinks"
-    assert compose(caption("a man drinks", 0.2), guesses("cup", "bowl"),
-                   cfg=ComposeConfig.full()).text == "maybe a man drinks. maybe a cup or a bowl"
+    assert (
+        compose(caption("a man drinks", 0.2), guesses("cup", "bowl")).text == "maybe a man drinks"
+    )
+    assert (
+        compose(caption("a man drinks", 0.2), guesses("cup", "bowl"), cfg=ComposeConfig.full()).text
+        == "maybe a man drinks. maybe a cup or a bowl"
+    )
     # the change policy hears a hedge turn into a statement as a change
-    assert compose(caption("a man drinks", 0.2)).key != compose(
-        Findings("caption", sentence=Sentence("a man drinks", 0.9, 0.5), key=("a man drinks", False))).key
+    assert (
+        compose(caption("a man drinks", 0.2)).key
+        != compose(
+            Findings(
+                "caption", sentence=Sentence("a man drinks", 0.9, 0.5), key=("a man drinks", False)
+            )
+        ).key
+    )
 
 
 def test_nothing_is_never_silence():
@@ -112,16 +160,24 @@ def test_a_bundle_without_calibration_says_caption_then_objects_as_before():
 
 
 def test_detected_things_are_facts_counted_and_placed_people_first():
-    d = compose(detector(("cup", 0.8, 500, 300, 560, 380), ("person", 0.9, 250, 50, 400, 470),
-                         ("person", 0.7, 280, 60, 380, 460), ("dining table", 0.6, 0, 250, 200, 470)))
+    d = compose(
+        detector(
+            ("cup", 0.8, 500, 300, 560, 380),
+            ("person", 0.9, 250, 50, 400, 470),
+            ("person", 0.7, 280, 60, 380, 460),
+            ("dining table", 0.6, 0, 250, 200, 470),
+        )
+    )
     assert d.text == "I see two people ahead, a table on your left and a cup on your right"
     # clock positions
     things = group([Detection("cup", 0.9, (0, 0, 100, 100))], {}, 0.5, 640, 480, "clock")
     assert things[0].phrase == "a cup at 10 o'clock"
     # under its threshold a detection is not a fact
     assert group([Detection("cup", 0.4, (0, 0, 100, 100))], {}, 0.5, 640, 480) == []
-    assert group([Detection("cup", 0.4, (0, 0, 100, 100))], {"cup": 0.35}, 0.5, 640, 480)[0].phrase == \
-        "a cup on your left"
+    assert (
+        group([Detection("cup", 0.4, (0, 0, 100, 100))], {"cup": 0.35}, 0.5, 640, 480)[0].phrase
+        == "a cup on your left"
+    )
 
 
 def test_a_caption_is_stated_only_where_the_detector_saw_what_it_names():
@@ -133,21 +189,32 @@ def test_a_caption_is_stated_only_where_the_detector_saw_what_it_names():
     assert d.text == "a man is playing tennis on a court. I see a tennis racket on your right"
     # a thing it names was only glimpsed: a guess; not seen at all: left out
     dog = caption("a man is playing with a dog", 0.9)
-    assert compose(dog, detector(people, glimpsed=("dog",))).text == \
-        "I see a person ahead. maybe a man is playing with a dog"
+    assert (
+        compose(dog, detector(people, glimpsed=("dog",))).text
+        == "I see a person ahead. maybe a man is playing with a dog"
+    )
     assert compose(dog, detector(people)).text == "I see a person ahead"
     # the broccoli: nothing the caption names was seen
     plate = detector(("broccoli", 0.8, 100, 100, 500, 400))
     assert compose(dog, plate).text == "I see broccoli ahead"
     # a contradiction, another animal where a giraffe was seen: left out even if glimpsed
-    giraffes = detector(("giraffe", 0.9, 0, 0, 200, 400), ("giraffe", 0.8, 400, 0, 640, 400),
-                        glimpsed=("dog",))
+    giraffes = detector(
+        ("giraffe", 0.9, 0, 0, 200, 400), ("giraffe", 0.8, 400, 0, 640, 400), glimpsed=("dog",)
+    )
     d = compose(caption("two dogs are running in a fenced in area", 0.9), giraffes)
-    assert d.text == "I see two giraffes on your left and on your right" and d.caption_said == "left out"
+    assert (
+        d.text == "I see two giraffes on your left and on your right"
+        and d.caption_said == "left out"
+    )
     # unsure of itself, though what it names was seen: a guess; very unsure: left out
-    assert compose(caption("a man is playing tennis", 0.2), detector(people)).text == \
-        "I see a person ahead. maybe a man is playing tennis"
-    assert compose(caption("a man is playing tennis", 0.1), detector(people)).text == "I see a person ahead"
+    assert (
+        compose(caption("a man is playing tennis", 0.2), detector(people)).text
+        == "I see a person ahead. maybe a man is playing tennis"
+    )
+    assert (
+        compose(caption("a man is playing tennis", 0.1), detector(people)).text
+        == "I see a person ahead"
+    )
     # many of one thing across the whole view
     crowd = detector(*[("person", 0.9, x, 50, x + 60, 400) for x in (10, 300, 560)])
     assert compose(crowd).text == "I see three people from left to right"
@@ -162,8 +229,10 @@ def test_the_imagenet_head_names_a_coco_thing_as_fact_only_where_the_detector_sa
     assert compose(tripod, cup).text == "I see a cup on your left and a tripod"
     assert compose(head("cup", 0.9), cup).text == "I see a cup on your left"
     assert compose(head("dog", 0.9), cup).text == "I see a cup on your left"  # brief: no guess
-    assert compose(head("dog", 0.9), cup, cfg=ComposeConfig.full()).text == \
-        "I see a cup on your left. maybe a dog"
+    assert (
+        compose(head("dog", 0.9), cup, cfg=ComposeConfig.full()).text
+        == "I see a cup on your left. maybe a dog"
+    )
     assert compose(head("dog", 0.9), detector()).text == "maybe a dog"  # nothing else to say
     assert compose(head("coffee", 0.9)).text == "I see coffee"  # a mass noun takes no article
 
@@ -187,21 +256,32 @@ def test_the_head_never_states_another_thing_of_a_kind_the_detector_saw():
     # a wolf (not a COCO class) beside a detected dog: one animal, two opinions; and a guess
     # corrects no caption
     assert compose(head("wolf", 0.9), detector(dog)).text == "I see a dog on your left"
-    assert compose(caption("a dog runs", 0.9), head("wolf", 0.97), detector(dog)).text == "a dog runs"
+    assert (
+        compose(caption("a dog runs", 0.9), head("wolf", 0.97), detector(dog)).text == "a dog runs"
+    )
     # a bear the detector only glimpsed, where it stated a dog
-    assert compose(head("bear", 0.9), detector(dog, glimpsed=("bear",))).text == "I see a dog on your left"
+    assert (
+        compose(head("bear", 0.9), detector(dog, glimpsed=("bear",))).text
+        == "I see a dog on your left"
+    )
     # where it glimpsed the bear and stated nothing of its group, the two models agree
     assert compose(head("bear", 0.9), detector(glimpsed=("bear",))).text == "I see a bear"
     # a guess of another group is no second opinion: full says it
     cup = ("cup", 0.9, 0, 0, 100, 100)
-    bottle = Findings("detector", guesses=(Thing("bottle", "a bottle", 0.45, "bottle"),), covers=True)
-    assert compose(detector(cup), bottle, cfg=ComposeConfig.full()).text == \
-        "I see a cup on your left. maybe a bottle"
+    bottle = Findings(
+        "detector", guesses=(Thing("bottle", "a bottle", 0.45, "bottle"),), covers=True
+    )
+    assert (
+        compose(detector(cup), bottle, cfg=ComposeConfig.full()).text
+        == "I see a cup on your left. maybe a bottle"
+    )
 
 
 def test_brief_says_few_things_and_full_more():
-    boxes = [(c, 0.9, 10 * i, 10, 10 * i + 50, 60) for i, c in enumerate(
-        ("cup", "bottle", "chair", "laptop", "book"))]
+    boxes = [
+        (c, 0.9, 10 * i, 10, 10 * i + 50, 60)
+        for i, c in enumerate(("cup", "bottle", "chair", "laptop", "book"))
+    ]
     brief = compose(detector(*boxes))
     assert brief.text.count(",") + brief.text.count(" and ") == 2  # three things
     assert compose(detector(*boxes), cfg=ComposeConfig.full()).text.count(",") == 3

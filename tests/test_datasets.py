@@ -11,8 +11,8 @@ import sys
 
 import cv2
 import pytest
-
 from conftest import ROOT, needs_torch, run_cli
+
 from export.datasets import DatasetSpec, read_dataset
 from export.scenes import make_scene
 from runtime.errors import InputError
@@ -38,24 +38,45 @@ def corpus(tmp_path_factory):
         for name, caps, _ in scenes:
             f.write(json.dumps({"image": f"images/{name}", "captions": caps}) + "\n")
     # COCO captions_train2017.json
-    coco = {"info": {"description": "scenes"}, "licenses": [],
-            "images": [{"id": 100 + i, "file_name": n, "width": 224, "height": 224}
-                       for i, (n, _, _) in enumerate(scenes)],
-            "annotations": [{"id": 1000 * i + k, "image_id": 100 + i, "caption": c}
-                            for i, (_, caps, _) in enumerate(scenes) for k, c in enumerate(caps)]}
+    coco = {
+        "info": {"description": "scenes"},
+        "licenses": [],
+        "images": [
+            {"id": 100 + i, "file_name": n, "width": 224, "height": 224}
+            for i, (n, _, _) in enumerate(scenes)
+        ],
+        "annotations": [
+            {"id": 1000 * i + k, "image_id": 100 + i, "caption": c}
+            for i, (_, caps, _) in enumerate(scenes)
+            for k, c in enumerate(caps)
+        ],
+    }
     (root / "annotations").mkdir()
     (root / "annotations" / "captions_train2017.json").write_text(json.dumps(coco))
     # Karpathy dataset_flickr8k.json / dataset_coco.json layout
-    karpathy = {"dataset": "scenes", "images": [
-        {"filepath": "images", "filename": n, "imgid": i, "split": split, "sentids": [],
-         "sentences": [{"raw": c, "tokens": normalize(c).split(), "imgid": i} for c in caps]}
-        for i, (n, caps, split) in enumerate(scenes)]}
+    karpathy = {
+        "dataset": "scenes",
+        "images": [
+            {
+                "filepath": "images",
+                "filename": n,
+                "imgid": i,
+                "split": split,
+                "sentids": [],
+                "sentences": [{"raw": c, "tokens": normalize(c).split(), "imgid": i} for c in caps],
+            }
+            for i, (n, caps, split) in enumerate(scenes)
+        ],
+    }
     (root / "dataset_scenes.json").write_text(json.dumps(karpathy))
     # Flickr8k: Flickr8k.token.txt plus Flickr_8k.{train,dev,test}Images.txt
     (root / "Flickr8k.token.txt").write_text(
-        "".join(f"{n}#{k}\t{c}\n" for n, caps, _ in scenes for k, c in enumerate(caps)))
+        "".join(f"{n}#{k}\t{c}\n" for n, caps, _ in scenes for k, c in enumerate(caps))
+    )
     for split, file in (("train", "trainImages"), ("val", "devImages"), ("test", "testImages")):
-        (root / f"Flickr_8k.{file}.txt").write_text("".join(f"{n}\n" for n, _, s in scenes if s == split))
+        (root / f"Flickr_8k.{file}.txt").write_text(
+            "".join(f"{n}\n" for n, _, s in scenes if s == split)
+        )
     return root, scenes
 
 
@@ -63,8 +84,14 @@ def specs(root):
     return {
         "jsonl": (str(root / "captions.jsonl"), None),
         "coco": (f"coco:{root}/annotations/captions_train2017.json@../images", None),
-        "karpathy": (f"karpathy:{root}/dataset_scenes.json#train", f"{root}/dataset_scenes.json#val"),
-        "flickr8k": (f"{root}/Flickr8k.token.txt@images#train", f"{root}/Flickr8k.token.txt@images#dev"),
+        "karpathy": (
+            f"karpathy:{root}/dataset_scenes.json#train",
+            f"{root}/dataset_scenes.json#val",
+        ),
+        "flickr8k": (
+            f"{root}/Flickr8k.token.txt@images#train",
+            f"{root}/Flickr8k.token.txt@images#dev",
+        ),
     }
 
 
@@ -77,12 +104,18 @@ def test_every_format_reads_the_same_images_and_captions(corpus, fmt):
     want = {n: tuple(c) for n, c, split in scenes if fmt in ("jsonl", "coco") or split == "train"}
     assert got == want
     if val:
-        assert sorted(s.image.name for s in read_dataset(val)) == [n for n, _, s in scenes if s == "val"]
+        assert sorted(s.image.name for s in read_dataset(val)) == [
+            n for n, _, s in scenes if s == "val"
+        ]
 
 
 def test_wrong_images_folder_and_unknown_files_are_named(corpus, tmp_path):
     root, _ = corpus
-    with pytest.raises(InputError, match=r"24 of 24 images are missing, e\.g\. .*scene_000\.jpg \(is the images folder right\?\)"):
+    with pytest.raises(
+        InputError,
+        match=r"24 of 24 images are missing, e\.g\. .*scene_000\.jpg "
+        r"\(is the images folder right\?\)",
+    ):
         read_dataset(f"coco:{root}/annotations/captions_train2017.json@nowhere")
     odd = tmp_path / "odd.json"
     odd.write_text('{"hello": 1}')
@@ -106,19 +139,39 @@ def test_each_format_trains_exports_and_captions_through_the_runtime(corpus, fmt
     # no validation set: the checkpoint is then the last, memorised epoch (4 validation scenes
     # pick an early one, whose captions depend on the CPU's rounding); the validation readers
     # are checked in test_every_format_reads_the_same_images_and_captions
-    ckpt = train(TrainConfig(train=spec, out=str(tmp_path / "model.pt"), epochs=60,
-                             batch_size=24, lr=1e-2, int8_mix=0.0, feature_noise=0.0, context=0,
-                             cache_dir=str(root / "cache")))
-    bundle = export_bundle(ExportConfig(checkpoint=str(ckpt), out=str(tmp_path / "bundle"),
-                                        precisions="fp32", n_val=8, name=fmt))
+    ckpt = train(
+        TrainConfig(
+            train=spec,
+            out=str(tmp_path / "model.pt"),
+            epochs=60,
+            batch_size=24,
+            lr=1e-2,
+            int8_mix=0.0,
+            feature_noise=0.0,
+            context=0,
+            cache_dir=str(root / "cache"),
+        )
+    )
+    bundle = export_bundle(
+        ExportConfig(
+            checkpoint=str(ckpt), out=str(tmp_path / "bundle"), precisions="fp32", n_val=8, name=fmt
+        )
+    )
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["caption_domain"] == "real" and set(manifest["files"]) == {"fp32"}
     # the training scenes, captioned through the runtime CLI, say what was drawn (most of them
     # word for word: 60 steps leave a margin that one CPU's arithmetic can tip on a scene or two)
     # (its domain is "real", so `auto` would add the objects channel: the caption alone here)
     train_scenes = [(n, c) for n, c, split in scenes if split == "train"]
-    r = run_cli("runtime", "caption", *[str(root / "images" / n) for n, _ in train_scenes],
-                "--model", str(bundle), "--channel", "caption")
+    r = run_cli(
+        "runtime",
+        "caption",
+        *[str(root / "images" / n) for n, _ in train_scenes],
+        "--model",
+        str(bundle),
+        "--channel",
+        "caption",
+    )
     assert r.returncode == 0, r.stderr
     said = [line.split("\t")[1] for line in r.stdout.splitlines()]
     exact = sum(a == normalize(c[0]) for a, (_, c) in zip(said, train_scenes))
@@ -126,21 +179,50 @@ def test_each_format_trains_exports_and_captions_through_the_runtime(corpus, fmt
     report = evaluate(EvalConfig(data=spec, model=str(bundle), precisions="fp32"))["fp32"]
     assert {"bleu1", "bleu4", "rouge_l", "cider", "exact_match"} <= set(report)
     assert report["bleu4"] > 0.5 and report["cider"] > 1.0  # memorised training scenes
-    if os.environ.get("JAVA_HOME") or any(os.access(os.path.join(d, "java"), os.X_OK)
-                                          for d in os.environ["PATH"].split(os.pathsep)):
+    if os.environ.get("JAVA_HOME") or any(
+        os.access(os.path.join(d, "java"), os.X_OK) for d in os.environ["PATH"].split(os.pathsep)
+    ):
         assert 0.0 < report["meteor"] <= 1.0
 
 
 def _train_cli(corpus_root, out, *extra, procs: int = 1):
-    args = ["--train", str(corpus_root / "captions.jsonl"), "--out", str(out), "--epochs", "3",
-            "--batch-size", "8", "--int8-mix", "0", "--cache-dir", str(corpus_root / "cache"), *extra]
+    args = [
+        "--train",
+        str(corpus_root / "captions.jsonl"),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--int8-mix",
+        "0",
+        "--cache-dir",
+        str(corpus_root / "cache"),
+        *extra,
+    ]
     if procs == 1:
         cmd = [sys.executable, "-m", "export", "train", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-               "-m", "export", "train", *args]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={procs}",
+            "-m",
+            "export",
+            "train",
+            *args,
+        ]
+    r = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r
 
@@ -156,8 +238,10 @@ def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     two = torch.load(tmp_path / "two.last.pt", weights_only=True)
     assert two["metrics"]["processes"] == 2 and one["metrics"]["processes"] == 1
     assert two["vocab"] == one["vocab"]
-    print(f"\ntrain loss after 3 epochs: 1 process {one['metrics']['train_loss']:.4f}, "
-          f"2 processes {two['metrics']['train_loss']:.4f}")
+    print(
+        f"\ntrain loss after 3 epochs: 1 process {one['metrics']['train_loss']:.4f}, "
+        f"2 processes {two['metrics']['train_loss']:.4f}"
+    )
     # same global batch (2 x 4 = 8), same number of steps: the loss must be no worse
     assert two["metrics"]["train_loss"] <= one["metrics"]["train_loss"] * 1.05
 
@@ -168,14 +252,33 @@ def test_resume_continues_and_patience_stops_early(corpus, tmp_path):
 
     root, _ = corpus
     _train_cli(root, tmp_path / "m.pt")  # 3 epochs
-    r = _train_cli(root, tmp_path / "m.pt", "--resume", str(tmp_path / "m.last.pt"), "--epochs", "5")
+    r = _train_cli(
+        root, tmp_path / "m.pt", "--resume", str(tmp_path / "m.last.pt"), "--epochs", "5"
+    )
     last = torch.load(tmp_path / "m.last.pt", weights_only=True)
     assert last["epoch"] == 5 and "epoch 4:" in r.stdout and "epoch 1:" not in r.stdout
-    bad = run_cli("export", "train", "--train", str(root / "captions.jsonl"), "--resume", str(tmp_path / "m.pt"))
+    bad = run_cli(
+        "export",
+        "train",
+        "--train",
+        str(root / "captions.jsonl"),
+        "--resume",
+        str(tmp_path / "m.pt"),
+    )
     assert bad.returncode == 2 and "no optimizer state to resume from" in bad.stderr
     # a validation score that cannot improve (the same data, memorised) stops the run
-    r = _train_cli(root, tmp_path / "p.pt", "--val", str(root / "captions.jsonl"), "--epochs", "40",
-                   "--patience", "2", "--lr", "0.0")
+    r = _train_cli(
+        root,
+        tmp_path / "p.pt",
+        "--val",
+        str(root / "captions.jsonl"),
+        "--epochs",
+        "40",
+        "--patience",
+        "2",
+        "--lr",
+        "0.0",
+    )
     assert "stopping early" in r.stdout
     assert torch.load(tmp_path / "p.last.pt", weights_only=True)["epoch"] == 3
 
@@ -189,12 +292,27 @@ def test_finetuning_the_encoder_changes_it_and_exports(corpus, tmp_path):
     from export.train import TrainConfig, load_checkpoint, train
 
     root, _ = corpus
-    ckpt = train(TrainConfig(train=str(root / "captions.jsonl"), out=str(tmp_path / "ft.pt"), epochs=1,
-                             batch_size=8, finetune_lr=1e-4, cache_dir=str(root / "cache")))
+    ckpt = train(
+        TrainConfig(
+            train=str(root / "captions.jsonl"),
+            out=str(tmp_path / "ft.pt"),
+            epochs=1,
+            batch_size=8,
+            finetune_lr=1e-4,
+            cache_dir=str(root / "cache"),
+        )
+    )
     model, _, meta = load_checkpoint(ckpt)
     assert meta["finetuned_backbone"]
     before = load_pretrained_backbone().state_dict()["_conv_head.weight"]
     assert not torch.equal(model.backbone.state_dict()["_conv_head.weight"], before)
-    bundle = export_bundle(ExportConfig(checkpoint=str(ckpt), out=str(tmp_path / "b"), precisions="fp32",
-                                        n_val=4, min_agreement=0.0))
+    bundle = export_bundle(
+        ExportConfig(
+            checkpoint=str(ckpt),
+            out=str(tmp_path / "b"),
+            precisions="fp32",
+            n_val=4,
+            min_agreement=0.0,
+        )
+    )
     assert json.loads((bundle / "manifest.json").read_text())["finetuned_backbone"] is True

@@ -28,8 +28,12 @@ class Scripted:
 
 def _state(batch: int):
     z = np.zeros((batch, 4), np.float32)
-    return {"h": z, "c": z, "regions": np.zeros((batch, 49, 3), np.float32),
-            "regions_att": np.zeros((batch, 49, 3), np.float32)}
+    return {
+        "h": z,
+        "c": z,
+        "regions": np.zeros((batch, 49, 3), np.float32),
+        "regions_att": np.zeros((batch, 49, 3), np.float32),
+    }
 
 
 def test_stops_when_every_sequence_has_ended_and_pads_with_eos():
@@ -77,8 +81,12 @@ class Tree:
     def step(self, token, state):
         self.calls.append(len(token))
         node, root = state["h"][:, 0].astype(int), state["h"][:, 1].astype(int)
-        nxt = np.array([r if t == BOS else self.children.get(n, {}).get(int(t), (0, self.DEAD))[1]
-                        for n, r, t in zip(node, root, token)])
+        nxt = np.array(
+            [
+                r if t == BOS else self.children.get(n, {}).get(int(t), (0, self.DEAD))[1]
+                for n, r, t in zip(node, root, token)
+            ]
+        )
         logits = np.full((len(token), V), -30.0, np.float32)
         for row, n in enumerate(nxt):
             for tok, (p, _) in self.children.get(int(n), {EOS: (1.0, self.DEAD)}).items():
@@ -89,9 +97,11 @@ class Tree:
 
 
 # root 0: 5 is likelier than 4, but every sentence after 5 is unlikely
-TRAP = {0: {5: (0.5, 1), 4: (0.4, 2), 3: (0.1, 3)},
-        1: {6: (0.35, 4), 7: (0.3, 4), 3: (0.25, 4), EOS: (0.1, 5)},
-        2: {6: (0.95, 6), EOS: (0.05, 5)}}
+TRAP = {
+    0: {5: (0.5, 1), 4: (0.4, 2), 3: (0.1, 3)},
+    1: {6: (0.35, 4), 7: (0.3, 4), 3: (0.25, 4), EOS: (0.1, 5)},
+    2: {6: (0.95, 6), EOS: (0.05, 5)},
+}
 # root 10: the greedy sentence is also the best
 EASY = {10: {5: (0.9, 11), 4: (0.1, 12)}, 11: {6: (0.9, 13), EOS: (0.1, 14)}}
 
@@ -159,7 +169,10 @@ def test_no_repeat_blocks_a_word_thrice_and_a_phrase_a_third_time():
     out = decode(Babbler(pair), _state(1), DecodingOptions(BOS, EOS, max_len=10, no_repeat=True))
     words = _words(out.tokens[0])
     grams = list(zip(words, words[1:]))
-    assert max(grams.count(g) for g in grams) <= 2 and degenerate(" ".join(map(str, words)), ()) is None
+    assert (
+        max(grams.count(g) for g in grams) <= 2
+        and degenerate(" ".join(map(str, words)), ()) is None
+    )
 
 
 def test_a_caption_at_the_length_limit_never_ends_on_a_dangling_word():
@@ -188,15 +201,21 @@ def test_degenerate_names_why():
     from runtime.model.decoding import degenerate
 
     assert degenerate("a a a a") == "'a' three times in a row"
-    assert degenerate("a man in a blue shirt and a blue shirt and a blue shirt") == "'a blue' three times"
+    assert (
+        degenerate("a man in a blue shirt and a blue shirt and a blue shirt")
+        == "'a blue' three times"
+    )
     assert degenerate("a dog is riding a bike on a") == "ends on 'a'"
     assert degenerate("a black dog runs through the snow") is None
 
 
 def test_never_tokens_are_never_generated():
     UNK = 3  # the model's favourite word is <unk>, which the text would silently drop
-    out = decode(Babbler([[UNK, 5, EOS], [UNK, EOS]]), _state(1),
-                 DecodingOptions(BOS, EOS, max_len=6, never=(UNK,)))
+    out = decode(
+        Babbler([[UNK, 5, EOS], [UNK, EOS]]),
+        _state(1),
+        DecodingOptions(BOS, EOS, max_len=6, never=(UNK,)),
+    )
     assert UNK not in out.tokens[0].tolist() and out.tokens[0].tolist()[:2] == [5, EOS]
 
 

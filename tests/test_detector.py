@@ -8,11 +8,21 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from runtime.errors import BundleError
-from runtime.model.detector import (DEFAULT, Detection, Detector, Letterbox, decode_gfl, iou,
-                                    load_detector, load_detector_bundle, nms, preprocess)
+from runtime.model.detector import (
+    DEFAULT,
+    Detection,
+    Detector,
+    Letterbox,
+    decode_gfl,
+    iou,
+    load_detector,
+    load_detector_bundle,
+    nms,
+    preprocess,
+)
 from runtime.model.session import SessionConfig
 
 pytestmark = pytest.mark.unit
@@ -28,6 +38,7 @@ def photo(name: str) -> np.ndarray:
 
 
 # -- preprocessing -------------------------------------------------------------------------------
+
 
 def test_preprocess_gives_the_normalised_nchw_input():
     frame = np.full((300, 500, 3), 200, np.uint8)
@@ -68,6 +79,7 @@ def test_boxes_are_clipped_to_the_frame():
 
 # -- decoding ------------------------------------------------------------------------------------
 
+
 def heads(peaks: dict, bins: int = 11):
     """Empty (N,80) scores and flat (N,44) distance logits for strides 8, 16, 32 at 416; peaks:
     {(stride, row, col, class): (score, (left, top, right, bottom) in strides)}."""
@@ -98,16 +110,22 @@ def test_distances_are_the_expectation_over_the_bins():
 
 
 def test_decoding_keeps_only_scores_at_the_threshold_best_first():
-    scores, dists = heads({(8, 1, 1, 0): (0.5, (1, 1, 1, 1)), (16, 2, 2, 15): (0.7, (1, 1, 1, 1)),
-                           (32, 3, 3, 16): (0.29, (1, 1, 1, 1))})
+    scores, dists = heads(
+        {
+            (8, 1, 1, 0): (0.5, (1, 1, 1, 1)),
+            (16, 2, 2, 15): (0.7, (1, 1, 1, 1)),
+            (32, 3, 3, 16): (0.29, (1, 1, 1, 1)),
+        }
+    )
     _, kept, classes = decode_gfl(scores, dists, [8, 16, 32], (416, 416), 0.3)
     assert classes.tolist() == [15, 0] and np.allclose(kept, [0.7, 0.5])
     assert len(decode_gfl(scores, dists, [8, 16, 32], (416, 416), 0.95)[0]) == 0
 
 
 def test_nms_removes_a_duplicate_of_the_same_class_only():
-    boxes = np.array([[0, 0, 100, 100], [5, 5, 100, 100], [5, 5, 100, 100], [200, 0, 300, 100]],
-                     np.float32)
+    boxes = np.array(
+        [[0, 0, 100, 100], [5, 5, 100, 100], [5, 5, 100, 100], [200, 0, 300, 100]], np.float32
+    )
     scores = np.array([0.6, 0.9, 0.8, 0.5], np.float32)
     classes = np.array([0, 0, 15, 0])
     assert nms(boxes, scores, classes, 0.6).tolist() == [1, 2, 3]  # box 0 is box 1's duplicate
@@ -115,6 +133,7 @@ def test_nms_removes_a_duplicate_of_the_same_class_only():
 
 
 # -- the shipped graphs on the committed photos --------------------------------------------------
+
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
 def detector(request) -> Detector:
@@ -145,8 +164,13 @@ def test_the_coffee_photo_has_a_cup_where_the_cup_is(detector):
     found = detector.detect(photo("coffee"), 0.25)
     assert "person" not in names(found) and not ANIMALS & set(names(found))
     cups = [d.box for d in found if d.name == "cup"]
-    centred = [b for b in cups if 200 < (b[0] + b[2]) / 2 < 390 and 60 < (b[1] + b[3]) / 2 < 230
-               and (b[2] - b[0]) * (b[3] - b[1]) < 0.4 * 600 * 400]
+    centred = [
+        b
+        for b in cups
+        if 200 < (b[0] + b[2]) / 2 < 390
+        and 60 < (b[1] + b[3]) / 2 < 230
+        and (b[2] - b[0]) * (b[3] - b[1]) < 0.4 * 600 * 400
+    ]
     assert centred, cups
 
 
@@ -171,6 +195,7 @@ def test_detections_are_sorted_and_inside_the_frame(detector):
 
 
 # -- the bundle's files --------------------------------------------------------------------------
+
 
 def _copy(tmp_path, *files: str, spec=None):
     """A detector folder with the shipped manifest (or `spec`) and copies of these files."""
@@ -199,17 +224,20 @@ def test_a_missing_file_is_named_and_a_missing_precision_falls_back(tmp_path):
         load_detector_bundle(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("change, error", [
-    ({"strides": None}, "missing key 'strides'"),
-    ({"threshold": "high"}, "'threshold' has the wrong type"),
-    ({"threshold": 1.5}, r"threshold must be a number in \(0, 1\]"),
-    ({"input": [416]}, "input must be 2 numbers"),
-    ({"resize": "crop"}, "resize must be one of letterbox, stretch"),
-    ({"thresholds": {"unicorn": 0.5}}, "thresholds must map its classes"),
-    ({"format": "scenespeak-bundle/1"}, "not a SceneSpeak detector"),
-    ({"files": {"int8": {"path": "../../etc/hostname", "sha256": "0" * 64}}}, "points outside"),
-    ({"files": {}}, "lists no graph"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"strides": None}, "missing key 'strides'"),
+        ({"threshold": "high"}, "'threshold' has the wrong type"),
+        ({"threshold": 1.5}, r"threshold must be a number in \(0, 1\]"),
+        ({"input": [416]}, "input must be 2 numbers"),
+        ({"resize": "crop"}, "resize must be one of letterbox, stretch"),
+        ({"thresholds": {"unicorn": 0.5}}, "thresholds must map its classes"),
+        ({"format": "scenespeak-bundle/1"}, "not a SceneSpeak detector"),
+        ({"files": {"int8": {"path": "../../etc/hostname", "sha256": "0" * 64}}}, "points outside"),
+        ({"files": {}}, "lists no graph"),
+    ],
+)
 def test_a_bad_detector_manifest_is_one_line_at_load(tmp_path, change, error):
     spec = {k: v for k, v in {**SPEC, **change}.items() if v is not None}
     with pytest.raises(BundleError, match=error):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import MODEL, ROOT, run_cli
-from runtime.model import io_spec
 from test_profiles import BOARDS, fake_board
+
+from runtime.model import io_spec
 
 pytestmark = pytest.mark.system
 
@@ -23,8 +24,10 @@ def jetson_root(tmp_path: Path, celsius: float = 48.5) -> Path:
     (root / "sys/class/video4linux/video0").mkdir(parents=True)
     (root / "sys/class/video4linux/video0/name").write_text("HD USB Camera\n")
     (root / "proc/asound").mkdir(parents=True)
-    (root / "proc/asound/cards").write_text(" 0 [APE            ]: tegra-ape - NVIDIA Jetson Orin Nano APE\n"
-                                            "                      NVIDIA Jetson Orin Nano APE\n")
+    (root / "proc/asound/cards").write_text(
+        " 0 [APE            ]: tegra-ape - NVIDIA Jetson Orin Nano APE\n"
+        "                      NVIDIA Jetson Orin Nano APE\n"
+    )
     (root / "proc/meminfo").write_text("MemTotal:        7834348 kB\nMemAvailable:     245760 kB\n")
     zone = root / "sys/class/thermal/thermal_zone0"
     zone.mkdir(parents=True)
@@ -66,23 +69,42 @@ def test_doctor_json_on_a_simulated_orin(tmp_path):
     r = doctor("--json", root=jetson_root(tmp_path, celsius=91.0))
     assert r.returncode == 0, r.stdout + r.stderr  # warnings only: captioning still works
     report = json.loads(r.stdout)
-    assert report["board"]["model"] == "NVIDIA Jetson Orin Nano Developer Kit" and report["board"]["jetson"]
+    assert (
+        report["board"]["model"] == "NVIDIA Jetson Orin Nano Developer Kit"
+        and report["board"]["jetson"]
+    )
     assert report["profile"]["name"] == "jetson-orin-nano"
-    assert report["providers"]["wanted"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                             "CPUExecutionProvider"]
+    assert report["providers"]["wanted"] == [
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     assert report["providers"]["chosen"] == ["CPUExecutionProvider"]
     assert report["precision"] == "int8"  # fell back to the CPU, so the CPU's fastest
-    assert report["cameras"]["v4l2"] == [{"device": "/dev/video0", "name": "HD USB Camera",
-                                          "accessible": True}]
+    assert report["cameras"]["v4l2"] == [
+        {"device": "/dev/video0", "name": "HD USB Camera", "accessible": True}
+    ]
     assert report["speech"]["sound_cards"][0].startswith("0 [APE")
     assert report["memory_mb"] == {"total": 7650, "available": 240}
     assert report["temperatures_c"] == {"cpu-thermal": 91.0}
     checks = checks_by_name(report)
-    assert checks["providers"][0]["status"] == "warn" and "device/README.md" in checks["providers"][0]["fix"]
-    assert checks["camera"][0] == {"name": "camera", "status": "ok", "detail": "/dev/video0 HD USB Camera",
-                                   "fix": None}
-    assert checks["memory"][0]["status"] == "warn" and "240 MB available" in checks["memory"][0]["detail"]
-    assert checks["temperature"][0]["status"] == "warn" and "91" in checks["temperature"][0]["detail"]
+    assert (
+        checks["providers"][0]["status"] == "warn"
+        and "device/README.md" in checks["providers"][0]["fix"]
+    )
+    assert checks["camera"][0] == {
+        "name": "camera",
+        "status": "ok",
+        "detail": "/dev/video0 HD USB Camera",
+        "fix": None,
+    }
+    assert (
+        checks["memory"][0]["status"] == "warn"
+        and "240 MB available" in checks["memory"][0]["detail"]
+    )
+    assert (
+        checks["temperature"][0]["status"] == "warn" and "91" in checks["temperature"][0]["detail"]
+    )
     assert "fan" in checks["temperature"][0]["fix"]
     # the simulated board has a sound card: ok where aplay is installed, else the one fix
     audio = checks["audio"][0]
@@ -109,10 +131,14 @@ def test_doctor_fails_on_a_damaged_bundle_and_names_the_file(tmp_path):
     r = doctor(model=bundle)
     assert r.returncode == 1
     fail = [l for l in r.stdout.splitlines() if l.startswith("[FAIL]")]
-    assert fail == [f"[FAIL] bundle      {graph}: sha256 mismatch, the file is damaged or was changed"]
+    assert fail == [
+        f"[FAIL] bundle      {graph}: sha256 mismatch, the file is damaged or was changed"
+    ]
     # a bundle outside this checkout is not git's to restore
-    assert f"fix: {bundle} is not a bundle of this checkout: copy it again from where it came " \
+    assert (
+        f"fix: {bundle} is not a bundle of this checkout: copy it again from where it came "
         "from, or export it again with `python -m export onnx`" in r.stdout
+    )
     assert "git" not in r.stdout and "fix the FAIL lines first" in r.stdout
     assert "profile    laptop-cpu" in r.stdout  # the board is still reported
     assert "Traceback" not in r.stderr

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch, run_cli
 
 # the module's bundle is trained and exported here, in-process: tens of seconds
@@ -19,11 +18,26 @@ def small_bundle(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipeline")
     write_scenes(root / "train", 96, seed=21)
-    ckpt = train(TrainConfig(train=str(root / "train"), out=str(root / "model.pt"), epochs=4,
-                             batch_size=32, cache_dir=str(root / "cache")))
+    ckpt = train(
+        TrainConfig(
+            train=str(root / "train"),
+            out=str(root / "model.pt"),
+            epochs=4,
+            batch_size=32,
+            cache_dir=str(root / "cache"),
+        )
+    )
     # four epochs on 96 scenes leave small logit margins; the default bundle is held to 0.97
-    out = export_bundle(ExportConfig(checkpoint=str(ckpt), out=str(root / "bundle"),
-                                     n_calib=16, n_val=16, name="small", min_agreement=0.8))
+    out = export_bundle(
+        ExportConfig(
+            checkpoint=str(ckpt),
+            out=str(root / "bundle"),
+            n_calib=16,
+            n_val=16,
+            name="small",
+            min_agreement=0.8,
+        )
+    )
     return out
 
 
@@ -40,8 +54,17 @@ def test_fp16_weight_storage_computes_the_same_from_half_the_bytes(small_bundle,
 
     m = json.loads((small_bundle / "manifest.json").read_text())
     ckpt = m["provenance"]["train_config"]["out"]
-    half = export_bundle(ExportConfig(checkpoint=ckpt, out=str(tmp_path / "half"), n_calib=16,
-                                      n_val=16, name="small", min_agreement=0.8, weights="fp16"))
+    half = export_bundle(
+        ExportConfig(
+            checkpoint=ckpt,
+            out=str(tmp_path / "half"),
+            n_calib=16,
+            n_val=16,
+            name="small",
+            min_agreement=0.8,
+            weights="fp16",
+        )
+    )
     a, b = load_bundle(small_bundle), load_bundle(half)
     for graph in ("encoder", "decoder_step"):
         full_bytes = a.files["fp32"][graph].data.path.stat().st_size
@@ -49,8 +72,9 @@ def test_fp16_weight_storage_computes_the_same_from_half_the_bytes(small_bundle,
         assert half_bytes < 0.55 * full_bytes, (graph, half_bytes, full_bytes)
         g = onnx.load(str(b.files["fp16"][graph].path), load_external_data=False).graph
         shared = [i for i in g.initializer if i.data_location == onnx.TensorProto.EXTERNAL]
-        assert shared and all(i.data_type == onnx.TensorProto.FLOAT16 for i in shared
-                              if not i.name.endswith("_fp32"))
+        assert shared and all(
+            i.data_type == onnx.TensorProto.FLOAT16 for i in shared if not i.name.endswith("_fp32")
+        )
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(3)]
     for precision in ("fp32", "fp16"):
@@ -74,8 +98,10 @@ def test_export_writes_every_precision_validated_against_torch(small_bundle):
     assert v["fp32"]["caption_agreement"] == 1.0
     assert all(v[p]["caption_agreement"] >= 0.8 for p in ("fp16", "int8"))
     assert m["provenance"]["train_data"]["seed"] == 21
-    size = {p: sum(f["bytes"] + f.get("data", {}).get("bytes", 0) for f in m["files"][p].values())
-            for p in m["files"]}
+    size = {
+        p: sum(f["bytes"] + f.get("data", {}).get("bytes", 0) for f in m["files"][p].values())
+        for p in m["files"]
+    }
     assert size["int8"] <= 0.35 * size["fp32"]  # int8 weights against fp32 ones
 
 
@@ -97,10 +123,15 @@ def test_fp16_graphs_cast_the_fp32_weights_file(small_bundle):
         embedded = sum(len(i.raw_data) for i in g.initializer if i.name not in shared)
         assert embedded < 0.01 * f32["data"]["bytes"]
     g = onnx.load(str(small_bundle / m["files"]["fp32"]["encoder"]["path"])).graph
-    big = [numpy_helper.to_array(i) for i in g.initializer
-           if i.data_type == onnx.TensorProto.FLOAT and int(np.prod(i.dims)) >= 4096]
+    big = [
+        numpy_helper.to_array(i)
+        for i in g.initializer
+        if i.data_type == onnx.TensorProto.FLOAT and int(np.prod(i.dims)) >= 4096
+    ]
     assert sum(w.size for w in big) > 4_000_000  # the backbone and its ImageNet head, in fp32...
-    assert all(np.array_equal(w.astype(np.float16).astype(np.float32), w) for w in big)  # ...fp16-exact
+    assert all(
+        np.array_equal(w.astype(np.float16).astype(np.float32), w) for w in big
+    )  # ...fp16-exact
     assert "Pad" not in {n.op_type for n in g.node}  # SAME padding folded into the convs
     read = {i for n in g.node for i in n.input}
     assert all(i.name in read for i in g.initializer)  # and the Pads' amounts gone with them
@@ -116,22 +147,42 @@ def test_pruning_keeps_the_weights_a_subgraph_reads():
     from runtime.model.prune import without_outputs
 
     def branch(name, src):
-        return helper.make_graph([helper.make_node("Identity", [src], [name])], name, [],
-                                 [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1])])
+        return helper.make_graph(
+            [helper.make_node("Identity", [src], [name])],
+            name,
+            [],
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1])],
+        )
 
     def graph(nodes):
         return helper.make_graph(
-            nodes, "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
-                         helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            nodes,
+            "g",
+            [
+                helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+            ],
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-            initializer=[numpy_helper.from_array(np.ones(1, np.float32), "w")])
+            initializer=[numpy_helper.from_array(np.ones(1, np.float32), "w")],
+        )
 
     dead = helper.make_node("Neg", ["x"], ["unused"])
-    cond = helper.make_node("If", ["c"], ["y"], then_branch=branch("a", "w"), else_branch=branch("b", "x"))
-    kept = onnx.load_from_string(without_outputs(helper.make_model(graph([cond, dead])).SerializeToString()))
-    assert [n.op_type for n in kept.graph.node] == ["If"] and [i.name for i in kept.graph.initializer] == ["w"]
-    plain = onnx.load_from_string(without_outputs(helper.make_model(
-        graph([helper.make_node("Abs", ["x"], ["y"]), dead])).SerializeToString()))
+    cond = helper.make_node(
+        "If", ["c"], ["y"], then_branch=branch("a", "w"), else_branch=branch("b", "x")
+    )
+    kept = onnx.load_from_string(
+        without_outputs(helper.make_model(graph([cond, dead])).SerializeToString())
+    )
+    assert [n.op_type for n in kept.graph.node] == ["If"] and [
+        i.name for i in kept.graph.initializer
+    ] == ["w"]
+    plain = onnx.load_from_string(
+        without_outputs(
+            helper.make_model(
+                graph([helper.make_node("Abs", ["x"], ["y"]), dead])
+            ).SerializeToString()
+        )
+    )
     assert [n.op_type for n in plain.graph.node] == ["Abs"] and not plain.graph.initializer
 
 
@@ -146,7 +197,9 @@ def test_int8_encoder_is_qdq_with_u8_activations_and_s8_weights(small_bundle):
     assert onnx.TensorProto.UINT8 in types and onnx.TensorProto.INT8 in types
 
 
-def test_int8_encoder_multiplies_the_last_map_by_the_weights_training_rounded(small_bundle, tmp_path):
+def test_int8_encoder_multiplies_the_last_map_by_the_weights_training_rounded(
+    small_bundle, tmp_path
+):
     """The head's product with the backbone's last map is int8 in the int8 encoder, with the
     very int8 levels that training on int8 features rounds its weights to, and ONNX Runtime
     runs it as one MatMulIntegerToFloat on the int8 map (no float copy of the 1280 channels)."""
@@ -165,13 +218,19 @@ def test_int8_encoder_multiplies_the_last_map_by_the_weights_training_rounded(sm
     want = torch.round(int8_rounded_rows(w) / scale[:, None]).numpy().T  # (1280, D) levels
     g = onnx.load(str(small_bundle / "encoder.int8.onnx")).graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    levels = [inits[n.input[0]] for n in g.node if n.op_type == "DequantizeLinear"
-              and inits.get(n.input[0], np.zeros(0)).shape == want.shape]
+    levels = [
+        inits[n.input[0]]
+        for n in g.node
+        if n.op_type == "DequantizeLinear"
+        and inits.get(n.input[0], np.zeros(0)).shape == want.shape
+    ]
     assert len(levels) == 1 and levels[0].dtype == np.int8
     assert np.array_equal(levels[0], want)
     so = ort.SessionOptions()
     so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(small_bundle / "encoder.int8.onnx"), so, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(
+        str(small_bundle / "encoder.int8.onnx"), so, providers=["CPUExecutionProvider"]
+    )
     optimized = onnx.load(so.optimized_model_filepath, load_external_data=False)
     ops = [n.op_type for n in optimized.graph.node]
     assert ops.count("MatMulIntegerToFloat") == 1
@@ -215,7 +274,9 @@ def test_small_bundle_runs_through_the_runtime_cli(small_bundle, tmp_path):
     from export.scenes import make_scene
 
     cv2.imwrite(str(tmp_path / "s.png"), make_scene(21, 0)[0])
-    r = run_cli("runtime", "caption", str(tmp_path / "s.png"), "--model", str(small_bundle), "--json")
+    r = run_cli(
+        "runtime", "caption", str(tmp_path / "s.png"), "--model", str(small_bundle), "--json"
+    )
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
     assert 1 <= row["steps"] <= json.loads((small_bundle / "manifest.json").read_text())["max_len"]
@@ -226,8 +287,16 @@ def test_training_resumes_from_a_checkpoint_with_its_vocabulary(small_bundle, tm
 
     first = json.loads((small_bundle / "manifest.json").read_text())["provenance"]["train_config"]
     _, vocab, _ = load_checkpoint(first["out"])
-    out = train(TrainConfig(train=first["train"], out=str(tmp_path / "more.pt"), epochs=1,
-                            batch_size=32, cache_dir=first["cache_dir"], init=first["out"]))
+    out = train(
+        TrainConfig(
+            train=first["train"],
+            out=str(tmp_path / "more.pt"),
+            epochs=1,
+            batch_size=32,
+            cache_dir=first["cache_dir"],
+            init=first["out"],
+        )
+    )
     _, vocab2, ckpt = load_checkpoint(out)
     assert vocab2 == vocab and ckpt["train"]["init"] == first["out"]
 

@@ -8,8 +8,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from export.datasets import read_dataset
 from runtime.errors import InputError
 
@@ -25,12 +25,14 @@ def quirky(tmp_path):
     (tmp_path / "photos").mkdir()
     for name in ("a.jpg", "b.jpg"):
         cv2.imwrite(str(tmp_path / "photos" / name), np.full((32, 32, 3), 99, np.uint8))
-    lines = ["a.jpg#0 A child in a pink dress is climbing up a set of stairs .",
-             "a.jpg#1\tA girl going into a wooden building .",
-             "a.jpg#2\tA\n".rstrip("\n"),
-             *[f"gone.jpg.1#{k}\tSome people waiting for the subway ." for k in range(5)],
-             "b.jpg#0\tTwo dogs play in the snow .",
-             "b.jpg#1\tdogs racing"]
+    lines = [
+        "a.jpg#0 A child in a pink dress is climbing up a set of stairs .",
+        "a.jpg#1\tA girl going into a wooden building .",
+        "a.jpg#2\tA\n".rstrip("\n"),
+        *[f"gone.jpg.1#{k}\tSome people waiting for the subway ." for k in range(5)],
+        "b.jpg#0\tTwo dogs play in the snow .",
+        "b.jpg#1\tdogs racing",
+    ]
     (tmp_path / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
     (tmp_path / "Flickr_8k.trainImages.txt").write_text("a.jpg\ngone.jpg.1\nb.jpg\n")
     return tmp_path
@@ -39,12 +41,18 @@ def quirky(tmp_path):
 def test_the_original_quirks_are_read_and_summed_up_in_one_line(quirky, capsys):
     samples = read_dataset(f"flickr8k:{quirky}/Flickr8k.token.txt@photos#train")
     got = {s.image.name: s.captions for s in samples}
-    assert got == {"a.jpg": ("A child in a pink dress is climbing up a set of stairs",
-                             "A girl going into a wooden building"),
-                   "b.jpg": ("Two dogs play in the snow", "dogs racing")}
+    assert got == {
+        "a.jpg": (
+            "A child in a pink dress is climbing up a set of stairs",
+            "A girl going into a wooden building",
+        ),
+        "b.jpg": ("Two dogs play in the snow", "dogs racing"),
+    }
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["note: Flickr8k.token.txt: skipped 5 caption lines of 1 names with no photo "
-                   "and 1 one-word captions"]
+    assert err == [
+        "note: Flickr8k.token.txt: skipped 5 caption lines of 1 names with no photo "
+        "and 1 one-word captions"
+    ]
 
 
 def test_a_file_that_is_not_flickr8k_is_one_clear_error(tmp_path):
@@ -63,8 +71,10 @@ def test_a_wrong_photo_folder_is_still_named(quirky):
         read_dataset(f"flickr8k:{quirky}/Flickr8k.token.txt@nowhere#train")
 
 
-needs_flickr8k = pytest.mark.skipif(not (FLICKR8K / "Flickr8k.token.txt").is_file(),
-                                    reason=f"{FLICKR8K}: Flickr8k is not on this machine (read its README)")
+needs_flickr8k = pytest.mark.skipif(
+    not (FLICKR8K / "Flickr8k.token.txt").is_file(),
+    reason=f"{FLICKR8K}: Flickr8k is not on this machine (read its README)",
+)
 
 
 @needs_flickr8k
@@ -86,8 +96,11 @@ def test_the_default_bundle_on_the_real_test_list(tmp_path):
 
     spec = f"flickr8k:{FLICKR8K}/Flickr8k.token.txt@Flicker8k_Dataset#test"
     out = tmp_path / "e.json"
-    report = evaluate(EvalConfig(data=spec, model=str(ROOT / "models" / "default"),
-                                 precisions="int8", out=str(out)))
+    report = evaluate(
+        EvalConfig(
+            data=spec, model=str(ROOT / "models" / "default"), precisions="int8", out=str(out)
+        )
+    )
     assert report["int8"]["cider"] >= 0.45 and report["int8"]["bleu4"] >= 0.17
     captions = [row["int8"] for row in json.loads(out.read_text())["captions"]]
     assert len(captions) == 1000 and all(captions)

@@ -8,11 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import MODEL
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from conftest import MODEL
 from runtime.app.sources import describe_uri
 from runtime.errors import BundleError, InputError
 from runtime.model.bundle import load_bundle
@@ -21,9 +21,16 @@ from runtime.model.preprocess import PreprocessConfig, preprocess
 pytestmark = pytest.mark.unit
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=20)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +53,7 @@ def _mutations():
                     continue  # informational blocks, not read by the loader
                 paths.append(prefix + (k,))
                 walk(v, prefix + (k,))
+
     walk(base, ())
     return base, paths
 
@@ -54,8 +62,14 @@ BASE, PATHS = _mutations()
 
 
 @pytest.mark.system  # 300 hypothesis examples, each a manifest loaded: about 10 s
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=st.lists(st.tuples(st.sampled_from(PATHS), json_values | st.just("<delete>")), min_size=1, max_size=3))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.sampled_from(PATHS), json_values | st.just("<delete>")), min_size=1, max_size=3
+    )
+)
 def test_manifest_loader_accepts_or_names_the_problem(manifest_dir, edits):
     m = json.loads(json.dumps(BASE))
     for path, value in edits:
@@ -86,8 +100,12 @@ def test_manifest_loader_accepts_or_names_the_problem(manifest_dir, edits):
 
 
 @settings(max_examples=500, deadline=None)
-@given(uri=st.text(max_size=40) | st.from_regex(r"(csi|rtsp|http|https|file|v4l2)://[\w./:-]{0,20}", fullmatch=True)
-       | st.from_regex(r"/dev/video\d{0,3}", fullmatch=True) | st.from_regex(r"\d{1,4}", fullmatch=True))
+@given(
+    uri=st.text(max_size=40)
+    | st.from_regex(r"(csi|rtsp|http|https|file|v4l2)://[\w./:-]{0,20}", fullmatch=True)
+    | st.from_regex(r"/dev/video\d{0,3}", fullmatch=True)
+    | st.from_regex(r"\d{1,4}", fullmatch=True)
+)
 @example(uri="²").via("a digit to str.isdigit, not to int()")
 @example(uri="csi://²").via("the same after csi://")
 @example(uri="csi://00").via("a sensor number with a leading zero")
@@ -99,16 +117,22 @@ def test_source_uri_parser_gives_a_kind_or_a_clear_error(uri):
         return
     assert kind in ("camera", "file", "folder", "stream", "csi")
     if kind == "csi":
-        assert uri.startswith("csi://") and int(uri[len("csi://"):]) == arg  # csi://00 is sensor 0
+        assert uri.startswith("csi://") and int(uri[len("csi://") :]) == arg  # csi://00 is sensor 0
     if kind == "camera":
         assert arg == uri or arg == int(uri)
 
 
 frames = st.one_of(
-    arrays(st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int32, np.bool_]),
-           st.tuples(st.integers(0, 40), st.integers(0, 40)) | st.tuples(st.integers(0, 40), st.integers(0, 40),
-                                                                        st.integers(0, 5))),
-    st.none(), st.just(np.zeros((0, 5, 3), np.uint8)), st.integers(), st.text(max_size=3))
+    arrays(
+        st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int32, np.bool_]),
+        st.tuples(st.integers(0, 40), st.integers(0, 40))
+        | st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 5)),
+    ),
+    st.none(),
+    st.just(np.zeros((0, 5, 3), np.uint8)),
+    st.integers(),
+    st.text(max_size=3),
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -135,28 +159,44 @@ def test_float_frames_with_nan_and_inf_stay_finite(frame):
 FILE_KINDS = ("image", "fifo", "empty", "bomb", "truncated", "wide", "tall")
 NAMES = ("plain", "latin1", "long", "control")  # the file name: 07.png, 07-caf\xe9.png (not
 # UTF-8), 255 bytes, or with a newline and an ANSI escape in it
-option_values = st.fixed_dictionaries({}, optional={
-    "--mode": st.sampled_from(["change", "interval", "continuous", "manual", "sometimes"]),
-    "--rate": st.integers(-10, 100000).map(str),
-    "--volume": st.floats(-1, 6, allow_nan=False).map(lambda v: f"{v:.2f}"),
-    "--interval": st.floats(-2, 3, allow_nan=False).map(lambda v: f"{v:.2f}"),
-    "--stable-frames": st.integers(-3, 5).map(str),
-    "--max-frames": st.integers(-2, 6).map(str),
-    "--stats-interval": st.sampled_from(["-5", "0", "0.5", "1", "60", "x"]),
-    "--threads": st.integers(-1, 1000).map(str),
-    "--beam": st.integers(-1, 20).map(str),
-    "--channel": st.sampled_from(["auto", "caption", "objects", "both", "text", "barcode", "colour",
-                                  "light", "all"]),
-})
+option_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "--mode": st.sampled_from(["change", "interval", "continuous", "manual", "sometimes"]),
+        "--rate": st.integers(-10, 100000).map(str),
+        "--volume": st.floats(-1, 6, allow_nan=False).map(lambda v: f"{v:.2f}"),
+        "--interval": st.floats(-2, 3, allow_nan=False).map(lambda v: f"{v:.2f}"),
+        "--stable-frames": st.integers(-3, 5).map(str),
+        "--max-frames": st.integers(-2, 6).map(str),
+        "--stats-interval": st.sampled_from(["-5", "0", "0.5", "1", "60", "x"]),
+        "--threads": st.integers(-1, 1000).map(str),
+        "--beam": st.integers(-1, 20).map(str),
+        "--channel": st.sampled_from(
+            ["auto", "caption", "objects", "both", "text", "barcode", "colour", "light", "all"]
+        ),
+    },
+)
 
 
 @pytest.mark.system
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(options=option_values, kinds=st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.sampled_from(NAMES)),
-                                             max_size=5), fast=st.booleans())
-@example(options={}, kinds=[(k, "plain") for k in ("image", "fifo", "empty", "bomb", "truncated")], fast=False)
-@example(options={"--channel": "all"}, kinds=[("wide", "latin1"), ("tall", "control"), ("image", "long")],
-         fast=False)
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    options=option_values,
+    kinds=st.lists(st.tuples(st.sampled_from(FILE_KINDS), st.sampled_from(NAMES)), max_size=5),
+    fast=st.booleans(),
+)
+@example(
+    options={},
+    kinds=[(k, "plain") for k in ("image", "fifo", "empty", "bomb", "truncated")],
+    fast=False,
+)
+@example(
+    options={"--channel": "all"},
+    kinds=[("wide", "latin1"), ("tall", "control"), ("image", "long")],
+    fast=False,
+)
 @example(options={"--rate": "100000"}, kinds=[], fast=False)
 def test_describe_never_tracebacks_or_hangs(tmp_path_factory, options, kinds, fast):
     """Either the run ends with `end` last and exit 0, or it is refused in one line with exit
@@ -168,17 +208,21 @@ def test_describe_never_tracebacks_or_hangs(tmp_path_factory, options, kinds, fa
     import sys
 
     import cv2
-
     from conftest import ROOT
-    from export.scenes import make_scene
     from test_caption_cli import _png_header_only
+
+    from export.scenes import make_scene
 
     tmp = tmp_path_factory.mktemp("describe-fuzz")
     folder = tmp / "photos"
     folder.mkdir()
     for i, (kind, name) in enumerate(kinds):
-        stem = {"plain": f"{i:02d}", "latin1": os.fsdecode(b"%02d-caf\xe9" % i),
-                "long": f"{i:02d}" + "x" * 249, "control": f"{i:02d}\n\x1b[31m"}[name]
+        stem = {
+            "plain": f"{i:02d}",
+            "latin1": os.fsdecode(b"%02d-caf\xe9" % i),
+            "long": f"{i:02d}" + "x" * 249,
+            "control": f"{i:02d}\n\x1b[31m",
+        }[name]
         path = folder / f"{stem}.png"
         if kind == "fifo":
             os.mkfifo(path)
@@ -193,15 +237,29 @@ def test_describe_never_tracebacks_or_hangs(tmp_path_factory, options, kinds, fa
             ok, png = cv2.imencode(".png", scene)
             path.write_bytes(png.tobytes()[: 300 if kind == "truncated" else None])
     log = tmp / "log.jsonl"
-    argv = [sys.executable, "-m", "runtime", "describe", str(folder), "--no-speak", "--log", str(log),
-            "--model", str(MODEL), *(a for kv in options.items() for a in kv)] + ["--fast"] * fast
-    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       stdin=subprocess.DEVNULL)  # manual mode: end of input is q
+    argv = [
+        sys.executable,
+        "-m",
+        "runtime",
+        "describe",
+        str(folder),
+        "--no-speak",
+        "--log",
+        str(log),
+        "--model",
+        str(MODEL),
+        *(a for kv in options.items() for a in kv),
+    ] + ["--fast"] * fast
+    r = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )  # manual mode: end of input is q
     assert "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.splitlines()
     if r.returncode == 2:  # ours: one line; argparse's (a bad choice or number): usage, then it
-        assert lines and ((len(lines) == 1 and lines[0].startswith("error: ")) or
-                          lines[-1].startswith("python -m runtime describe: error: ")), r.stderr
+        assert lines and (
+            (len(lines) == 1 and lines[0].startswith("error: "))
+            or lines[-1].startswith("python -m runtime describe: error: ")
+        ), r.stderr
         return
     assert r.returncode == 0, r.stderr
     events = [json.loads(l) for l in log.read_text().splitlines()]

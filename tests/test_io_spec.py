@@ -26,8 +26,10 @@ ALLOWED = {
     ("runtime/channels/colour.py", "c"): (1, "the key that says the colours"),
     ("export/datasets.py", "image"): (1, "the photo's key in a JSONL dataset row"),
     ("export/scenes.py", "image"): (1, "the photo's key of the JSONL rows it writes"),
-    ("export/truth.py", "image"): (3, "the photo's key in dataset rows, `caption --json` lines "
-                                      "and its report's examples"),
+    ("export/truth.py", "image"): (
+        3,
+        "the photo's key in dataset rows, `caption --json` lines and its report's examples",
+    ),
     ("export/evaluate.py", "image"): (2, "the photo's key in the rows of its report"),
     ("export/detector.py", "image"): (2, "the photo's key in a dev-list row, and in --dump"),
     ("export/detector.py", "h"): (1, "a photo's height in --dump"),
@@ -41,8 +43,10 @@ def tensor_names() -> set[str]:
     for inputs, outputs in io_spec.SPECS.values():
         names |= set(inputs) | set(outputs)
     names |= set(io_spec.detector_outputs((8, 16, 32, 64)))
-    names |= {io_spec.detector_output(k, 0)[:-1]
-              for k in (io_spec.DETECTOR_SCORES, io_spec.DETECTOR_DISTS)}
+    names |= {
+        io_spec.detector_output(k, 0)[:-1]
+        for k in (io_spec.DETECTOR_SCORES, io_spec.DETECTOR_DISTS)
+    }
     return names
 
 
@@ -57,8 +61,11 @@ def spellings(path: Path, names: set[str]) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
             found.append((node.lineno, node.value))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id == "dict":
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "dict"
+        ):
             found += [(node.lineno, k.arg) for k in node.keywords if k.arg in names]
     return found
 
@@ -78,15 +85,26 @@ def misspelt(names: set[str]) -> list[str]:
 
 def test_the_names_are_io_specs_tables():
     names = tensor_names()
-    assert {"image", "regions_att", "imagenet_logits", "token", "h_next", "alpha",
-            "scores_8", "dists_32", "scores_"} <= names
+    assert {
+        "image",
+        "regions_att",
+        "imagenet_logits",
+        "token",
+        "h_next",
+        "alpha",
+        "scores_8",
+        "dists_32",
+        "scores_",
+    } <= names
     assert "decoder_step" not in names  # graph names are not tensor names
 
 
 def test_no_tensor_name_is_spelled_outside_io_spec():
     wrong = misspelt(tensor_names())
-    assert not wrong, ("tensor names spelled outside runtime/model/io_spec.py (use its "
-                       "constants):\n" + "\n".join(wrong))
+    assert not wrong, (
+        "tensor names spelled outside runtime/model/io_spec.py (use its "
+        "constants):\n" + "\n".join(wrong)
+    )
 
 
 def test_a_name_spelled_elsewhere_is_named_by_file_and_line(tmp_path):
@@ -117,16 +135,24 @@ def test_opsets_and_tolerances_are_defined_only_in_io_spec():
     for path in sources():
         rel = path.relative_to(ROOT).as_posix()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            targets = (node.targets if isinstance(node, ast.Assign) else
-                       [node.target] if isinstance(node, ast.AnnAssign) else [])
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
             for target in targets:
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name) and DEFINES.match(name.id):
                         wrong.append(f"{rel}:{node.lineno}: defines {name.id}")
             if isinstance(node, ast.Call):
-                wrong += [f"{rel}:{node.lineno}: {k.arg}={ast.unparse(k.value)}"
-                          for k in node.keywords
-                          if k.arg in LITERAL_KEYWORDS and isinstance(k.value, ast.Constant)]
-    assert not wrong, ("opsets and tolerances belong in runtime/model/io_spec.py:\n"
-                       + "\n".join(wrong))
+                wrong += [
+                    f"{rel}:{node.lineno}: {k.arg}={ast.unparse(k.value)}"
+                    for k in node.keywords
+                    if k.arg in LITERAL_KEYWORDS and isinstance(k.value, ast.Constant)
+                ]
+    assert not wrong, "opsets and tolerances belong in runtime/model/io_spec.py:\n" + "\n".join(
+        wrong
+    )
     assert io_spec.OPSET in io_spec.OPSETS  # the runtime runs what the exporter writes

@@ -38,7 +38,7 @@ def test_every_runtime_module_sits_in_a_layer_and_imports_only_down():
         rel = path.relative_to(ROOT).with_suffix("")
         here = rel.parts[1] if len(rel.parts) > 2 else None  # None: runtime/errors.py and the like
         if here:
-            allowed = set(LAYERS[:LAYERS.index(here) + 1])
+            allowed = set(LAYERS[: LAYERS.index(here) + 1])
         else:  # the CLI may use every layer; errors.py and options.py none
             allowed = set(LAYERS) if rel.name == "__main__" else set()
         for name in imports(path):
@@ -52,5 +52,7 @@ def test_every_runtime_module_sits_in_a_layer_and_imports_only_down():
 def test_the_layers_hold_what_their_names_say():
     have = {g: {p.stem for p in (RUNTIME / g).glob("*.py")} for g in LAYERS}
     assert {"bundle", "captioner", "decoding", "detector", "io_spec", "session"} <= have["model"]
-    assert {"base", "registry", "caption", "objects", "detector", "text", "compose"} <= have["channels"]
+    assert {"base", "registry", "caption", "objects", "detector", "text", "compose"} <= have[
+        "channels"
+    ]
     assert {"loop", "worker", "sources", "speech", "bench", "doctor"} <= have["app"]

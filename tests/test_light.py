@@ -8,8 +8,8 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REAL_MODEL, ROOT, Voice, channels_of, read_events, run_cli, write_clip
+
 from runtime.channels.base import Context
 from runtime.channels.light import LightChannel, LightMeter, spoken
 
@@ -43,8 +43,18 @@ def test_a_window_on_the_right_is_said_where_it_is():
 
 def test_lights_off_is_said_when_the_light_falls_and_kept_while_it_stays_dark():
     channel = LightChannel(None)
-    said = [channel.run(exposed(g, i), Context()).said for i, g in enumerate((1.0, 1.0, 0.05, 0.05, 0.05, 1.0))]
-    assert said == ["bright", "bright", "lights off", "lights off", "lights off", "lights on, bright"]
+    said = [
+        channel.run(exposed(g, i), Context()).said
+        for i, g in enumerate((1.0, 1.0, 0.05, 0.05, 0.05, 1.0))
+    ]
+    assert said == [
+        "bright",
+        "bright",
+        "lights off",
+        "lights off",
+        "lights off",
+        "lights on, bright",
+    ]
     slow = LightChannel(None)  # dusk: the light falls a little at a time
     said = [slow.run(exposed(g), Context()).said for g in (0.6, 0.4, 0.25, 0.15, 0.1, 0.07, 0.05)]
     assert "lights off" not in said and said[-1] == "dark"
@@ -58,10 +68,22 @@ def test_lights_off_is_said_when_the_light_falls_and_kept_while_it_stays_dark():
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_a_clip_whose_lights_go_off_says_lights_off_exactly_once(tmp_path):
     """3 s lit, 4 s with the lights off (the sensor's noise still moving pixels), in change mode."""
-    path = write_clip(tmp_path / "off.mp4", [exposed(1.0 if i < 30 else 0.05, i) for i in range(70)])
+    path = write_clip(
+        tmp_path / "off.mp4", [exposed(1.0 if i < 30 else 0.05, i) for i in range(70)]
+    )
     log = tmp_path / "log.jsonl"
-    r = run_cli("runtime", "describe", str(path), "--channel", "light", "--no-speak", "--log", str(log),
-                "--model", str(REAL_MODEL))
+    r = run_cli(
+        "runtime",
+        "describe",
+        str(path),
+        "--channel",
+        "light",
+        "--no-speak",
+        "--log",
+        str(log),
+        "--model",
+        str(REAL_MODEL),
+    )
     assert r.returncode == 0, r.stderr
     events = read_events(log)
     said = [e["caption"] for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
@@ -71,19 +93,23 @@ def test_a_clip_whose_lights_go_off_says_lights_off_exactly_once(tmp_path):
 
 
 def test_manual_keys_say_the_light_and_the_colour_with_those_channels_off():
-    """"l" and "c" in manual mode answer for the frame at hand whichever channels are on."""
+    """ "l" and "c" in manual mode answer for the frame at hand whichever channels are on."""
     import time
 
     from conftest import MODEL
+
     from runtime.app.eventlog import EventLog
     from runtime.app.loop import DescribeLoop, LoopConfig
     from runtime.app.sources import Frame
-    from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
 
     voice, events = Voice(), []
-    loop = DescribeLoop(channels_of(MODEL, "caption"), None, voice,
-                        EventLog(None, echo=events.append), LoopConfig(mode="manual"))
+    loop = DescribeLoop(
+        channels_of(MODEL, "caption"),
+        None,
+        voice,
+        EventLog(None, echo=events.append),
+        LoopConfig(mode="manual"),
+    )
     assert loop.channels.names == ("caption",)
     loop.on_key("l", Frame(exposed(0.05), 0, time.monotonic()))
     loop.on_key("c", Frame(np.full((480, 640, 3), (40, 40, 200), np.uint8), 1, time.monotonic()))

@@ -11,9 +11,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from conftest import MODEL, ROOT, channels_of, read_events
 from mjpeg_server import MjpegServer
+
 from export.scenes import make_scene, write_clip
 from runtime.model.vocab import normalize
 
@@ -21,8 +21,14 @@ pytestmark = pytest.mark.system
 
 
 def _describe(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "runtime", "describe", *args, "--model", str(MODEL)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "runtime", "describe", *args, "--model", str(MODEL)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _still_clip(path, seconds: float, fps: int, seed: int = 7, index: int = 3):
@@ -38,15 +44,17 @@ def _still_clip(path, seconds: float, fps: int, seed: int = 7, index: int = 3):
 @pytest.fixture(scope="module")
 def scene_clip(tmp_path_factory):
     """Twenty held-out scenes (seed 7), each shown for 2 s at 15 fps."""
-    return write_clip(tmp_path_factory.mktemp("clip") / "scenes.mp4", scenes=20, seed=7,
-                      seconds=2.0, fps=15)
+    return write_clip(
+        tmp_path_factory.mktemp("clip") / "scenes.mp4", scenes=20, seed=7, seconds=2.0, fps=15
+    )
 
 
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
     """Six held-out scenes, 2 s each."""
-    return write_clip(tmp_path_factory.mktemp("short") / "scenes.mp4", scenes=6, seed=7,
-                      seconds=2.0, fps=15)
+    return write_clip(
+        tmp_path_factory.mktemp("short") / "scenes.mp4", scenes=6, seed=7, seconds=2.0, fps=15
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +70,10 @@ def _spoken_per_scene(change_run, scene_clip):
     truth = [json.loads(l) for l in scene_clip.with_suffix(".jsonl").read_text().splitlines()]
     starts = [t["frame"] for t in truth] + [10**9]
     spoken = [e for e in change_run if e["event"] == "spoken" and e["kind"] == "caption"]
-    return [(normalize(t["caption"]), [e["caption"] for e in spoken if lo <= e["frame"] < hi])
-            for t, lo, hi in zip(truth, starts, starts[1:])]
+    return [
+        (normalize(t["caption"]), [e["caption"] for e in spoken if lo <= e["frame"] < hi])
+        for t, lo, hi in zip(truth, starts, starts[1:])
+    ]
 
 
 def test_change_mode_speaks_each_scene_exactly_once(change_run, scene_clip):
@@ -146,8 +156,12 @@ def test_stream_loss_is_announced_and_the_loop_goes_on(tmp_path):
     assert spoken.count("camera lost") == 1 and "camera back" in spoken
     # the camera came back on the same scene: it is described afresh, not taken as said
     said = [e["caption"] for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
-    before = [e["caption"] for e in events[:lost] if e["event"] == "spoken" and e["kind"] == "caption"]
-    after = [e["caption"] for e in events[back:] if e["event"] == "spoken" and e["kind"] == "caption"]
+    before = [
+        e["caption"] for e in events[:lost] if e["event"] == "spoken" and e["kind"] == "caption"
+    ]
+    after = [
+        e["caption"] for e in events[back:] if e["event"] == "spoken" and e["kind"] == "caption"
+    ]
     assert before and after and after[0] == before[-1], said
     assert names[-1] == "end"
     assert "Traceback" not in err
@@ -159,8 +173,6 @@ def test_slow_speech_never_stalls_capture(short_clip):
     from runtime.app.loop import DescribeLoop, LoopConfig
     from runtime.app.sources import SourceConfig, open_source
     from runtime.app.speech import SpeechConfig, SpeechWorker
-    from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
 
     class ThreeSecondEngine:
         voice = "double"
@@ -171,9 +183,11 @@ def test_slow_speech_never_stalls_capture(short_clip):
 
     rows = []
     log = EventLog(None, echo=rows.append)
-    speech = SpeechWorker(SpeechConfig(play=False),
-                          lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw),
-                          engine_factory=lambda cfg: ThreeSecondEngine())
+    speech = SpeechWorker(
+        SpeechConfig(play=False),
+        lambda name, **kw: log.write(name, kw.pop("source_frame", -1), **kw),
+        engine_factory=lambda cfg: ThreeSecondEngine(),
+    )
     source = open_source(str(short_clip), SourceConfig(realtime=True))
     loop = DescribeLoop(channels_of(MODEL), source, speech, log, LoopConfig(mode="change"))
     start = time.monotonic()
@@ -192,8 +206,9 @@ def test_slow_speech_never_stalls_capture(short_clip):
 
 def test_manual_mode_keys_from_a_terminal_without_a_window(short_clip, tmp_path):
     log = tmp_path / "log.jsonl"
-    p = _describe(str(short_clip), "--mode", "manual", "--no-speak", "--log", str(log),
-                  stdin=subprocess.PIPE)
+    p = _describe(
+        str(short_clip), "--mode", "manual", "--no-speak", "--log", str(log), stdin=subprocess.PIPE
+    )
     for key, pause in (("\n", 3.0), ("r", 1.0), ("q", 1.0)):
         time.sleep(pause)
         p.stdin.write(key)
@@ -206,7 +221,12 @@ def test_manual_mode_keys_from_a_terminal_without_a_window(short_clip, tmp_path)
     assert len(described) == 1  # manual mode captions only when asked
     spoken = [e["caption"] for e in events if e["event"] == "spoken"]
     text = described[0]["caption"]
-    assert spoken == ["SceneSpeak ready. Press enter to describe.", text, text, "SceneSpeak stopped"]
+    assert spoken == [
+        "SceneSpeak ready. Press enter to describe.",
+        text,
+        text,
+        "SceneSpeak stopped",
+    ]
     assert events[-1]["event"] == "end" and events[-1]["frames"] < 6 * 30  # q ended it early
 
 
@@ -217,7 +237,9 @@ def test_show_without_a_gui_warns_once_and_goes_on(tmp_path):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     events = read_events(log)
-    warnings = [e["message"] for e in events if e["event"] == "warning" and "--show" in e["message"]]
+    warnings = [
+        e["message"] for e in events if e["event"] == "warning" and "--show" in e["message"]
+    ]
     if cv2.getBuildInformation().find("GTK") < 0 and "QT" not in cv2.getBuildInformation():
         assert len(warnings) == 1
         # never the GUI wheel: it would fight the headless one SceneSpeak installs

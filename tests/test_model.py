@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = [pytest.mark.unit, needs_torch]
@@ -57,7 +56,9 @@ def test_region_features_hold_each_cells_mean_colour(backbone):
     x[0, 2, 40:48, 64:72] = 0.5  # a sixteenth of the same cell (8x8 of 32x32) half blue
     with torch.no_grad():
         colour = backbone.region_features(x)[0, -3:]
-    assert float(colour[0, 1, 2]) == pytest.approx(1.0) and float(colour[2, 1, 2]) == pytest.approx(0.5 / 16)
+    assert float(colour[0, 1, 2]) == pytest.approx(1.0) and float(colour[2, 1, 2]) == pytest.approx(
+        0.5 / 16
+    )
     assert float(colour.abs().sum()) == pytest.approx(1.0 + 0.5 / 16)  # no other cell sees it
 
 
@@ -73,7 +74,9 @@ def test_region_context_reaches_exactly_the_neighbouring_cells(context):
     moved = fmap.clone()
     moved[0, :, 3, 3] += 1.0  # change the centre cell only
     with torch.no_grad():
-        diff = (head(*split_map(moved))[0] - head(*split_map(fmap))[0])[0].abs().sum(-1).reshape(7, 7)
+        diff = (
+            (head(*split_map(moved))[0] - head(*split_map(fmap))[0])[0].abs().sum(-1).reshape(7, 7)
+        )
     near = torch.zeros(7, 7, dtype=torch.bool)
     near[2:5, 2:5] = True
     changed = diff > 1e-6
@@ -97,7 +100,9 @@ def test_head_projects_the_joined_map_and_rounds_only_int8_rows():
         joined = head.project(fmap.flatten(2).transpose(1, 2)) + head.position
         assert torch.allclose(regions, joined, atol=1e-5)
         rounded = head(*split_map(fmap), torch.tensor([False, True, False]))[0]
-    assert torch.equal(rounded[[0, 2]], regions[[0, 2]]) and not torch.allclose(rounded[1], regions[1])
+    assert torch.equal(rounded[[0, 2]], regions[[0, 2]]) and not torch.allclose(
+        rounded[1], regions[1]
+    )
     w = head.project.weight[:, :LAST_CHANNELS].detach()
     levels = int8_rounded_rows(w) / (w.abs().amax(1, keepdim=True) / 127)
     assert torch.allclose(levels, levels.round(), atol=1e-4)

@@ -17,14 +17,16 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
-
 from conftest import MODEL, ROOT, read_events, run_cli
+
 from export.scenes import make_scene
 from runtime.app.speech import SpeechConfig, SpeechWorker
 
 pytestmark = pytest.mark.system
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng not installed"
+)
 
 
 def _spoken(events, kind="caption"):
@@ -40,7 +42,9 @@ def clip(three_scene_clip):
 def reference(clip, tmp_path_factory):
     """What a plain run of the clip says: the captions the broken-output runs must still say."""
     log = tmp_path_factory.mktemp("ref") / "log.jsonl"
-    r = run_cli("runtime", "describe", str(clip), "--no-speak", "--log", str(log), "--model", str(MODEL))
+    r = run_cli(
+        "runtime", "describe", str(clip), "--no-speak", "--log", str(log), "--model", str(MODEL)
+    )
     assert r.returncode == 0, r.stderr
     spoken = _spoken(read_events(log))
     assert len(spoken) == 3
@@ -49,12 +53,15 @@ def reference(clip, tmp_path_factory):
 
 # --- outputs that fail: each is dropped with one warning, speech and the log go on -----------
 
+
 @needs_espeak
 def test_a_closed_console_pipe_drops_the_echo_and_speech_goes_on(clip, reference, tmp_path):
     """`describe clip.mp4 | head -2`: the console echo fails after two lines."""
     log = tmp_path / "log.jsonl"
-    cmd = (f"set -o pipefail; {sys.executable} -m runtime describe {clip} --no-speak --log {log} "
-           f"--model {MODEL} 2>{tmp_path / 'err'} | head -2")
+    cmd = (
+        f"set -o pipefail; {sys.executable} -m runtime describe {clip} --no-speak --log {log} "
+        f"--model {MODEL} 2>{tmp_path / 'err'} | head -2"
+    )
     r = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
     err = (tmp_path / "err").read_text()
     assert r.returncode == 0, err
@@ -69,14 +76,26 @@ def test_a_closed_console_pipe_drops_the_echo_and_speech_goes_on(clip, reference
 @needs_espeak
 def test_a_recording_on_a_full_disk_stops_and_speech_goes_on(clip, reference, tmp_path):
     log = tmp_path / "log.jsonl"
-    r = run_cli("runtime", "describe", str(clip), "--no-speak", "--speech-wav", "/dev/full",
-                "--log", str(log), "--model", str(MODEL))
+    r = run_cli(
+        "runtime",
+        "describe",
+        str(clip),
+        "--no-speak",
+        "--speech-wav",
+        "/dev/full",
+        "--log",
+        str(log),
+        "--model",
+        str(MODEL),
+    )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
     events = read_events(log)
     warnings = [e["message"] for e in events if e["event"] == "warning"]
-    assert warnings == ["/dev/full: cannot record speech (No space left on device); the recording "
-                        "stops here, speech goes on"]
+    assert warnings == [
+        "/dev/full: cannot record speech (No space left on device); the recording "
+        "stops here, speech goes on"
+    ]
     assert _spoken(events) == reference and events[-1]["event"] == "end"
 
 
@@ -95,8 +114,11 @@ class Engine:
 
 def _worker(engine, **cfg):
     events = []
-    w = SpeechWorker(SpeechConfig(**cfg), lambda name, **kw: events.append((name, kw)),
-                     engine_factory=lambda c: engine)
+    w = SpeechWorker(
+        SpeechConfig(**cfg),
+        lambda name, **kw: events.append((name, kw)),
+        engine_factory=lambda c: engine,
+    )
     return w, events
 
 
@@ -146,12 +168,16 @@ def test_an_utterance_that_fails_past_the_engine_is_dropped_with_a_warning_and_t
     w.say("second", kind="notice")
     assert w.wait_idle(5)
     w.close()
-    assert failed == ["first"] and [kw["caption"] for name, kw in events if name == "spoken"] == ["second"]
-    assert ("warning", "speech failed (ValueError: log gone); 'first' was dropped") in \
-        [(name, kw.get("message")) for name, kw in events]
+    assert failed == ["first"] and [kw["caption"] for name, kw in events if name == "spoken"] == [
+        "second"
+    ]
+    assert ("warning", "speech failed (ValueError: log gone); 'first' was dropped") in [
+        (name, kw.get("message")) for name, kw in events
+    ]
 
 
 # --- sources -----------------------------------------------------------------------------------
+
 
 class StillServer:
     """An HTTP server on loopback that serves one JPEG file: not a stream, so every connection
@@ -173,8 +199,13 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 def _describe_for(seconds: float, *args):
-    p = subprocess.Popen([sys.executable, "-m", "runtime", "describe", *args, "--model", str(MODEL)],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "describe", *args, "--model", str(MODEL)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(seconds)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
@@ -213,8 +244,13 @@ def test_a_live_source_that_cannot_be_opened_is_said_logged_and_retried(tmp_path
 
 
 def test_a_missing_file_still_exits_2_at_once(tmp_path):
-    r = run_cli("runtime", "describe", str(tmp_path / "no.mp4"), "--no-speak", "--model", str(MODEL))
-    assert r.returncode == 2 and r.stderr == f"error: {tmp_path / 'no.mp4'}: no such file, folder or camera\n"
+    r = run_cli(
+        "runtime", "describe", str(tmp_path / "no.mp4"), "--no-speak", "--model", str(MODEL)
+    )
+    assert (
+        r.returncode == 2
+        and r.stderr == f"error: {tmp_path / 'no.mp4'}: no such file, folder or camera\n"
+    )
 
 
 @needs_espeak
@@ -226,23 +262,46 @@ def test_a_slideshow_says_every_still_before_the_next(tmp_path):
     for i, scene in enumerate(order):
         cv2.imwrite(str(folder / f"{i:02d}.png"), make_scene(7, scene)[0])
     log = tmp_path / "log.jsonl"
-    r = run_cli("runtime", "describe", str(folder), "--no-speak", "--log", str(log), "--model", str(MODEL))
+    r = run_cli(
+        "runtime", "describe", str(folder), "--no-speak", "--log", str(log), "--model", str(MODEL)
+    )
     assert r.returncode == 0, r.stderr
     events = read_events(log)
     captions = [(e["frame"], e["caption"]) for e in events if e["event"] == "caption"]
-    spoken = [(e["frame"], e["caption"]) for e in events if e["event"] == "spoken" and e["kind"] == "caption"]
+    spoken = [
+        (e["frame"], e["caption"])
+        for e in events
+        if e["event"] == "spoken" and e["kind"] == "caption"
+    ]
     assert len(captions) == len(order) and spoken == captions
     assert spoken[1][1] == spoken[2][1]  # the repeated still is said again
 
 
 # --- signals during start-up, the log across runs --------------------------------------------
 
-@pytest.mark.parametrize("sig,delay", [(signal.SIGINT, 0.1), (signal.SIGTERM, 0.2), (signal.SIGHUP, 0.3)])
+
+@pytest.mark.parametrize(
+    "sig,delay", [(signal.SIGINT, 0.1), (signal.SIGTERM, 0.2), (signal.SIGHUP, 0.3)]
+)
 def test_a_signal_during_start_up_ends_cleanly_with_end_last(tmp_path, sig, delay):
     log = tmp_path / "log.jsonl"
-    p = subprocess.Popen([sys.executable, "-m", "runtime", "describe", "--no-speak", "--log", str(log),
-                          "--model", str(MODEL)], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtime",
+            "describe",
+            "--no-speak",
+            "--log",
+            str(log),
+            "--model",
+            str(MODEL),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(delay)
     p.send_signal(sig)
     out, err = p.communicate(timeout=30)
@@ -256,9 +315,20 @@ def test_the_log_is_appended_and_a_cut_off_line_does_not_spoil_the_next_run(tmp_
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), make_scene(7, 1)[0])
     log = tmp_path / "log.jsonl"
-    log.write_text('{"t": 0.5, "frame": -1, "event": "end"}\n{"t": 3.1, "frame": 7, "eve')  # disk full
+    log.write_text(
+        '{"t": 0.5, "frame": -1, "event": "end"}\n{"t": 3.1, "frame": 7, "eve'
+    )  # disk full
     for _ in range(2):
-        r = run_cli("runtime", "describe", str(folder), "--no-speak", "--log", str(log), "--model", str(MODEL))
+        r = run_cli(
+            "runtime",
+            "describe",
+            str(folder),
+            "--no-speak",
+            "--log",
+            str(log),
+            "--model",
+            str(MODEL),
+        )
         assert r.returncode == 0, r.stderr
     lines = log.read_text().splitlines()
     assert lines[1] == '{"t": 3.1, "frame": 7, "eve'  # the cut-off line is kept as it was
@@ -274,40 +344,56 @@ def test_a_log_in_a_missing_folder_creates_nothing_and_lines_go_to_stderr(tmp_pa
     folder = tmp_path / "stills"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), make_scene(7, 1)[0])
-    r = run_cli("runtime", "describe", str(folder), "--no-speak", "--log", str(log), "--model", str(MODEL))
+    r = run_cli(
+        "runtime", "describe", str(folder), "--no-speak", "--log", str(log), "--model", str(MODEL)
+    )
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "no").exists()
-    assert f"warning: {log}: cannot write the log (No such file or directory); log lines go to stderr" \
+    assert (
+        f"warning: {log}: cannot write the log (No such file or directory); log lines go to stderr"
         in r.stderr
+    )
     assert json.loads(r.stderr.splitlines()[-1])["event"] == "end"
 
 
 # --- options -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args,message", [
-    (["--rate", "100000"], "--rate 100000: use 80..450 words per minute"),
-    (["--volume", "5"], "--volume 5.0: use more than 0 up to 1 (--no-speak for silence)"),
-    (["--volume", "0"], "--volume 0.0: use more than 0 up to 1 (--no-speak for silence)"),
-    (["--interval", "0"], "--interval 0.0: use 0.1..86400 seconds"),
-    (["--interval", "-1"], "--interval -1.0: use 0.1..86400 seconds"),
-    (["--stable-frames", "-3"], "--stable-frames -3: use 1..100 frames"),
-    (["--max-frames", "-1"], "--max-frames -1: use 0 (no limit) or more frames"),
-    (["--stats-interval", "-5"], "--stats-interval -5.0: use 0 (never) or 1..86400 seconds"),
-    (["--threads", "1000"], "--threads 1000: use 0 (auto) to 64 threads"),
-    (["--beam", "0"], "--beam 0: use 1 (greedy) to 16 beams"),
-])
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--rate", "100000"], "--rate 100000: use 80..450 words per minute"),
+        (["--volume", "5"], "--volume 5.0: use more than 0 up to 1 (--no-speak for silence)"),
+        (["--volume", "0"], "--volume 0.0: use more than 0 up to 1 (--no-speak for silence)"),
+        (["--interval", "0"], "--interval 0.0: use 0.1..86400 seconds"),
+        (["--interval", "-1"], "--interval -1.0: use 0.1..86400 seconds"),
+        (["--stable-frames", "-3"], "--stable-frames -3: use 1..100 frames"),
+        (["--max-frames", "-1"], "--max-frames -1: use 0 (no limit) or more frames"),
+        (["--stats-interval", "-5"], "--stats-interval -5.0: use 0 (never) or 1..86400 seconds"),
+        (["--threads", "1000"], "--threads 1000: use 0 (auto) to 64 threads"),
+        (["--beam", "0"], "--beam 0: use 1 (greedy) to 16 beams"),
+    ],
+)
 def test_absurd_options_are_one_line_and_exit_2(args, message, tmp_path):
     log = tmp_path / "log.jsonl"
-    r = run_cli("runtime", "describe", "--no-speak", "--log", str(log), "--model", str(MODEL), *args)
+    r = run_cli(
+        "runtime", "describe", "--no-speak", "--log", str(log), "--model", str(MODEL), *args
+    )
     assert r.returncode == 2 and r.stderr == f"error: {message}\n" and r.stdout == ""
     assert not log.exists()  # refused before anything ran
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--runs", "0"], "--runs 0: use 1..10000"),
-    (["--precisions", "fp32,fp8"], "--precisions fp32,fp8: use a comma list of fp32, fp16, int8"),
-    (["--rounds", "-1"], "--rounds -1: use 1..100"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--runs", "0"], "--runs 0: use 1..10000"),
+        (
+            ["--precisions", "fp32,fp8"],
+            "--precisions fp32,fp8: use a comma list of fp32, fp16, int8",
+        ),
+        (["--rounds", "-1"], "--rounds -1: use 1..100"),
+    ],
+)
 def test_absurd_bench_options_are_one_line_and_exit_2(args, message):
     r = run_cli("runtime", "bench", "--model", str(MODEL), *args)
     assert r.returncode == 2 and r.stderr == f"error: {message}\n"

@@ -6,7 +6,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import MODEL, REAL_MODEL, run_cli
 
 pytestmark = pytest.mark.unit
@@ -28,8 +27,18 @@ def photos(tmp_path_factory):
 
 def _objects(photos, precision="int8", channel="objects"):
     names = ("chelsea", "coffee", "astronaut", "rocket", "camera", "gravel")
-    r = run_cli("runtime", "caption", *[str(photos[n]) for n in names], "--model", str(MODEL),
-                "--precision", precision, "--channel", channel, "--json")
+    r = run_cli(
+        "runtime",
+        "caption",
+        *[str(photos[n]) for n in names],
+        "--model",
+        str(MODEL),
+        "--precision",
+        precision,
+        "--channel",
+        channel,
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     return dict(zip(names, (json.loads(line) for line in r.stdout.splitlines())))
 
@@ -71,7 +80,9 @@ def test_json_lists_names_with_scores(int8):
     scores = [o["score"] for o in objects]
     assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
     said = int8["camera"]["description"]  # the cameraman's tripod, where it is
-    assert said == f"I see a tripod {'ahead' if objects[0]['where'] == 'ahead' else 'on your ' + objects[0]['where']}"
+    assert said == "I see a tripod " + (
+        "ahead" if objects[0]["where"] == "ahead" else "on your " + objects[0]["where"]
+    )
 
 
 def test_int8_and_fp32_give_the_same_top_classes(photos):
@@ -82,9 +93,13 @@ def test_int8_and_fp32_give_the_same_top_classes(photos):
     tops = {}
     for precision in ("fp32", "int8"):
         cap = Captioner(bundle, precision)
-        tops[precision] = {n: list(np.argsort(-cap.caption(cv2.imread(str(photos[n]))).imagenet_logits)[:2])
-                           for n in ("chelsea", "coffee", "astronaut", "rocket", "camera")}
-    assert tops["fp32"]["chelsea"][0] == 285 and tops["fp32"]["coffee"][0] == 967  # Egyptian cat, espresso
+        tops[precision] = {
+            n: list(np.argsort(-cap.caption(cv2.imread(str(photos[n]))).imagenet_logits)[:2])
+            for n in ("chelsea", "coffee", "astronaut", "rocket", "camera")
+        }
+    assert (
+        tops["fp32"]["chelsea"][0] == 285 and tops["fp32"]["coffee"][0] == 967
+    )  # Egyptian cat, espresso
     for name in ("chelsea", "coffee", "rocket", "camera"):  # fp32's top-1 leads by 2 logits or more
         assert tops["int8"][name][0] == tops["fp32"][name][0], name
     # astronaut: bobsleigh and football helmet are 0.25 logit apart in fp32, and int8 swaps them
@@ -119,7 +134,9 @@ def test_an_empty_caption_is_said_as_nothing_i_can_describe(photos):
     # a decoder that ends its caption at once (eos first) with no object named: silence would
     # sound like a hang, so the words say so
     empty = Caption(text="", tokens=[], steps=1, alphas=np.zeros((1, 49)), timings_ms={})
-    found = CaptionChannel(Setup(load_bundle(MODEL))).run(np.zeros((8, 8, 3), np.uint8), Context(empty))
+    found = CaptionChannel(Setup(load_bundle(MODEL))).run(
+        np.zeros((8, 8, 3), np.uint8), Context(empty)
+    )
     said = compose([found])
     assert said.text == NOTHING == "nothing I can describe" and said.caption is None
 
@@ -149,8 +166,19 @@ def test_describe_speaks_when_the_set_of_objects_changes(photos, tmp_path):
             writer.write(frame)
     writer.release()
     log = tmp_path / "log.jsonl"
-    r = run_cli("runtime", "describe", str(clip), "--model", str(MODEL), "--channel", "objects",
-                "--no-speak", "--log", str(log), timeout=300)
+    r = run_cli(
+        "runtime",
+        "describe",
+        str(clip),
+        "--model",
+        str(MODEL),
+        "--channel",
+        "objects",
+        "--no-speak",
+        "--log",
+        str(log),
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     spoken = [e["caption"] for e in events if e["event"] == "spoken" and e.get("kind") == "caption"]
@@ -158,7 +186,9 @@ def test_describe_speaks_when_the_set_of_objects_changes(photos, tmp_path):
     # is less certain than in the PNG, so it may be hedged, but it is named
     assert len(spoken) == 3 and spoken[0] == spoken[2] == "I see a cat ahead", spoken
     # coffee is a mass noun: "I see coffee", never "a coffee"
-    assert spoken[1] in ("I see coffee ahead", "maybe coffee") or spoken[1].startswith("maybe coffee or"), spoken
+    assert spoken[1] in ("I see coffee ahead", "maybe coffee") or spoken[1].startswith(
+        "maybe coffee or"
+    ), spoken
     captions = [e for e in events if e["event"] == "caption"]
     assert all(e["objects"][0]["name"] in ("cat", "coffee") for e in captions)
 
@@ -189,8 +219,9 @@ def test_channel_defaults_follow_the_bundle():
     assert chosen("text,caption") == "caption,text"
     assert chosen("both") == "caption,objects"
     assert chosen("all") == "caption,objects,detector,text,barcode,colour,light"
-    with pytest.raises(InputError, match="use auto, all, both, or a comma list of caption, objects, "
-                                         "detector, text"):
+    with pytest.raises(
+        InputError, match="use auto, all, both, or a comma list of caption, objects, detector, text"
+    ):
         chosen("caption,smell")
     with pytest.raises(InputError, match="no objects head"):
         chosen("objects", objects=False)

@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from conftest import ROOT
 
 pytestmark = [pytest.mark.system]
@@ -24,26 +23,42 @@ def installed(tmp_path_factory) -> Path:
     are this environment's)."""
     tmp = tmp_path_factory.mktemp("package")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"),
-                    str(ROOT)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     wheel = next((tmp / "dist").glob("scenespeak-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("runtime/data/models/default/manifest.json",
-                   "runtime/data/models/detector/detector.int8.onnx",
-                   "runtime/data/models/shapes/encoder.int8.onnx",
-                   "runtime/data/assets/sample_photos.mp4",
-                   "runtime/data/device/profiles/laptop-cpu.toml"):
+    for needed in (
+        "runtime/data/models/default/manifest.json",
+        "runtime/data/models/detector/detector.int8.onnx",
+        "runtime/data/models/shapes/encoder.int8.onnx",
+        "runtime/data/assets/sample_photos.mp4",
+        "runtime/data/device/profiles/laptop-cpu.toml",
+    ):
         assert needed in names, needed
     assert not any(n.startswith(("tests/", "data/", "runs/")) for n in names)
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp / "site"), str(wheel)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(tmp / "site"), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return tmp / "site"
 
 
 def _run(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([str(site / "bin" / args[0]), *args[1:]], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(site / "bin" / args[0]), *args[1:]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_installed_command_captions_a_photo_from_any_folder(installed, tmp_path):
@@ -54,7 +69,9 @@ def test_the_installed_command_captions_a_photo_from_any_folder(installed, tmp_p
     assert line["description"].startswith("I see a cat ahead")
     r = _run(installed, "scenespeak", "doctor", "--json", cwd=tmp_path)
     bundle = json.loads(r.stdout)["bundle"]["path"]
-    assert Path(bundle) == installed / "runtime" / "data" / "models" / "default"  # not the checkout's
+    assert (
+        Path(bundle) == installed / "runtime" / "data" / "models" / "default"
+    )  # not the checkout's
 
 
 def test_both_commands_give_help(installed, tmp_path):
@@ -70,19 +87,33 @@ def test_every_import_is_a_declared_dependency():
     import ast
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + [d for extra in project["optional-dependencies"].values()
-                                      for d in extra]
+    deps = project["dependencies"] + [
+        d for extra in project["optional-dependencies"].values() for d in extra
+    ]
     declared = {d.split(">")[0].split("=")[0].split(";")[0].strip().lower() for d in deps}
-    module_of = {"onnxruntime": "onnxruntime", "numpy": "numpy", "cv2": "opencv-python-headless",
-                 "PIL": "pillow", "pyttsx3": "pyttsx3", "tqdm": "tqdm", "rapidocr": "rapidocr",
-                 "zxingcpp": "zxing-cpp", "matplotlib": "matplotlib", "tomli": "tomli",
-                 "pycocoevalcap": "pycocoevalcap"}
+    module_of = {
+        "onnxruntime": "onnxruntime",
+        "numpy": "numpy",
+        "cv2": "opencv-python-headless",
+        "PIL": "pillow",
+        "pyttsx3": "pyttsx3",
+        "tqdm": "tqdm",
+        "rapidocr": "rapidocr",
+        "zxingcpp": "zxing-cpp",
+        "matplotlib": "matplotlib",
+        "tomli": "tomli",
+        "pycocoevalcap": "pycocoevalcap",
+    }
     stdlib = set(sys.stdlib_module_names) | {"runtime"}
     for path in (ROOT / "runtime").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and \
-                not node.level else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top in stdlib:

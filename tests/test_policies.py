@@ -7,10 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from runtime.app.policies import (ChangeGate, Change, Continuous, Find, Interval, Manual, Slideshow,
-                                  make_policy)
-from runtime.channels.text import TextLine, words
+from runtime.app.policies import (
+    Change,
+    ChangeGate,
+    Continuous,
+    Find,
+    Interval,
+    Manual,
+    Slideshow,
+    make_policy,
+)
 from runtime.channels.places import spoken_place
+from runtime.channels.text import TextLine, words
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +26,7 @@ pytestmark = pytest.mark.unit
 @dataclass(frozen=True)
 class D:
     """What a policy reads of a Description."""
+
     text: str
     key: tuple = ()
     places: tuple = ()  # (thing's name, where), the surest first
@@ -105,7 +114,10 @@ def test_find_a_word_of_text_and_clock_positions():
     for query, sign in (("cup", "COFFEE"), ("person", "MEN"), ("chair", "SEAT")):
         read = words([TextLine(sign, 0.99, (10, 10, 90, 40), "left")])
         assert Find(query).decide(D("a wall", words=read), 0) is None, query
-        assert Find(sign.lower()).decide(D("a wall", words=read), 0).text == f"{sign.lower()} on your left"
+        assert (
+            Find(sign.lower()).decide(D("a wall", words=read), 0).text
+            == f"{sign.lower()} on your left"
+        )
     assert spoken_place("left", "clock") == "at 10 o'clock"
     assert spoken_place("right") == "on your right"
 
@@ -113,9 +125,17 @@ def test_find_a_word_of_text_and_clock_positions():
 def test_find_knows_a_thing_by_any_of_its_names():
     """--find takes the names people use: a COCO class is found by its spoken name, its
     plural or another word for it, whichever channel saw it."""
-    for query, said in (("mobile phone", "phone"), ("cell phone", "phone"), ("sofa", "sofa"),
-                        ("couch", "sofa"), ("cups", "cup"), ("person", "person"),
-                        ("bottle", "bottle"), ("chair", "chair"), ("TV", "TV")):
+    for query, said in (
+        ("mobile phone", "phone"),
+        ("cell phone", "phone"),
+        ("sofa", "sofa"),
+        ("couch", "sofa"),
+        ("cups", "cup"),
+        ("person", "person"),
+        ("bottle", "bottle"),
+        ("chair", "chair"),
+        ("TV", "TV"),
+    ):
         p = Find(query)
         assert p.decide(seen("table", "left"), 0) is None, query
         assert p.decide(seen(said, "right"), 0).text == f"{query.lower()} on your right", query

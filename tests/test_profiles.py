@@ -13,11 +13,19 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from conftest import MODEL, TEST_SEED, run_cli
+
 from export.scenes import make_scene
-from runtime.app.profiles import (Board, detect_board, get_profile, load_profile, place,
-                                  plan_providers, profile_names, select_profile)
+from runtime.app.profiles import (
+    Board,
+    detect_board,
+    get_profile,
+    load_profile,
+    place,
+    plan_providers,
+    profile_names,
+    select_profile,
+)
 from runtime.app.sources import SourceConfig, csi_pipeline
 from runtime.errors import InputError
 from runtime.model import io_spec
@@ -30,12 +38,18 @@ pytestmark = pytest.mark.unit
 
 JETPACK_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 BOARDS = {  # /proc/device-tree/model and the first line of /etc/nv_tegra_release, as shipped
-    "jetson-nano": ("NVIDIA Jetson Nano Developer Kit",
-                    "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64"),
-    "jetson-orin-nano": ("NVIDIA Jetson Orin Nano Developer Kit",
-                         "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64"),
-    "jetson-agx-orin": ("Jetson AGX Orin",
-                        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64"),
+    "jetson-nano": (
+        "NVIDIA Jetson Nano Developer Kit",
+        "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64",
+    ),
+    "jetson-orin-nano": (
+        "NVIDIA Jetson Orin Nano Developer Kit",
+        "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64",
+    ),
+    "jetson-agx-orin": (
+        "Jetson AGX Orin",
+        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64",
+    ),
 }
 
 
@@ -52,16 +66,31 @@ def fake_board(root: Path, model: str = "", release: str = "") -> Path:
 
 def test_every_profile_loads_and_ends_with_cpu():
     names = profile_names()
-    assert {"laptop-cpu", "jetson-nano", "jetson-orin-nano", "jetson-agx-orin", "cuda-desktop"} <= set(names)
+    assert {
+        "laptop-cpu",
+        "jetson-nano",
+        "jetson-orin-nano",
+        "jetson-agx-orin",
+        "cuda-desktop",
+    } <= set(names)
     for name in names:
         p = get_profile(name)
         assert p.name == name
         assert p.provider_names[-1] == "CPUExecutionProvider"
         assert p.precision in io_spec.PRECISIONS
         if p.capture.csi:  # a pipeline OpenCV's GStreamer backend can take
-            pipe = csi_pipeline(1, SourceConfig(width=p.capture.width, height=p.capture.height,
-                                                fps=p.capture.fps, csi=p.capture.csi))
-            assert pipe.startswith("nvarguscamerasrc sensor-id=1 ") and pipe.endswith("appsink drop=true max-buffers=1")
+            pipe = csi_pipeline(
+                1,
+                SourceConfig(
+                    width=p.capture.width,
+                    height=p.capture.height,
+                    fps=p.capture.fps,
+                    csi=p.capture.csi,
+                ),
+            )
+            assert pipe.startswith("nvarguscamerasrc sensor-id=1 ") and pipe.endswith(
+                "appsink drop=true max-buffers=1"
+            )
             assert f"width={p.capture.width}" in pipe and "{" not in pipe
 
 
@@ -75,8 +104,11 @@ def test_jetsons_are_detected_from_their_files(tmp_path, name):
 
 
 def test_unknown_jetson_takes_its_generations_profile(tmp_path):
-    board = detect_board(fake_board(tmp_path, "NVIDIA Jetson Xavier NX Developer Kit",
-                                    "# R35 (release), REVISION: 5.0"))
+    board = detect_board(
+        fake_board(
+            tmp_path, "NVIDIA Jetson Xavier NX Developer Kit", "# R35 (release), REVISION: 5.0"
+        )
+    )
     profile, why = select_profile(None, board)
     assert profile.name == "jetson-orin-nano"
     assert "no profile for 'NVIDIA Jetson Xavier NX Developer Kit'" in why and "R35" in why
@@ -95,15 +127,22 @@ def test_unknown_profile_name_lists_the_known_ones():
     r = run_cli("runtime", "caption", "x.png", "--device", "raspberry-pi", "--model", str(MODEL))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        f"error: --device 'raspberry-pi': no such profile (have: {', '.join(profile_names())})"]
+        f"error: --device 'raspberry-pi': no such profile (have: {', '.join(profile_names())})"
+    ]
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("threads = 0", 'threads = "two"'), "'threads' must be int"),
-    (("precision = \"int8\"", 'precision = "int4"'), "precision 'int4' is not one of fp32, fp16, int8"),
-    (("[[providers]]\nname = \"CPUExecutionProvider\"", ""), "'providers'"),
-    (("width = 640", "width = 640\nwidth = 320"), "not a readable TOML profile"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("threads = 0", 'threads = "two"'), "'threads' must be int"),
+        (
+            ('precision = "int8"', 'precision = "int4"'),
+            "precision 'int4' is not one of fp32, fp16, int8",
+        ),
+        (('[[providers]]\nname = "CPUExecutionProvider"', ""), "'providers'"),
+        (("width = 640", "width = 640\nwidth = 320"), "not a readable TOML profile"),
+    ],
+)
 def test_broken_profile_names_the_field(tmp_path, edit, message):
     text = (Path(__file__).resolve().parent.parent / "device/profiles/laptop-cpu.toml").read_text()
     assert edit[0] in text
@@ -120,7 +159,11 @@ def test_jetpack_providers_get_tensorrt_with_per_model_precision_cache(tmp_path)
     assert fp16.profile.name == "jetson-orin-nano" and fp16.precision == "fp16"
     assert fp16.plan.names == JETPACK_PROVIDERS and fp16.plan.warning is None
     trt = dict(fp16.session.providers)["TensorrtExecutionProvider"]
-    assert trt["trt_fp16_enable"] and trt["trt_engine_cache_enable"] and trt["trt_max_workspace_size"] > 0
+    assert (
+        trt["trt_fp16_enable"]
+        and trt["trt_engine_cache_enable"]
+        and trt["trt_max_workspace_size"] > 0
+    )
     cache = Path(trt["trt_engine_cache_path"])
     assert cache == fp16.plan.engine_cache and cache.name == "fp16"
     assert cache.parent.name.startswith(bundle.root.resolve().name + "-")
@@ -142,7 +185,10 @@ def test_missing_gpu_providers_fall_back_to_cpu_with_one_warning(tmp_path):
     where = place(bundle, available=("CPUExecutionProvider",), board=board)
     assert where.plan.names == ("CPUExecutionProvider",)
     assert where.plan.missing == ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-    assert "jetson-agx-orin wants TensorrtExecutionProvider or CUDAExecutionProvider" in where.plan.warning
+    assert (
+        "jetson-agx-orin wants TensorrtExecutionProvider or CUDAExecutionProvider"
+        in where.plan.warning
+    )
     assert where.precision == "int8"  # the fastest on the CPU, not the profile's GPU fp16
 
 
@@ -152,11 +198,22 @@ def test_cli_on_a_simulated_jetson_runs_on_cpu_and_warns_once(tmp_path):
     path = tmp_path / "scene.png"
     cv2.imwrite(str(path), img)
     root = fake_board(tmp_path / "root", *BOARDS["jetson-orin-nano"])
-    r = run_cli("runtime", "caption", str(path), str(path), "--model", str(MODEL),
-                env={"SCENESPEAK_SYSROOT": str(root)})
+    r = run_cli(
+        "runtime",
+        "caption",
+        str(path),
+        str(path),
+        "--model",
+        str(MODEL),
+        env={"SCENESPEAK_SYSROOT": str(root)},
+    )
     assert r.returncode == 0, r.stderr
     warnings = [l for l in r.stderr.splitlines() if l.startswith("warning:")]
-    assert len(warnings) == 1 and "jetson-orin-nano" in warnings[0] and "device/README.md" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and "jetson-orin-nano" in warnings[0]
+        and "device/README.md" in warnings[0]
+    )
     assert [l.split("\t")[1] for l in r.stdout.splitlines()] == [normalize(caps[0])] * 2
 
 
@@ -165,7 +222,10 @@ def test_tensorrt_options_are_ignored_safely_where_tensorrt_is_absent(tmp_path):
     plan = plan_providers(get_profile("jetson-orin-nano"), JETPACK_PROVIDERS, tmp_path / "engines")
     cap = Captioner(load_bundle(MODEL), "fp16", SessionConfig(providers=plan.providers))
     assert cap.providers == ["CPUExecutionProvider"]
-    assert cap.startup["engine_cache"] == str(tmp_path / "engines") and cap.startup["engines_built"] == 0
+    assert (
+        cap.startup["engine_cache"] == str(tmp_path / "engines")
+        and cap.startup["engines_built"] == 0
+    )
 
 
 def test_io_binding_keeps_state_on_the_device_and_captions_the_same():
@@ -208,8 +268,17 @@ def test_describe_tells_systemd_it_is_ready(tmp_path):
 
         t = threading.Thread(target=receive)
         t.start()
-        r = run_cli("runtime", "describe", str(folder), "--no-speak", "--model", str(MODEL),
-                    "--log", str(tmp_path / "log.jsonl"), env={"NOTIFY_SOCKET": sock_path})
+        r = run_cli(
+            "runtime",
+            "describe",
+            str(folder),
+            "--no-speak",
+            "--model",
+            str(MODEL),
+            "--log",
+            str(tmp_path / "log.jsonl"),
+            env={"NOTIFY_SOCKET": sock_path},
+        )
         t.join(10)
     assert r.returncode == 0, r.stderr
     assert got[0].startswith("READY=1") and got[1] == "STOPPING=1"
@@ -229,9 +298,12 @@ def test_board_power_mode_is_read_from_nvpmodel(tmp_path):
     root = fake_board(tmp_path, *BOARDS["jetson-orin-nano"])
     (root / "var/lib/nvpmodel").mkdir(parents=True)
     (root / "var/lib/nvpmodel/status").write_text("pmode:0001 fmode:quiet\n")
-    (root / "etc/nvpmodel.conf").write_text("< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=1 NAME=7W >\n")
-    assert detect_board(root) == Board("NVIDIA Jetson Orin Nano Developer Kit",
-                                       BOARDS["jetson-orin-nano"][1][2:], "7W (1)")
+    (root / "etc/nvpmodel.conf").write_text(
+        "< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=1 NAME=7W >\n"
+    )
+    assert detect_board(root) == Board(
+        "NVIDIA Jetson Orin Nano Developer Kit", BOARDS["jetson-orin-nano"][1][2:], "7W (1)"
+    )
 
 
 def test_encoder_pool_stops_spinning_when_a_run_returns():

@@ -15,9 +15,14 @@ def test_same_seed_same_scenes_and_prefix_stable(tmp_path):
     rows_b = [json.loads(l) for l in b.read_text().splitlines()]
     assert rows_a[:3] == rows_b
     for r in rows_b:
-        assert (tmp_path / "a" / r["image"]).read_bytes() == (tmp_path / "b" / r["image"]).read_bytes()
+        assert (tmp_path / "a" / r["image"]).read_bytes() == (
+            tmp_path / "b" / r["image"]
+        ).read_bytes()
     assert json.loads((tmp_path / "a" / "scenes.json").read_text()) == {
-        "generator": "export.scenes", "n": 6, "seed": 3}
+        "generator": "export.scenes",
+        "n": 6,
+        "seed": 3,
+    }
 
 
 def test_other_seed_other_scenes():
@@ -47,8 +52,14 @@ def test_single_object_caption_names_its_cell():
 
     s = Scene((SceneObject("star", "red", "small", 2),), "plain")
     assert s.captions()[0] == "a small red star in the top right"
-    two = Scene((SceneObject("circle", "blue", "large", 0), SceneObject("cross", "white", "small", 4)), "plain")
+    two = Scene(
+        (SceneObject("circle", "blue", "large", 0), SceneObject("cross", "white", "small", 4)),
+        "plain",
+    )
     assert two.captions()[0] == "a large blue circle above a small white cross"
-    same = Scene((SceneObject("cross", "black", "small", 3), SceneObject("cross", "black", "small", 5)), "noise")
+    same = Scene(
+        (SceneObject("cross", "black", "small", 3), SceneObject("cross", "black", "small", 5)),
+        "noise",
+    )
     assert same.captions()[0] == "two small black crosses"
     assert POSITIONS[1][1] == "in the centre"

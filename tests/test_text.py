@@ -9,11 +9,11 @@ import sys
 
 import cv2
 import pytest
-
 from conftest import REAL_MODEL, ROOT, Voice, channels_of, run_cli
 from signs import make_sign, read_right
-from runtime.channels.text import TextConfig, TextLine, TextReader, reading_order, spoken
+
 from runtime.channels.places import third
+from runtime.channels.text import TextConfig, TextLine, TextReader, reading_order, spoken
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +46,9 @@ def test_skimage_page_reads_its_title_first(tmp_path):
     skimage = pytest.importorskip("skimage.data")
     page = tmp_path / "page.png"
     cv2.imwrite(str(page), skimage.page())
-    r = run_cli("runtime", "caption", str(page), "--channel", "text", "--json", "--model", str(REAL_MODEL))
+    r = run_cli(
+        "runtime", "caption", str(page), "--channel", "text", "--json", "--model", str(REAL_MODEL)
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["text"][0]["text"] == "Region-based segmentation"
@@ -85,7 +87,8 @@ def test_it_needs_no_network(tmp_path):
         f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
         "from signs import make_sign\n"
         "from runtime.channels.text import TextReader\n"
-        "print([l.text for l in TextReader().read(make_sign(1).image)])\n")
+        "print([l.text for l in TextReader().read(make_sign(1).image)])\n"
+    )
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "['EMERGENCY EXIT']"
@@ -96,8 +99,11 @@ def _line(text, x0, y0, x1, y1, width=640):
 
 
 def test_reading_order_is_rows_then_left_to_right():
-    lines = [_line("world", 300, 102, 400, 130), _line("second", 10, 200, 120, 230),
-             _line("hello", 10, 100, 120, 128)]
+    lines = [
+        _line("world", 300, 102, 400, 130),
+        _line("second", 10, 200, 120, 230),
+        _line("hello", 10, 100, 120, 128),
+    ]
     assert [l.text for l in reading_order(lines)] == ["hello", "world", "second"]
 
 
@@ -111,7 +117,13 @@ def test_spoken_form_signs_pages_and_nothing():
 
 
 def test_where_is_the_third_of_the_width():
-    assert [third(x, x + 10, 300) for x in (0, 85, 145, 195, 290)] == ["left", "left", "ahead", "right", "right"]
+    assert [third(x, x + 10, 300) for x in (0, 85, 145, 195, 290)] == [
+        "left",
+        "left",
+        "ahead",
+        "right",
+        "right",
+    ]
 
 
 def test_manual_mode_t_reads_all_of_a_page(reader):
@@ -120,13 +132,16 @@ def test_manual_mode_t_reads_all_of_a_page(reader):
     from runtime.app.eventlog import EventLog
     from runtime.app.loop import DescribeLoop, LoopConfig
     from runtime.app.sources import Frame
-    from runtime.model.bundle import load_bundle
-    from runtime.model.captioner import Captioner
 
     page = cv2.cvtColor(skimage.page(), cv2.COLOR_GRAY2BGR)
     voice = Voice()
-    loop = DescribeLoop(channels_of(REAL_MODEL, "caption,objects,text"), None, voice,
-                        EventLog(None), LoopConfig(mode="manual"))
+    loop = DescribeLoop(
+        channels_of(REAL_MODEL, "caption,objects,text"),
+        None,
+        voice,
+        EventLog(None),
+        LoopConfig(mode="manual"),
+    )
     loop.on_key("t", Frame(page, 0, 0.0))
     loop.slow.close()
     lines = reader.read(page)
@@ -141,7 +156,8 @@ def test_the_engine_follows_the_device_profile():
     from runtime.channels.text import engine_for
 
     has_trt = all(importlib.util.find_spec(m) is not None for m in ("tensorrt", "cuda"))
-    assert engine_for(("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")) == \
-        ("tensorrt" if has_trt else "onnxruntime")
+    assert engine_for(
+        ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    ) == ("tensorrt" if has_trt else "onnxruntime")
     assert engine_for(("CUDAExecutionProvider", "CPUExecutionProvider")) == "onnxruntime"
     assert engine_for(("CPUExecutionProvider",)) == "onnxruntime"

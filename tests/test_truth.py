@@ -8,10 +8,19 @@ import json
 import sys
 
 import pytest
-
 from conftest import ROOT, needs_torch, run_cli
-from export.truth import (ObjectWords, Photo, TruthConfig, named, run_runtime, runtime_command,
-                          score, split_description, truth)
+
+from export.truth import (
+    ObjectWords,
+    Photo,
+    TruthConfig,
+    named,
+    run_runtime,
+    runtime_command,
+    score,
+    split_description,
+    truth,
+)
 from runtime.errors import SceneSpeakError
 
 pytestmark = pytest.mark.unit
@@ -45,8 +54,10 @@ def classes(words: ObjectWords, text: str) -> list[str]:
 
 
 def test_maybe_sentences_are_hedged_and_the_rest_stated():
-    said = split_description("I see a dog ahead. maybe a man is sitting. Maybe a cat. "
-                             "a woman walks. maybelline is no hedge")
+    said = split_description(
+        "I see a dog ahead. maybe a man is sitting. Maybe a cat. "
+        "a woman walks. maybelline is no hedge"
+    )
     assert said.stated == ["I see a dog ahead", "a woman walks", "maybelline is no hedge"]
     assert said.hedged == ["maybe a man is sitting", "Maybe a cat"]
     assert said.read == ""
@@ -66,14 +77,21 @@ def test_read_text_runs_to_the_end_and_names_no_object(words):
 def test_two_word_synonyms_match_before_single_words(words):
     assert classes(words, "a hot dog and a teddy bear") == ["hot dog", "teddy bear"]
     assert classes(words, "a dog chases a bear") == ["dog", "bear"]
-    assert classes(words, "a man on a mobile phone at the dining table") == \
-        ["person", "cell phone", "dining table"]
+    assert classes(words, "a man on a mobile phone at the dining table") == [
+        "person",
+        "cell phone",
+        "dining table",
+    ]
     assert classes(words, "two wine glasses") == ["wine glass"]  # not a glass, not nothing
 
 
 def test_plurals_are_made_singular_into_the_list(words):
-    assert classes(words, "dogs, benches, knives and hot dogs") == \
-        ["dog", "bench", "knife", "hot dog"]
+    assert classes(words, "dogs, benches, knives and hot dogs") == [
+        "dog",
+        "bench",
+        "knife",
+        "hot dog",
+    ]
     assert classes(words, "men, women, children and people") == ["person"] * 4
     assert classes(words, "skis and puppies") == ["skis", "dog"]  # "skis" is in the list
     assert classes(words, "glasses on the tables") == ["dining table"]  # glasses alone: none
@@ -109,8 +127,9 @@ DESCRIPTIONS = [
 
 
 def test_metrics_on_a_hand_computed_example(words):
-    lines = [{"image": p.image, "caption": d, "description": d}
-             for p, d in zip(PHOTOS, DESCRIPTIONS)]
+    lines = [
+        {"image": p.image, "caption": d, "description": d} for p, d in zip(PHOTOS, DESCRIPTIONS)
+    ]
     r = score(PHOTOS, lines, words, bleu=False)
     m, c = r["metrics"], r["counts"]
     # stated: {dog} | {person, teddy bear} | {person, dining table, knife, bear} | {}
@@ -138,13 +157,26 @@ def test_metrics_on_a_hand_computed_example(words):
 def test_a_saved_file_is_rescored_and_the_report_written(tmp_path):
     pytest.importorskip("pycocoevalcap")
     data = tmp_path / "dev.jsonl"
-    data.write_text("".join(json.dumps({"image": p.image, "captions": [p.captions[0]] * 5,
-                                        "objects": sorted(p.objects)}) + "\n" for p in PHOTOS))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {"image": p.image, "captions": [p.captions[0]] * 5, "objects": sorted(p.objects)}
+            )
+            + "\n"
+            for p in PHOTOS
+        )
+    )
     (tmp_path / "coco_synonyms.txt").write_text(SYNONYMS)
     saved = tmp_path / "saved.jsonl"  # the runtime's lines name photos by its own paths
-    saved.write_text("".join(json.dumps({"image": f"/elsewhere/{p.image}", "caption": p.captions[0],
-                                         "description": d}) + "\n"
-                             for p, d in reversed(list(zip(PHOTOS, DESCRIPTIONS)))))
+    saved.write_text(
+        "".join(
+            json.dumps(
+                {"image": f"/elsewhere/{p.image}", "caption": p.captions[0], "description": d}
+            )
+            + "\n"
+            for p, d in reversed(list(zip(PHOTOS, DESCRIPTIONS)))
+        )
+    )
     out = tmp_path / "r" / "truth.json"
     report = truth(TruthConfig(data=str(data), from_jsonl=str(saved), out=str(out), limit=3))
     assert report["photos"] == 3 and report["metrics"]["stated_precision"] == pytest.approx(5 / 7)
@@ -155,18 +187,31 @@ def test_a_saved_file_is_rescored_and_the_report_written(tmp_path):
 
 
 def test_the_runtime_is_asked_once_with_only_the_options_given():
-    argv = runtime_command(TruthConfig(data="d.jsonl", channel="caption", runtime_args="--beam 3"),
-                           ["a.jpg", "b.jpg"])
-    assert argv[1:] == ["-m", "runtime", "caption", "a.jpg", "b.jpg", "--json",
-                        "--channel", "caption", "--beam", "3"]
+    argv = runtime_command(
+        TruthConfig(data="d.jsonl", channel="caption", runtime_args="--beam 3"), ["a.jpg", "b.jpg"]
+    )
+    assert argv[1:] == [
+        "-m",
+        "runtime",
+        "caption",
+        "a.jpg",
+        "b.jpg",
+        "--json",
+        "--channel",
+        "caption",
+        "--beam",
+        "3",
+    ]
     argv = runtime_command(TruthConfig(data="d.jsonl", verbosity="full", model="m"), ["a.jpg"])
     assert argv[-4:] == ["--model", "m", "--verbosity", "full"]
 
 
 @pytest.mark.system
 def test_a_failing_runtime_is_one_line_with_the_lines_it_gave():
-    child = ("import sys; print('{\"image\": \"a.jpg\"}', flush=True); "
-             "sys.stderr.write('warning: slow\\nerror: b.jpg: not an image\\n'); sys.exit(2)")
+    child = (
+        'import sys; print(\'{"image": "a.jpg"}\', flush=True); '
+        "sys.stderr.write('warning: slow\\nerror: b.jpg: not an image\\n'); sys.exit(2)"
+    )
     with pytest.raises(SceneSpeakError) as e:
         run_runtime([sys.executable, "-c", child], 2)
     assert str(e.value) == "python -m runtime caption failed (exit 2): b.jpg: not an image"
@@ -178,8 +223,9 @@ def test_a_failing_runtime_is_one_line_with_the_lines_it_gave():
 def test_a_missing_data_file_is_one_line_and_exit_2():
     r = run_cli("export", "truth", "--data", "/nonexistent/dev.jsonl", timeout=120)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == \
-        ["error: /nonexistent/dev.jsonl: the data file does not exist"]
+    assert r.stderr.strip().splitlines() == [
+        "error: /nonexistent/dev.jsonl: the data file does not exist"
+    ]
 
 
 @pytest.mark.system
@@ -187,8 +233,9 @@ def test_a_missing_data_file_is_one_line_and_exit_2():
 def test_a_missing_synonyms_list_is_one_line_and_exit_2(tmp_path):
     data = tmp_path / "dev.jsonl"
     data.write_text(json.dumps({"image": "1.jpg", "captions": ["x"], "objects": []}) + "\n")
-    r = run_cli("export", "truth", "--data", str(data), "--out", str(tmp_path / "t.json"),
-                timeout=120)
+    r = run_cli(
+        "export", "truth", "--data", str(data), "--out", str(tmp_path / "t.json"), timeout=120
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error: ") and "coco_synonyms.txt" in line
@@ -199,12 +246,25 @@ def test_a_missing_synonyms_list_is_one_line_and_exit_2(tmp_path):
 def test_the_runtime_describes_real_photos_in_one_run(tmp_path):
     photos = sorted((ROOT / "assets" / "photos").glob("*.jpg"))[:2]
     data = tmp_path / "dev.jsonl"
-    data.write_text("".join(json.dumps({"image": str(p), "captions": ["a photo"],
-                                        "objects": ["cat"]}) + "\n" for p in photos))
+    data.write_text(
+        "".join(
+            json.dumps({"image": str(p), "captions": ["a photo"], "objects": ["cat"]}) + "\n"
+            for p in photos
+        )
+    )
     (tmp_path / "coco_synonyms.txt").write_text(SYNONYMS + "cat, kitten\n")
     out = tmp_path / "truth.json"
-    r = run_cli("export", "truth", "--data", str(data), "--out", str(out),
-                "--channel", "caption,objects", timeout=300)
+    r = run_cli(
+        "export",
+        "truth",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--channel",
+        "caption,objects",
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "stated precision" in r.stdout and "caption BLEU-4 / CIDEr" in r.stdout
     lines = [json.loads(x) for x in out.with_suffix(".descriptions.jsonl").read_text().splitlines()]
@@ -222,16 +282,21 @@ def test_readme_truth_table_is_the_committed_runs():
     runs = json.loads((ROOT / "docs" / "truth.json").read_text())
     readme = (ROOT / "README.md").read_text()
     table = readme.split("<!-- truth-table -->\n", 1)[1].split("<!-- /truth-table -->", 1)[0]
-    rows = {"default": "default: brief, int8", "fp32": "brief, fp32 (detector and captioner)",
-            "full": "`--verbosity full`, int8",
-            "without_detector": "without the detector (`--channel caption,objects,text`)"}
+    rows = {
+        "default": "default: brief, int8",
+        "fp32": "brief, fp32 (detector and captioner)",
+        "full": "`--verbosity full`, int8",
+        "without_detector": "without the detector (`--channel caption,objects,text`)",
+    }
     for name, label in rows.items():
         m = runs[name]["metrics"]
         assert runs[name]["photos"] == 400
-        cells = (f"{m['stated_precision']:.3f} | {m['stated_coverage']:.3f} | "
-                 f"{m['named_precision']:.3f} | {m['recall']:.3f} | "
-                 f"{m['hedged_per_description']:.2f} | {m['words_per_description']:.1f} | "
-                 f"{m['bleu4']:.3f} / {m['cider']:.3f} |")
+        cells = (
+            f"{m['stated_precision']:.3f} | {m['stated_coverage']:.3f} | "
+            f"{m['named_precision']:.3f} | {m['recall']:.3f} | "
+            f"{m['hedged_per_description']:.2f} | {m['words_per_description']:.1f} | "
+            f"{m['bleu4']:.3f} / {m['cider']:.3f} |"
+        )
         assert f"| {label} | {cells}" in table, (name, cells)
     # what the default settings must hold to
     d = runs["default"]["metrics"]

@@ -7,7 +7,17 @@ pytestmark = pytest.mark.unit
 
 def test_tokenize_lowercases_and_drops_punctuation():
     assert tokenize("A small red circle, a Blue square and 2 stars!") == [
-        "a", "small", "red", "circle", "a", "blue", "square", "and", "2", "stars"]
+        "a",
+        "small",
+        "red",
+        "circle",
+        "a",
+        "blue",
+        "square",
+        "and",
+        "2",
+        "stars",
+    ]
     assert normalize("  Two  RED squares. ") == "two red squares"
 
 

@@ -8,7 +8,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REAL_MODEL, ROOT, run_cli
 
 pytestmark = pytest.mark.unit
@@ -21,7 +20,7 @@ def _wide_frame_with_the_cat(side: str) -> np.ndarray:
     frame = np.full((720, 1280, 3), 128, np.uint8)
     cat = cv2.resize(cv2.imread(str(CAT)), (420, 420))
     x0 = 0 if side == "left" else 1280 - 420
-    frame[150:570, x0:x0 + 420] = cat
+    frame[150:570, x0 : x0 + 420] = cat
     return frame
 
 
@@ -31,8 +30,16 @@ def _wide_frame_with_the_cat(side: str) -> np.ndarray:
 def test_the_cat_is_placed_on_its_side_of_a_wide_frame(tmp_path, side, precision):
     path = tmp_path / f"{side}.png"
     cv2.imwrite(str(path), _wide_frame_with_the_cat(side))
-    r = run_cli("runtime", "caption", str(path), "--json", "--precision", precision,
-                "--model", str(REAL_MODEL))
+    r = run_cli(
+        "runtime",
+        "caption",
+        str(path),
+        "--json",
+        "--precision",
+        precision,
+        "--model",
+        str(REAL_MODEL),
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     top = out["objects"][0]
@@ -63,8 +70,9 @@ def test_the_map_comes_from_the_graph_itself():
     cap = Captioner(bundle, "int8")
     assert cap.locator is not None and cap.locator.weight.shape == (1000, 1280)
     blob = preprocess(cv2.imread(str(CAT)), bundle.preprocess)
-    plain = ort.InferenceSession(str(bundle.graph_paths("int8")[io_spec.ENCODER]),
-                                 providers=["CPUExecutionProvider"])
+    plain = ort.InferenceSession(
+        str(bundle.graph_paths("int8")[io_spec.ENCODER]), providers=["CPUExecutionProvider"]
+    )
     want = plain.run([io_spec.OBJECTS], {"image": blob})[0]
     got = dict(zip(cap.encoder_outputs, cap.encoder.run(cap.encoder_outputs, {"image": blob})))
     assert np.array_equal(got[io_spec.OBJECTS], want)

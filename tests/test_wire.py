@@ -19,7 +19,7 @@ def _graph(name: str = io_spec.ENCODER) -> bytes:
 
 
 def test_varints_round_trip():
-    for n in (0, 1, 127, 128, 300, 2 ** 32, 2 ** 63 - 1):
+    for n in (0, 1, 127, 128, 300, 2**32, 2**63 - 1):
         data = memoryview(wire.varint(n))
         assert wire.read_varint(data, 0) == (n, len(data))
     with pytest.raises(wire.Malformed, match="truncated varint"):
@@ -39,7 +39,8 @@ def test_the_graph_is_read_as_onnx_reads_it():
     model = onnx.load_from_string(data)
     assert wire.graph_outputs(data) == [o.name for o in model.graph.output]
     assert [(n.op_type, n.inputs, n.outputs) for n in wire.nodes(data)] == [
-        (n.op_type, list(n.input), list(n.output)) for n in model.graph.node]
+        (n.op_type, list(n.input), list(n.output)) for n in model.graph.node
+    ]
     assert wire.declared(data).opsets == {o.domain: o.version for o in model.opset_import}
 
 
@@ -61,9 +62,16 @@ def test_graph_editors_use_only_wires_public_names():
         path = ROOT / "runtime" / "model" / f"{name}.py"
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runtime."):
-                private += [f"{name}.py: {node.module}.{a.name}" for a in node.names
-                            if a.name.startswith("_")]
-            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") \
-                    and isinstance(node.value, ast.Name) and node.value.id == "wire":
+                private += [
+                    f"{name}.py: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                ]
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "wire"
+            ):
                 private.append(f"{name}.py: wire.{node.attr}")
     assert not private, "\n".join(private)

@@ -17,7 +17,7 @@ from runtime import DATA
 from runtime.app.profiles import place, profile_names
 from runtime.model.io_spec import PRECISIONS
 from runtime.model.session import MAX_THREADS
-from runtime.options import check, number
+from runtime.options import OptionError, check, number
 
 DEFAULT_MODEL = str(DATA / "models" / "default")
 MAX_BEAM = 16
@@ -54,12 +54,9 @@ class ModelOptions:
             f"use 1 (greedy) to {MAX_BEAM} beams",
         )
         names = profile_names()
-        check(
-            self,
-            "device",
-            isinstance(self.device, str) and self.device == "auto" or self.device in names,
-            f"no such device profile; choose auto or one of {', '.join(names)}",
-        )
+        if not (isinstance(self.device, str) and (self.device == "auto" or self.device in names)):
+            raise OptionError("device", repr(self.device), f"no such profile (have: "
+                              f"{', '.join(names)})")  # fmt: skip
 
     @property
     def bundle(self) -> str:
