@@ -6,15 +6,21 @@ scenespeak describe clip.mp4 --log out/run.jsonl
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
-from runtime.app.assemble import ChannelOptions, ModelOptions, profile_names
 from runtime.app.service import STOP, stop_on_signals
-from runtime.errors import SceneSpeakError, console_safe, printable
-from runtime.model.io_spec import PRECISIONS
-from runtime.options import OptionError, add_fields, build, flag_of
+
+if sys.argv[1:2] == ["describe"]:  # a Ctrl-C, SIGTERM or SIGHUP from now on ends it cleanly
+    stop_on_signals()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from runtime.app.assemble import ChannelOptions, ModelOptions, profile_names  # noqa: E402
+from runtime.errors import SceneSpeakError, console_safe, printable  # noqa: E402
+from runtime.model.io_spec import PRECISIONS  # noqa: E402
+from runtime.options import OptionError, add_fields, build, flag_of  # noqa: E402
 
 COMMANDS = ("caption", "describe", "bench", "doctor")
 MODEL_METAVARS = {"model": "DIR", "device": "NAME", "beam": "K"}
@@ -138,7 +144,8 @@ def _bench_args(b) -> None:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     raw = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="scenespeak", description=__doc__, formatter_class=raw)
+    prog = "scenespeak" if Path(sys.argv[0]).name == "scenespeak" else "python -m runtime"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=raw)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     c = sub.add_parser("caption", help="caption image files")
     c.add_argument("images", nargs="+", metavar="IMAGE", help="image files (a bad one is "

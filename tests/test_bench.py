@@ -358,9 +358,6 @@ def test_int8_on_disk_is_at_most_0_6_of_fp32_in_the_shipped_bundle(tmp_path):
         assert "dog" in Captioner(load_bundle(folder), precision).caption(frame).text
 
 
-# describe's default channels include the barcode one, whose zxing-cpp 3.x warns about `|` on
-# formats (runtime/channels/barcode.py); what is checked here is the text channel's setup
-@pytest.mark.filterwarnings("ignore:operator | is deprecated:DeprecationWarning")
 def test_text_channel_is_timed_as_describe_builds_it(monkeypatch):
     """The Setup `describe` gives its channels when it plays a file with its default options is
     the one bench times the text channel with, down to the reader's settings."""
@@ -368,7 +365,7 @@ def test_text_channel_is_timed_as_describe_builds_it(monkeypatch):
     import signal
 
     import runtime.__main__ as cli
-    import runtime.app.loop as loop
+    import runtime.app.describe as describe
     from runtime.app.assemble import ModelOptions
     from runtime.app.bench import BenchConfig, describe_setup, load_frames, text_timing
 
@@ -384,7 +381,7 @@ def test_text_channel_is_timed_as_describe_builds_it(monkeypatch):
         def run(self):
             return 0
 
-    monkeypatch.setattr(loop, "DescribeLoop", Stop)
+    monkeypatch.setattr(describe, "DescribeLoop", Stop)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         assert cli.main(["describe", "--model", str(REAL_MODEL), "--no-speak"]) == 0
