@@ -175,8 +175,10 @@ class SlowScenes:
     def ask(self, channel, frame: Frame) -> list | None:
         """All of one channel's findings on this frame (a key): a slow one's in the worker,
         waited for, a fast one's here; None when it failed or took too long."""
-        if frame.image is None or not channel.slow:
-            return None if frame.image is None else self.channels.everything(frame.image, channel)
+        if frame.image is None:
+            return None
+        if not channel.slow:
+            return self.channels.everything(frame.image, channel)
         job = self.worker.ask(channel, frame.image, frame.index)
         deadline, done = time.monotonic() + 2 * self.cfg.slow_wait_s, None
         while done is None and time.monotonic() < deadline and not self.stop.is_set():
@@ -224,7 +226,4 @@ class NoSlowChannels:
     def look(self, *args) -> None:
         pass
 
-    release = late = forget = drain = close = decide_after = look
-
-    def recheck(self, frame: Frame) -> None:
-        pass
+    release = late = forget = drain = close = decide_after = recheck = look
