@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from runtime import DATA
 from runtime.app.profiles import place, profile_names
+from runtime.model.decoding import MAX_BEAM
 from runtime.model.io_spec import PRECISIONS
 from runtime.model.session import MAX_THREADS
 from runtime.options import OptionError, check, number
 
 DEFAULT_MODEL = str(DATA / "models" / "default")
-MAX_BEAM = 16
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ extras), since the runtime never imports torch.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -568,8 +569,13 @@ def _setup(cfg: BenchConfig, precision: str | None = None):
     """The Setup `describe` gives its channels (runtime.channels.base) when it plays a file with
     its default options: the precision given (else the bundle's default on cfg.device's
     profile), its session (providers), places in words, brief, not live: the same assembly as
-    describe's (runtime.app.assemble)."""
-    cap, where = captioner(replace(cfg.options, precision=precision, beam=1))
+    describe's (runtime.app.assemble). One captioner per precision serves every channel row."""
+    return _setup_of(replace(cfg.options, precision=precision, beam=1))
+
+
+@functools.cache
+def _setup_of(options: ModelOptions):
+    cap, where = captioner(options)
     return setup(cap, where, ChannelOptions(), live=False)
 
 

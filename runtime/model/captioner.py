@@ -18,6 +18,7 @@ from runtime.model import io_spec
 from runtime.model.bundle import Bundle
 from runtime.model.confidence import calibrated
 from runtime.model.decoding import (
+    MAX_BEAM,
     DecodingOptions,
     State,
     StepModel,
@@ -190,8 +191,8 @@ class Captioner(CaptionPipeline):
         session: SessionConfig = SessionConfig(),
         beam_size: int = 1,
     ):
-        if not 1 <= beam_size <= 16:
-            raise InputError(f"beam size {beam_size}: use 1 (greedy) to 16 beams")
+        if not 1 <= beam_size <= MAX_BEAM:
+            raise InputError(f"beam size {beam_size}: use 1 (greedy) to {MAX_BEAM} beams")
         paths = bundle.graph_paths(precision)
         self.bundle, self.precision = bundle, precision
         cache = next(

@@ -16,6 +16,7 @@ import numpy as np
 
 from runtime.model import io_spec
 
+MAX_BEAM = 16  # beams per image: more only slow the step graph (each is a batch row)
 State = dict[str, np.ndarray]  # decoder inputs other than the token, by io_spec name
 
 
