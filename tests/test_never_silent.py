@@ -137,6 +137,8 @@ def test_a_player_that_cannot_run_is_warned_once_and_speech_is_still_logged():
 
 
 @pytest.mark.unit
+# the thread's end is the point: Python ignores a thread's SystemExit, pytest reports it
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_speech_worker_that_dies_is_restarted_and_the_log_says_so():
     """SystemExit in the engine is not an Exception: it ends the worker thread itself."""
     w, events = _worker(Engine(fail=SystemExit(3)), play=False)
