@@ -16,6 +16,7 @@ from runtime.options import add_fields, build
 DATASET_SPEC = """dataset specs (--train, --val, --data, --calib):
   [FORMAT:]PATH[@IMAGES][#SPLIT], FORMAT one of coco, karpathy, flickr8k, jsonl (guessed from
   the file when left out); IMAGES: the images folder; SPLIT: train|dev|test, or a file of names.
+  Several specs joined by commas are read as one (--val scores each and selects on their mean).
 
     data/scenes-train                                      JSONL (what `export scenes` writes)
     coco:annotations/captions_train2017.json@images/train2017

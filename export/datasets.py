@@ -8,10 +8,12 @@ A dataset is named by one spec string, `[FORMAT:]PATH[@IMAGES][#SPLIT]`:
     karpathy:dataset_flickr8k.json@Flicker8k_Dataset#test
     flickr8k:Flickr8k.token.txt@Flicker8k_Dataset#train      split: train|dev|test or a names file
 
-Without FORMAT it is guessed from the file. Relative IMAGES and split files are taken from the
-annotation file's folder. The generic JSONL is one `{"image": "relative/path.png", "captions":
-[str, ...]}` per line, paths relative to the file's folder. A reader checks that every image
-exists, so a wrong images folder is one clear error, not a crash mid-training.
+Several specs joined by commas are one dataset, their samples in order (`read_datasets` keeps
+them apart, for a score per validation set). Without FORMAT it is guessed from the file.
+Relative IMAGES and split files are taken from the annotation file's folder. The generic JSONL
+is one `{"image": "relative/path.png", "captions": [str, ...]}` per line, paths relative to the
+file's folder. A reader checks that every image exists, so a wrong images folder is one clear
+error, not a crash mid-training.
 """
 
 from __future__ import annotations
@@ -207,8 +209,31 @@ def read_flickr8k(path: Path, images: Path | None, split: str | None) -> list[Sa
     return _checked([Sample(root / n, tuple(caps[n])) for n in found], path)
 
 
+def read_datasets(specs: str) -> list[tuple[str, list[Sample]]]:
+    """(label, samples) of each of the comma-joined specs, in order; the label is the
+    annotation file's folder and name, and the split ("flickr8k/Flickr8k.token.txt#dev",
+    "coco-everyday/dev.jsonl")."""
+    parts = [p.strip() for p in specs.split(",")]
+    if not all(parts):
+        raise InputError(f"{specs!r}: an empty dataset spec (specs are joined by single commas)")
+    parsed = [DatasetSpec.parse(part) for part in parts]
+    if len(set(parsed)) < len(parsed):
+        raise InputError(f"{specs!r}: names the same dataset twice")
+    out: list[tuple[str, list[Sample]]] = []
+    for d in parsed:
+        label = f"{d.path.resolve().parent.name}/{d.path.name}" if d.path.is_file() else d.path.name
+        label += f"#{Path(d.split).name}" if d.split else ""
+        if any(label == name for name, _ in out):
+            label += f" ({len(out) + 1})"  # two folders of the same name: told apart by place
+        out.append((label, read_dataset(d)))
+    return out
+
+
 def read_dataset(spec: str | DatasetSpec) -> list[Sample]:
-    """Samples of a dataset spec (see the module docstring)."""
+    """Samples of a dataset spec (see the module docstring); comma-joined specs: all of their
+    samples, in order."""
+    if isinstance(spec, str) and "," in spec:
+        return [s for _, samples in read_datasets(spec) for s in samples]
     d = spec if isinstance(spec, DatasetSpec) else DatasetSpec.parse(spec)
     if d.format == "jsonl":
         return read_jsonl(d.path)
@@ -217,3 +242,11 @@ def read_dataset(spec: str | DatasetSpec) -> list[Sample]:
     if d.format == "karpathy":
         return read_karpathy(d.path, d.images, d.split)
     return read_flickr8k(d.path, d.images, d.split)
+
+
+def in_turn(specs: str, n: int) -> list[Sample]:
+    """The first n samples of a dataset, or of several comma-joined ones taken in turn, so that
+    int8 is calibrated (and an export validated) on every domain the model will see."""
+    sets = [part for _, part in read_datasets(specs)]
+    turns = [part[i] for i in range(max(map(len, sets))) for part in sets if i < len(part)]
+    return turns[:n]

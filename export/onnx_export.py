@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from export import kinds, objects, optimize, quantize
-from export.datasets import read_dataset
+from export.datasets import in_turn
 from export.features import load_images
 from export.model import CaptionModel, DecoderStepGraph, EncoderGraph, round_trained_weights_fp16
 from export.torch_backend import TorchStepModel, weight_map
@@ -232,7 +232,7 @@ def export_bundle(cfg: ExportConfig) -> Path:
     objects.build(out / io_spec.OBJECTS_FILE)
     steps.update()
     quantize.convert(
-        out, load_images(read_dataset(calib)[:n_calib], pre) if "int8" in wanted else None, wanted
+        out, load_images(in_turn(calib, n_calib), pre) if "int8" in wanted else None, wanted
     )
     for graph in io_spec.GRAPHS:  # after fp16/int8 are derived from the self-contained fp32 graphs
         fp32 = out / io_spec.graph_file("fp32", graph)
@@ -244,7 +244,7 @@ def export_bundle(cfg: ExportConfig) -> Path:
     steps.update()
     manifest = _manifest(out, cfg, model, vocab, ckpt, pre)
     _write(out, manifest)  # the runtime loads the bundle through it to validate
-    images = load_images(read_dataset(cfg.val or calib)[: cfg.n_val], pre)
+    images = load_images(in_turn(cfg.val or calib, cfg.n_val), pre)
     bundle = load_bundle(out)
     torch_model = TorchStepModel(model)
     for precision in bundle.precisions:

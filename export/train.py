@@ -29,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from export import distributed
-from export.datasets import read_dataset
+from export.datasets import in_turn, read_datasets
 from export.features import cache_features, load_images
 from export.model import CaptionModel, ModelConfig, split_map
 from export.torch_backend import TorchStepModel
@@ -41,8 +41,10 @@ from runtime.model.vocab import Vocab, normalize
 
 @dataclass(frozen=True)
 class TrainConfig:
-    train: str  # dataset spec to train on (export/datasets.py: JSONL, coco:, karpathy:, flickr8k:)
-    val: str | None = None  # held-out dataset spec: picks the best epoch and stops early
+    train: str  # dataset spec to train on (export/datasets.py: JSONL, coco:, karpathy:, flickr8k:;
+    # several joined by commas train as one)
+    val: str | None = None  # held-out dataset spec: picks the best epoch and stops early (several
+    # joined by commas: each is scored, and the epoch is picked on their mean)
     out: str = "runs/default/model.pt"  # best checkpoint; <out>.last.pt holds the newest, to resume
     epochs: int = 30  # passes over the training set
     batch_size: int = 128  # in total: each of N DDP processes takes batch_size / N
@@ -142,6 +144,16 @@ class TrainStep(nn.Module):
         return self.model.decoder(*head, tokens)
 
 
+def _val_scores(cfg: TrainConfig, captions: list[str], sets) -> dict[str, float]:
+    """The metric on each validation set (label -> score), `captions` being all of theirs in
+    order."""
+    scores, at = {}, 0
+    for label, samples in sets:
+        scores[label] = _val_score(cfg, captions[at : at + len(samples)], samples)
+        at += len(samples)
+    return scores
+
+
 def _val_score(cfg: TrainConfig, captions: list[str], val) -> float:
     if cfg.metric == "exact":
         return float(np.mean([c == normalize(s.captions[0]) for c, s in zip(captions, val)]))
@@ -188,7 +200,11 @@ def train(cfg: TrainConfig) -> Path:
 def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    samples = read_dataset(cfg.train)
+    train_sets = read_datasets(cfg.train)
+    samples = [s for _, part in train_sets for s in part]
+    if len(train_sets) > 1:
+        sizes = ", ".join(f"{label} {len(part)}" for label, part in train_sets)
+        print(f"training on {len(samples)} images: {sizes}", flush=True)
     pairs = [
         (i, c)
         for i, s in enumerate(samples)
@@ -219,7 +235,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         )
     finetune = cfg.finetune_lr > 0
     backbone = model.backbone
-    val = read_dataset(cfg.val) if cfg.val else []
+    val_sets = read_datasets(cfg.val) if cfg.val else []
+    val = [s for _, samples in val_sets for s in samples]
     feats = feats8 = featsj = val_feats8 = None
     mix = cfg.int8_mix if not finetune else 0.0
     jmix = cfg.jpeg_mix if not finetune else 0.0
@@ -229,7 +246,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             feats = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir)))
         val_feats = cache_features(val, backbone, cfg.cache_dir) if val else None
         if mix:
-            calib = load_images(read_dataset(cfg.calib or cfg.train)[: cfg.n_calib])
+            calib = load_images(in_turn(cfg.calib or cfg.train, cfg.n_calib))
             feats8 = torch.from_numpy(
                 np.array(cache_features(samples, backbone, cfg.cache_dir, int8_calibration=calib))
             )
@@ -345,8 +362,12 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 step = TorchStepModel(model)
                 vf = val_feats if not finetune else _features(model, val)
                 got = greedy_captions(step, vf, vocab, cfg.max_len)
-                score = _val_score(cfg, got, val)
+                per_set = _val_scores(cfg, got, val_sets)
+                score = float(np.mean(list(per_set.values())))
                 line += f", val {cfg.metric} {score:.3f}"
+                if len(per_set) > 1:
+                    line += " (mean of " + ", ".join(f"{k} {v:.3f}" for k, v in per_set.items())
+                    line += ")"
                 if mix:
                     got8 = greedy_captions(
                         TorchStepModel(model, int8_weights=True), val_feats8, vocab, cfg.max_len
@@ -356,6 +377,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             metrics = {
                 "epoch": epoch + 1,
                 f"val_{cfg.metric}": score,
+                **({"val_sets": per_set} if val else {}),
                 "train_loss": train_loss,
                 "minutes": (time.time() - start) / 60,
                 "processes": d.world,

@@ -13,7 +13,7 @@ import cv2
 import pytest
 from conftest import ROOT, needs_torch, run_cli
 
-from export.datasets import DatasetSpec, read_dataset
+from export.datasets import DatasetSpec, in_turn, read_dataset, read_datasets
 from export.scenes import make_scene
 from runtime.errors import InputError
 from runtime.model.vocab import normalize
@@ -225,6 +225,73 @@ def _train_cli(corpus_root, out, *extra, procs: int = 1):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     return r
+
+
+def test_several_specs_are_one_dataset_kept_apart_by_name(corpus):
+    """`--train A,B` trains on both; `--val A,B` scores each; int8 calibration and an export's
+    validation images take from each in turn, and one spec reads as it always did."""
+    root, scenes = corpus
+    f8k_train, f8k_dev = specs(root)["flickr8k"]
+    karpathy_val = specs(root)["karpathy"][1]
+    sets = read_datasets(f"{f8k_dev}, {karpathy_val}")
+    assert [label for label, _ in sets] == [
+        f"{root.name}/Flickr8k.token.txt#dev",
+        f"{root.name}/dataset_scenes.json#val",
+    ]
+    (_, dev), (_, val) = sets
+    assert len(dev) == len(val) == 4
+    assert read_dataset(f"{f8k_dev},{karpathy_val}") == dev + val
+    train = read_dataset(f8k_train)
+    assert in_turn(f"{f8k_train},{karpathy_val}", 5) == [
+        train[0],
+        val[0],
+        train[1],
+        val[1],
+        train[2],
+    ]
+    assert in_turn(f"{f8k_train},{karpathy_val}", 40)[8:] == train[4:]  # val ran out
+    assert in_turn(f8k_train, 5) == train[:5]
+    with pytest.raises(InputError, match="names the same dataset twice"):
+        read_datasets(f"{f8k_dev},{f8k_dev}")
+    with pytest.raises(InputError, match="an empty dataset spec"):
+        read_dataset(f"{f8k_dev},")
+    with pytest.raises(InputError, match="nowhere.jsonl does not exist"):
+        read_dataset(f"{f8k_dev},{root}/nowhere.jsonl")
+
+
+@pytest.mark.system
+def test_training_on_two_datasets_selects_on_the_mean_of_both_dev_scores(corpus, tmp_path):
+    import torch
+
+    root, _ = corpus
+    f8k_train, f8k_dev = specs(root)["flickr8k"]
+    karpathy_test = f"{root}/dataset_scenes.json#test"  # scenes that f8k_dev does not hold
+    r = _train_cli(
+        root,
+        tmp_path / "m.pt",
+        "--train",
+        f"{f8k_train},{root / 'captions.jsonl'}",
+        "--val",
+        f"{f8k_dev},{karpathy_test}",
+        "--metric",
+        "bleu4",
+        "--epochs",
+        "10",
+        "--lr",
+        "1e-2",
+    )
+    assert f"training on 40 images: {root.name}/Flickr8k.token.txt#train 16, " in r.stdout
+    best = torch.load(tmp_path / "m.pt", weights_only=True)
+    per_set = best["metrics"]["val_sets"]
+    assert list(per_set) == [
+        f"{root.name}/Flickr8k.token.txt#dev",
+        f"{root.name}/dataset_scenes.json#test",
+    ]
+    mean = sum(per_set.values()) / 2
+    assert all(v > 0 for v in per_set.values()) and len(set(per_set.values())) == 2, per_set
+    assert best["metrics"]["val_bleu4"] == pytest.approx(mean)
+    assert f"val bleu4 {mean:.3f} (mean of {root.name}/Flickr8k.token.txt#dev " in r.stdout
+    assert best["train"]["val"] == f"{f8k_dev},{karpathy_test}"
 
 
 @pytest.mark.system
