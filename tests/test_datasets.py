@@ -350,6 +350,76 @@ def test_resume_continues_and_patience_stops_early(corpus, tmp_path):
     assert torch.load(tmp_path / "p.last.pt", weights_only=True)["epoch"] == 3
 
 
+@pytest.mark.system  # caches Lite2 features, trains, exports and captions (about 30 s)
+def test_a_lite2_backbone_trains_exports_and_captions_through_the_runtime(corpus, tmp_path):
+    """`--backbone lite2`: its own feature cache (120 stride-16 channels, 1403 a region), a
+    checkpoint that rebuilds it, an fp32 bundle that validates against torch, says so in its
+    provenance, and captions a training scene through the runtime's Captioner."""
+    import numpy as np
+
+    from export.datasets import read_dataset
+    from export.features import cache_features
+    from export.model import load_pretrained_backbone
+    from export.onnx_export import ExportConfig, export_bundle
+    from export.train import TrainConfig, load_checkpoint, train
+    from runtime.model.bundle import load_bundle
+    from runtime.model.captioner import Captioner
+    from runtime.model.preprocess import read_image
+
+    root, scenes = corpus
+    spec = str(root / "captions.jsonl")
+    lite2 = cache_features(read_dataset(spec)[:2], load_pretrained_backbone(variant="lite2"),
+                           root / "cache")  # fmt: skip
+    lite0 = cache_features(read_dataset(spec)[:2], load_pretrained_backbone(), root / "cache")
+    assert lite2.shape == (2, 1403, 7, 7) and lite0.shape == (2, 1395, 7, 7)
+    assert not np.array_equal(lite2[:, :1280], lite0[:, :1280])  # not the Lite0 cache reread
+    ckpt = train(
+        TrainConfig(
+            train=spec,
+            out=str(tmp_path / "l2.pt"),
+            epochs=60,
+            batch_size=24,
+            lr=1e-2,
+            int8_mix=0.0,
+            feature_noise=0.0,
+            context=0,
+            backbone="lite2",
+            cache_dir=str(root / "cache"),
+        )
+    )
+    model, _, _ = load_checkpoint(ckpt)
+    assert model.cfg.backbone == "lite2" and model.cfg.feature_dim == 1403
+    assert model.backbone.variant == "lite2" and len(model.backbone._blocks) == 21
+    bundle = export_bundle(
+        ExportConfig(checkpoint=str(ckpt), out=str(tmp_path / "b"), precisions="fp32", n_val=4)
+    )
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["provenance"]["backbone"].startswith("EfficientNet-Lite2, ")
+    cap = Captioner(load_bundle(bundle), "fp32")
+    trained = [(n, c) for n, c, split in scenes if split == "train"]
+    said = [cap.caption(read_image(root / "images" / n)).text for n, _ in trained]
+    right = sum(normalize(got) == normalize(caps[0]) for got, (_, caps) in zip(said, trained))
+    print(f"\nlite2: {right} of {len(trained)} training scenes captioned word for word")
+    assert right >= len(trained) // 2, list(zip(said, trained))
+
+
+def test_provenance_names_each_training_set_and_its_licence(tmp_path):
+    """Trained on Flickr8k and COCO-everyday at once, the manifest names both, with their
+    licences (research and non-commercial use), and the backbone the checkpoint used."""
+    from export.onnx_export import ExportConfig, _provenance
+
+    coco = tmp_path / "coco-everyday"
+    coco.mkdir()
+    f8k = "flickr8k:/data/flickr8k/Flickr8k.token.txt@Flicker8k_Dataset#train"
+    ckpt = {"train": {"train": f"{f8k},{coco / 'train.jsonl'}"}, "config": {"backbone": "lite1"}}
+    got = _provenance(ExportConfig(checkpoint="x.pt"), ckpt)
+    first, second = got["train_data"]["datasets"]
+    assert first["dataset"].startswith("Flickr8k") and "non-commercial" in first["licence"]
+    assert second["dataset"].startswith("COCO everyday") and "non-commercial" in second["licence"]
+    assert got["recipe"] == "make models-real"
+    assert got["backbone"].startswith("EfficientNet-Lite1, ImageNet weights from efficientnet-")
+
+
 @pytest.mark.system  # trains and exports in-process (tens of seconds)
 def test_finetuning_the_encoder_changes_it_and_exports(corpus, tmp_path):
     import torch

