@@ -131,7 +131,8 @@ def cache_features(
     int8_calibration: np.ndarray | None = None,
     jpeg: bool = False,
 ) -> np.ndarray:
-    """Region feature maps (N,1395,7,7) float16 for the samples, memory-mapped from cache_dir.
+    """Region feature maps (N,F,7,7) float16 for the samples (F: region_feature_dim of the
+    backbone, 1395 for Lite0), memory-mapped from cache_dir.
     With `int8_calibration` (preprocessed images), from the int8 backbone instead; with `jpeg`,
     of the images JPEG-compressed as in compressed()."""
     key = hashlib.sha1(cache_version(net).encode() + repr(pre).encode())

@@ -166,7 +166,8 @@ class EfficientNetLite(nn.Module):
         self.tap_channels = stages[4][-1]
 
     def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B,3,H,W) -> (last map (B,1280,H/32,W/32), block-10 map (B,112,H/16,W/16))."""
+        """x (B,3,H,W) -> (last map (B,1280,H/32,W/32), the tap block's map (B,C,H/16,W/16));
+        Lite0: block 10, C = 112."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for i, block in enumerate(self._blocks):
             x = block(x)
