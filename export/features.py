@@ -24,8 +24,12 @@ REGIONS = "regions-v3"  # v3: BatchNorm folded, weights rounded to fp16
 
 
 def cache_version(net: EfficientNetLite) -> str:
-    """What a cached feature map and backbone graph depend on: the backbone and the recipe."""
-    return f"{net.variant}-{REGIONS}"
+    """What a cached feature map and backbone graph depend on: the backbone, its weights (a
+    fine-tuned one, read back with --init, is not ImageNet's) and the recipe."""
+    digest = hashlib.sha1()
+    for name, t in net.state_dict().items():
+        digest.update(name.encode() + t.detach().cpu().numpy().tobytes())
+    return f"{net.variant}-{REGIONS}-{digest.hexdigest()[:10]}"
 
 
 class _Features(torch.nn.Module):
@@ -95,6 +99,49 @@ def load_images(
     if jpeg:
         images = [compressed(im, str(s.image.name)) for im, s in zip(images, samples)]
     return np.concatenate([preprocess(im, pre) for im in images])
+
+
+@torch.no_grad()
+def cache_below(
+    samples: list[Sample],
+    net: EfficientNetLite,
+    start: int,
+    cache_dir: str | Path,
+    pre: PreprocessConfig = PreprocessConfig(),
+    batch: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(maps entering block `start`, detail) float16 for the samples, memory-mapped from
+    cache_dir: what fine-tuning the blocks from `start` on reads instead of images."""
+    key = hashlib.sha1(f"{cache_version(net)}-below{start}".encode() + repr(pre).encode())
+    for s in samples:
+        key.update(f"{s.image.resolve()}:{s.image.stat().st_size}\n".encode())
+    cache_dir = Path(cache_dir)
+    paths = [cache_dir / f"{key.hexdigest()[:16]}-{part}.npy" for part in ("maps", "detail")]
+    if all(p.exists() for p in paths):
+        maps, detail = (np.load(p, mmap_mode="r") for p in paths)
+        return maps, detail
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    net.eval()
+    h, d = net.below(torch.zeros(1, 3, pre.size, pre.size), start)
+    outs = [
+        np.lib.format.open_memmap(
+            p.with_suffix(".tmp.npy"),
+            mode="w+",
+            dtype=np.float16,
+            shape=(len(samples), *t.shape[1:]),
+        )
+        for p, t in zip(paths, (h, d))
+    ]
+    for i in tqdm(range(0, len(samples), batch), desc=f"caching maps below block {start}",
+                  unit="batch"):  # fmt: skip
+        blobs = torch.from_numpy(load_images(samples[i : i + batch], pre))
+        for out, t in zip(outs, net.below(blobs, start)):
+            out[i : i + len(blobs)] = t.numpy()
+    for out, p in zip(outs, paths):
+        out.flush()
+        Path(out.filename).replace(p)
+    maps, detail = (np.load(p, mmap_mode="r") for p in paths)
+    return maps, detail
 
 
 def _int8_recipe(calibration: np.ndarray) -> str:

@@ -175,6 +175,24 @@ class EfficientNetLite(nn.Module):
                 tap = x
         return F.relu6(self._bn1(self._conv_head(x))), tap
 
+    def below(self, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B,3,224,224) -> (the map entering block `start`, detail (B,C+3,7,7)): what stays
+        fixed when only the blocks from `start` on are fine-tuned (start > tap_block)."""
+        if not self.tap_block < start <= len(self._blocks):
+            raise ValueError(f"block {start}: only blocks after the tap (block {self.tap_block})")
+        h = F.relu6(self._bn0(self._conv_stem(x)))
+        for i, block in enumerate(self._blocks[:start]):
+            h = block(h)
+            if i == self.tap_block:
+                tap = h
+        return h, self._taps(tap, x)
+
+    def above(self, h: torch.Tensor, start: int) -> torch.Tensor:
+        """The map entering block `start` -> the last map (B,1280,7,7): the rest of forward_maps."""
+        for block in self._blocks[start:]:
+            h = block(h)
+        return F.relu6(self._bn1(self._conv_head(h)))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,3,H,W) normalised -> feature map (B,1280,H/32,W/32)."""
         return self.forward_maps(x)[0]

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from export import distributed
 from export.datasets import in_turn, read_datasets
-from export.features import cache_features, load_images
+from export.features import cache_below, cache_features, load_images
 from export.model import LITE_SCALING, CaptionModel, ModelConfig, region_feature_dim, split_map
 from export.torch_backend import TorchStepModel
 from runtime.errors import InputError
@@ -70,6 +70,9 @@ class TrainConfig:
     patience: int = 0  # stop after this many epochs without a better validation score (0: never)
     finetune_lr: float = 0.0  # > 0: fine-tune the encoder too, at this learning rate (images go
     # through the backbone every batch instead of cached features; int8_mix does not apply)
+    finetune_blocks: int = 0  # > 0 with finetune_lr: fine-tune only the backbone's last N blocks
+    # and its head conv, over maps cached once from below them (the blocks after the region
+    # features' tap: up to 5 in Lite0, 6 in Lite1/2); 0: the whole backbone, from images
     device: str = "auto"  # auto (cuda when available, with mixed precision), cpu or cuda
     context: int = 3  # a new model's region context kernel (export.model.ModelConfig.context)
     backbone: str = "lite0"  # a new model's ImageNet backbone: lite0, lite1 or lite2
@@ -132,16 +135,27 @@ class TrainStep(nn.Module):
     """What one batch runs: cached features (or images, when fine-tuning the encoder) through
     the head and the teacher-forced decoder. DDP wraps this module."""
 
-    def __init__(self, model: CaptionModel, finetune: bool):
+    def __init__(self, model: CaptionModel, finetune: bool, start: int | None = None):
         super().__init__()
-        self.model, self.finetune = model, finetune
+        self.model, self.finetune, self.start = model, finetune, start
 
     def forward(
-        self, inputs: torch.Tensor, tokens: torch.Tensor, int8_rows: torch.Tensor | None = None
+        self,
+        inputs: torch.Tensor,
+        tokens: torch.Tensor,
+        int8_rows: torch.Tensor | None = None,
+        detail: torch.Tensor | None = None,
     ):
         """`int8_rows` (B,) bool: rows of int8-backbone features, which the head multiplies by
-        its weights as the int8 encoder rounds them."""
-        fmap = self.model.backbone.region_features(inputs) if self.finetune else inputs
+        its weights as the int8 encoder rounds them. Fine-tuning the blocks from `start` on,
+        `inputs` are the cached maps entering that block and `detail` the cached detail."""
+        backbone = self.model.backbone
+        if self.start is not None:
+            fmap = torch.cat([backbone.above(inputs, self.start), detail], dim=1)
+        elif self.finetune:
+            fmap = backbone.region_features(inputs)
+        else:
+            fmap = inputs
         head = self.model.head(*split_map(fmap), int8_rows)
         return self.model.decoder(*head, tokens)
 
@@ -241,13 +255,25 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         )
     finetune = cfg.finetune_lr > 0
     backbone = model.backbone
+    start = None  # the first fine-tuned block, when only the top ones are
+    if cfg.finetune_blocks:
+        start = len(backbone._blocks) - cfg.finetune_blocks
+        most = len(backbone._blocks) - backbone.tap_block - 1
+        if not finetune or not 0 < cfg.finetune_blocks <= most:
+            raise InputError(
+                f"--finetune-blocks {cfg.finetune_blocks}: use 1 to {most} ({backbone.variant}'s "
+                "blocks after the region features' tap), with --finetune-lr above 0"
+            )
     val_sets = read_datasets(cfg.val) if cfg.val else []
     val = [s for _, samples in val_sets for s in samples]
     feats = feats8 = featsj = val_feats8 = None
     mix = cfg.int8_mix if not finetune else 0.0
     jmix = cfg.jpeg_mix if not finetune else 0.0
     pairs8 = bool(mix and cfg.consistency)
+    below = None
     with distributed.main_first(d):  # rank 0 writes the feature caches, the others read them
+        if start is not None:
+            below = cache_below(samples, backbone, start, cfg.cache_dir)
         if not finetune:
             feats = torch.from_numpy(np.array(cache_features(samples, backbone, cfg.cache_dir)))
         val_feats = cache_features(val, backbone, cfg.cache_dir) if val else None
@@ -267,15 +293,18 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             )
 
     if finetune:
-        backbone.requires_grad_(True)
-    net = TrainStep(model, finetune).to(d.device)
+        tuned = [backbone] if start is None else [*backbone._blocks[start:], backbone._conv_head]
+        for m in tuned:
+            m.requires_grad_(True)
+    net = TrainStep(model, finetune, start).to(d.device)
     ddp = torch.nn.parallel.DistributedDataParallel(net) if d.world > 1 else net
     if d.world > 1:  # the weights are rank 0's now; each process draws its own dropout and
         torch.manual_seed(cfg.seed + d.rank)  # noise, as independent as in one whole batch
     head = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     groups = [{"params": head, "lr": cfg.lr}]
     if finetune:
-        groups.append({"params": list(backbone.parameters()), "lr": cfg.finetune_lr})
+        tuning = [p for p in backbone.parameters() if p.requires_grad]
+        groups.append({"params": tuning, "lr": cfg.finetune_lr})
     params = [p for g in groups for p in g["params"]]
     opt = torch.optim.Adam(groups)
     # every process takes an equal shard of each epoch's order (same seed, same permutation)
@@ -316,8 +345,11 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         for b in bar:
             idx = order[b : b + per]
             seq = _pad([tokens[i] for i in idx], vocab.pad).to(d.device)
-            int8_rows = None
-            if finetune:
+            int8_rows = detail = None
+            if below is not None:
+                inputs = torch.from_numpy(np.array(below[0][image_of[idx]])).float()
+                detail = torch.from_numpy(np.array(below[1][image_of[idx]])).float()
+            elif finetune:
                 inputs = torch.from_numpy(load_images([samples[i] for i in image_of[idx]]))
             else:
                 inputs = feats[image_of[idx]].float()
@@ -341,6 +373,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                     inputs.to(d.device),
                     seq[:, :-1],
                     None if int8_rows is None else int8_rows.to(d.device),
+                    None if detail is None else detail.to(d.device),
                 )
                 target = seq[:, 1:]
                 mask = (target != vocab.pad).float()

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import cv2
 import pytest
@@ -418,6 +419,48 @@ def test_provenance_names_each_training_set_and_its_licence(tmp_path):
     assert second["dataset"].startswith("COCO everyday") and "non-commercial" in second["licence"]
     assert got["recipe"] == "make models-real"
     assert got["backbone"].startswith("EfficientNet-Lite1, ImageNet weights from efficientnet-")
+
+
+@pytest.mark.system  # caches maps, trains one epoch and exports in-process (about 15 s)
+def test_finetuning_the_top_blocks_reads_cached_maps_and_leaves_the_rest(corpus, tmp_path):
+    """`--finetune-blocks 2`: the maps below block 14 are cached once (with a progress bar);
+    blocks 14 and 15 and the head conv learn, every block below stays ImageNet's; the
+    checkpoint exports, and asking for blocks below the tap is one clear error."""
+    import torch
+
+    from export.model import load_pretrained_backbone
+    from export.onnx_export import ExportConfig, export_bundle
+    from export.train import TrainConfig, load_checkpoint, train
+
+    root, _ = corpus
+    cache = tmp_path / "cache"
+    cfg = TrainConfig(
+        train=str(root / "captions.jsonl"),
+        out=str(tmp_path / "top.pt"),
+        epochs=1,
+        batch_size=8,
+        finetune_lr=1e-3,
+        finetune_blocks=2,
+        cache_dir=str(cache),
+    )
+    model, _, meta = load_checkpoint(train(cfg))
+    assert meta["finetuned_backbone"] and len(list(cache.glob("*-maps.npy"))) == 1
+    before = load_pretrained_backbone().state_dict()
+    after = model.backbone.state_dict()
+    changed = {k.split(".")[1] for k in before if k.startswith("_blocks.")
+               if not torch.equal(before[k], after[k])}  # fmt: skip
+    assert changed == {"14", "15"}, changed
+    assert not torch.equal(before["_conv_head.weight"], after["_conv_head.weight"])
+    assert torch.equal(before["_conv_stem.weight"], after["_conv_stem.weight"])
+    bundle = export_bundle(
+        ExportConfig(
+            checkpoint=cfg.out, out=str(tmp_path / "b"), precisions="fp32", n_val=4,
+            min_agreement=0.0,
+        )
+    )  # fmt: skip
+    assert json.loads((bundle / "manifest.json").read_text())["finetuned_backbone"] is True
+    with pytest.raises(InputError, match=r"--finetune-blocks 6: use 1 to 5 \(lite0's blocks"):
+        train(replace(cfg, finetune_blocks=6))
 
 
 @pytest.mark.system  # trains and exports in-process (tens of seconds)

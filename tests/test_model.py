@@ -62,6 +62,24 @@ def test_larger_lite_backbones_load_their_imagenet_weights_and_keep_the_grid(
     assert last.shape == (1, 1280, 7, 7) and tap.shape == (1, tap_channels, 14, 14)
 
 
+@pytest.mark.parametrize("variant, start", [("lite0", 11), ("lite0", 15), ("lite1", 18)])
+def test_the_maps_below_a_block_and_the_blocks_above_it_are_the_whole_backbone(variant, start):
+    """Fine-tuning the top blocks reads maps cached from below them: joined again, they are
+    the region features, bit for bit; the blocks up to the tap cannot be split off."""
+    import torch
+
+    from export.model import load_pretrained_backbone
+
+    net = load_pretrained_backbone(variant=variant)
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 3, 224, 224)).astype("f4"))
+    with torch.no_grad():
+        h, detail = net.below(x, start)
+        joined = torch.cat([net.above(h, start), detail], dim=1)
+        assert torch.equal(joined, net.region_features(x))
+    with pytest.raises(ValueError, match="only blocks after the tap"):
+        net.below(x, net.tap_block)
+
+
 def test_region_features_keep_the_7x7_grid(backbone):
     import torch
 
