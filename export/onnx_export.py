@@ -136,6 +136,21 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
     }
 
 
+def data_licence(data: dict | None) -> str | None:
+    """What a model trained on `data` (a provenance entry) may be used for: its data set's
+    licence, or for several sets each one's, named ("Flickr8k (...): research and ...; COCO
+    everyday scenes (...): ...")."""
+    if not data:
+        return None
+    if "datasets" not in data:
+        return data.get("licence")
+    sets = [d for d in data["datasets"] if "licence" in d]
+    named = [(d.get("dataset", d["path"]), d["licence"]) for d in sets]
+    if len(named) <= 1:
+        return named[0][1] if named else None
+    return "; ".join(f"{name}: {licence}" for name, licence in named)
+
+
 def _file_entry(out: Path, rel: str) -> dict:
     """A manifest entry for one bundle file; a graph's entry also names the weights file it
     reads as external data."""
@@ -172,13 +187,9 @@ def _manifest(
             "decoding": {"no_repeat": True, "dangling": list(DANGLING)},
             "kinds": kinds.build(list(vocab.words)),
         }
-        licences = [
-            d["licence"]
-            for d in (provenance["train_data"], provenance["val_data"])
-            if d and "licence" in d
-        ]
-        if licences:
-            real["licence"] = licences[0]
+        licence = data_licence(provenance["train_data"]) or data_licence(provenance["val_data"])
+        if licence:
+            real["licence"] = licence
     manifest = {
         "format": FORMAT,
         "name": cfg.name,

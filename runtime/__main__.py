@@ -27,7 +27,7 @@ MODEL_METAVARS = {"model": "DIR", "device": "NAME", "beam": "K"}
 WHERE = {"where": ("words", "clock"), "verbosity": ("brief", "full")}
 SPEECH = ("play", "record", "voice", "rate", "volume")
 SPEECH_FLAGS = {"play": "--no-speak", "record": "--speech-wav"}
-BENCH = ("precisions", "torch", "runs", "rounds", "warmup", "images", "memory_frames")
+BENCH = ("precisions", "torch", "runs", "rounds", "warmup", "images", "memory_frames", "baseline")
 BENCH_BEAM = "K > 1 adds a beam row for every precision, beside the greedy ones"
 AUTO_CAPTION = "auto (default): {auto} for a real-photo bundle, the caption for a synthetic one"
 AUTO_DESCRIBE = AUTO_CAPTION + " (its objects, on a live camera or stream)"
@@ -133,8 +133,8 @@ def _bench_args(b) -> None:
     from runtime.app.bench import BenchConfig
 
     _model_args(b, "model", "device", "threads", "beam", beam=BENCH_BEAM)
-    add_fields(b, BenchConfig, *BENCH, metavars={"images": "DIR", "memory_frames": "N"},
-               flags={"memory_frames": "--memory"})  # fmt: skip
+    add_fields(b, BenchConfig, *BENCH, flags={"memory_frames": "--memory"},
+               metavars={"images": "DIR", "memory_frames": "N", "baseline": "DIR"})  # fmt: skip
     b.add_argument("--json", metavar="PATH", help="write the report as JSON")
     b.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     b.add_argument("--plot", metavar="PATH", help="PNG bar chart of caption latency")

@@ -209,6 +209,34 @@ def test_bad_arguments_are_one_line(tmp_path):
     assert r.returncode == 2 and "x.json: not a benchmark JSON" in r.stderr
 
 
+def test_a_baseline_bundle_is_timed_in_the_same_passes_as_a_row_of_its_own(tmp_path):
+    """`--baseline DIR` adds that bundle's int8 greedy row beside this one's (here the real-photo
+    default beside the shapes fixture, on the scenes): its captions are its own, it is not
+    compared with this bundle's fp32, and the report gives int8 p50 ÷ the baseline's."""
+    out = tmp_path / "b.json"
+    args = ["--images", "assets/bench_scenes", "--runs", "1", "--rounds", "1", "--warmup", "1"]
+    r = run_cli(
+        "runtime", "bench", "--model", str(MODEL), "--precisions", "fp32,int8", *args,
+        "--baseline", str(REAL_MODEL), "--json", str(out), timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    fp32, int8, base = report["results"]
+    assert "bundle" not in int8 and base["bundle"] == str(REAL_MODEL)
+    assert base["precision"] == "int8" and base["decoding"] == "greedy"
+    assert base["agreement_vs_fp32"] is None and int8["agreement_vs_fp32"] is not None
+    assert base.get("model_vs_fp32") is None and base["model_mb"] > int8["model_mb"]
+    vb = report["vs_baseline"]
+    a, b = int8["caption_ms"]["p50"], base["caption_ms"]["p50"]
+    assert vb["ratio"] == round(a / b, 3) and vb["ceiling"] == 1.3
+    assert f"| onnxruntime, baseline {REAL_MODEL.name} | int8 | greedy |" in r.stdout
+    assert f"int8 greedy caption p50: {a:.2f} / {b:.2f} = {a / b:.3f} (ceiling 1.3:" in r.stdout
+    # a baseline that is not a bundle is one line, before anything is timed
+    r = run_cli("runtime", "bench", "--model", str(MODEL), "--baseline", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.startswith("error: --baseline: "), r.stderr
+    assert len(r.stderr.splitlines()) == 1 and "bench" not in r.stdout
+
+
 def test_a_row_that_fails_is_named_in_one_line(tmp_path):
     """A row's child process dies (here on a damaged int8 graph): the run stops with its reason."""
     import shutil
@@ -281,7 +309,11 @@ def test_readme_shows_the_committed_run():
     for line in table.splitlines():
         if line.startswith(("|", "Machine:", "Speech")):
             assert line in readme, line
-    rows = {(r["backend"], r["precision"], r["decoding"]): r for r in data["results"]}
+    rows = {  # this bundle's rows (a baseline bundle's row is named by its "bundle")
+        (r["backend"], r["precision"], r["decoding"]): r
+        for r in data["results"]
+        if "bundle" not in r
+    }
     fp32, int8 = rows[("onnxruntime", "fp32", "greedy")], rows[("onnxruntime", "int8", "greedy")]
     torch = rows[("torch", "fp32", "greedy")]
     performance = (ROOT / "docs" / "performance.md").read_text()
@@ -289,7 +321,7 @@ def test_readme_shows_the_committed_run():
         a, b = slow[stage]["p50"], fast[stage]["p50"]
         assert f"{a:.2f} / {b:.2f} = {a / b:.2f}" in performance, stage
     for line in table.splitlines():  # the lines a newer run adds below the table
-        if line.startswith(("On disk:", "PyTorch eager")):
+        if line.startswith(("On disk:", "PyTorch eager", "This bundle ÷ the baseline")):
             assert line in readme, line
 
 
@@ -300,7 +332,11 @@ def test_torch_eager_is_at_least_3_times_the_int8_caption_in_the_committed_run()
     from conftest import ROOT
 
     data = json.loads((ROOT / "docs" / "bench.json").read_text())
-    rows = {(r["backend"], r["precision"], r.get("decoding", "greedy")): r for r in data["results"]}
+    rows = {
+        (r["backend"], r["precision"], r.get("decoding", "greedy")): r
+        for r in data["results"]
+        if "bundle" not in r
+    }
     torch = rows.get(("torch", "fp32", "greedy"))
     if torch is None:
         pytest.skip("the committed run has no torch row")

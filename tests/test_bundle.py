@@ -53,10 +53,13 @@ def test_the_default_bundle_is_the_real_photo_model_and_says_whose_data_it_learn
     m = b.manifest
     assert b.precisions == ("fp32", "fp16", "int8") and b.objects is not None
     assert m["caption_domain"] == "real" and m["provenance"]["recipe"] == "make models-real"
-    train = m["provenance"]["train_data"]
-    assert "Flickr8k" in train["dataset"] and "#train" in train["path"]
-    assert "#dev" in m["provenance"]["val_data"]["path"]  # selection on dev, never test
-    assert "non-commercial" in m["licence"] and "non-commercial" in train["licence"]
+    f8k, coco = m["provenance"]["train_data"]["datasets"]  # trained on both, each named
+    assert f8k["dataset"].startswith("Flickr8k") and f8k["path"].endswith("#train")
+    assert coco["dataset"].startswith("COCO everyday") and coco["path"].endswith("train.jsonl")
+    val = [d["path"] for d in m["provenance"]["val_data"]["datasets"]]
+    assert val[0].endswith("#dev") and val[1].endswith("dev.jsonl")  # selected on dev, not test
+    assert m["licence"].startswith("Flickr8k") and "; COCO everyday" in m["licence"]  # both named
+    assert all("non-commercial" in d["licence"] for d in (f8k, coco))
     assert b.decoding["no_repeat"] and {"a", "of", "with"} <= set(b.decoding["dangling"])
     assert 0 < b.confidence["threshold"] < 1 and "#dev" in m["confidence"]["fitted_on"]["data"]
     assert b.kinds["objects"]["cat"] == b.kinds["words"]["dog"] == "mammal"
@@ -234,3 +237,49 @@ def test_vocabulary_that_does_not_match_the_decoder_is_refused(bundle_copy):
         BundleError, match=r"decoder has \d+ outputs but the vocabulary has \d+ words"
     ):
         Captioner(load_bundle(bundle_copy), "int8")
+
+
+EVALUATIONS = {  # the default bundle's held-out scores, as its README table names each set
+    "Flickr8k test": "evaluation.json",
+    "COCO-everyday dev": "evaluation-coco-dev.json",
+}
+SCORE_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+
+
+def test_readme_scores_are_the_default_bundles_evaluation_and_hold_its_bars():
+    """Every row of the README's score table is what `python -m export evaluate` wrote into the
+    bundle, on Flickr8k test and on the COCO-everyday dev set; int8 keeps 97% and fp16 99% of
+    fp32's CIDEr on both, greedy and beam 3; no caption babbles, ends on a dangling word or was
+    dropped as degenerate; everyday
+    scenes are described at CIDEr 0.40 and BLEU-4 0.15 or more, and Flickr8k within 5% of the
+    Flickr8k-only model before it (greedy CIDEr 0.453, BLEU-4 0.177), which the everyday scenes
+    in training cost it."""
+    from conftest import ROOT
+
+    from runtime.model.decoding import degenerate
+
+    readme = (ROOT / "README.md").read_text()
+    for label, name in EVALUATIONS.items():
+        report = json.loads((REAL_MODEL / name).read_text())
+        scores = report["scores"]
+        assert set(scores) == {f"{p}{b}" for p in io_spec.PRECISIONS for b in ("", "_beam3")}
+        for key, row in scores.items():
+            precision, _, beam = key.partition("_")
+            decoding = "beam 3" if beam else "greedy"
+            cells = " | ".join(f"{row[k]:.3f}" for k in SCORE_KEYS)
+            assert f"| {label} | SceneSpeak {precision} | {decoding} | {cells} |" in readme, key
+            assert row["dropped_degenerate"] == 0, key
+        for beam in ("", "_beam3"):
+            fp32 = scores[f"fp32{beam}"]["cider"]
+            assert scores[f"int8{beam}"]["cider"] >= 0.97 * fp32, (label, beam)
+            assert scores[f"fp16{beam}"]["cider"] >= 0.99 * fp32, (label, beam)
+        rows = report["captions"]
+        assert len(rows) == (1000 if label.startswith("Flickr8k") else 400)
+        said = [row[key] for row in rows for key in scores]
+        assert all(said) and [c for c in said if degenerate(c)] == [], label
+        for row in rows[:10]:  # the ten the README shows: names and captions, never photos
+            assert f"| {row['image'].rsplit('/', 1)[-1]} | {row['int8']} |" in readme, row
+    coco = json.loads((REAL_MODEL / EVALUATIONS["COCO-everyday dev"]).read_text())["scores"]
+    assert coco["fp32"]["cider"] >= 0.40 and coco["fp32"]["bleu4"] >= 0.15
+    f8k = json.loads((REAL_MODEL / EVALUATIONS["Flickr8k test"]).read_text())["scores"]
+    assert f8k["fp32"]["cider"] >= 0.95 * 0.453 and f8k["fp32"]["bleu4"] >= 0.95 * 0.177

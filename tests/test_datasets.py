@@ -407,7 +407,7 @@ def test_a_lite2_backbone_trains_exports_and_captions_through_the_runtime(corpus
 def test_provenance_names_each_training_set_and_its_licence(tmp_path):
     """Trained on Flickr8k and COCO-everyday at once, the manifest names both, with their
     licences (research and non-commercial use), and the backbone the checkpoint used."""
-    from export.onnx_export import ExportConfig, _provenance
+    from export.onnx_export import ExportConfig, _provenance, data_licence
 
     coco = tmp_path / "coco-everyday"
     coco.mkdir()
@@ -419,6 +419,9 @@ def test_provenance_names_each_training_set_and_its_licence(tmp_path):
     assert second["dataset"].startswith("COCO everyday") and "non-commercial" in second["licence"]
     assert got["recipe"] == "make models-real"
     assert got["backbone"].startswith("EfficientNet-Lite1, ImageNet weights from efficientnet-")
+    licence = data_licence(got["train_data"])  # the manifest's licence names both sets
+    assert licence.startswith("Flickr8k") and "; COCO everyday" in licence
+    assert all("non-commercial" in part for part in licence.split("; COCO everyday"))
 
 
 @pytest.mark.system  # caches maps, trains one epoch and exports in-process (about 15 s)

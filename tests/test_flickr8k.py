@@ -88,9 +88,9 @@ def test_the_real_file_reads_the_three_lists():
 @needs_flickr8k
 @pytest.mark.slow
 def test_the_default_bundle_on_the_real_test_list(tmp_path):
-    """The shipped bundle's int8 greedy captions of the 1,000 test photos: the acceptance bar
-    (CIDEr of fp32 >= 0.45, int8 >= 0.95 x fp32 is checked in evaluation.json) and no caption
-    that babbles or ends on a dangling word."""
+    """The shipped bundle's int8 greedy captions of the 1,000 test photos: within 5% of the
+    Flickr8k-only model before it (CIDEr 0.453, BLEU-4 0.177; tests/test_bundle.py holds
+    evaluation.json to its bars) and no caption that babbles or ends on a dangling word."""
     from export.evaluate import EvalConfig, evaluate
     from runtime.model.decoding import degenerate
 
@@ -101,7 +101,7 @@ def test_the_default_bundle_on_the_real_test_list(tmp_path):
             data=spec, model=str(ROOT / "models" / "default"), precisions="int8", out=str(out)
         )
     )
-    assert report["int8"]["cider"] >= 0.45 and report["int8"]["bleu4"] >= 0.17
+    assert report["int8"]["cider"] >= 0.95 * 0.453 and report["int8"]["bleu4"] >= 0.95 * 0.177
     captions = [row["int8"] for row in json.loads(out.read_text())["captions"]]
     assert len(captions) == 1000 and all(captions)
     assert [c for c in captions if degenerate(c)] == []

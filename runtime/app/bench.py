@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from runtime import DATA, ROOT
 from runtime.app.assemble import ChannelOptions, ModelOptions, captioner, setup
-from runtime.errors import InputError
+from runtime.errors import InputError, SceneSpeakError
 from runtime.model.io_spec import PRECISIONS
 from runtime.model.metrics import bleu
 from runtime.model.session import auto_threads
@@ -60,6 +60,9 @@ class BenchConfig:
     rounds: int = 3  # start every row's process this many times and pool the samples
     memory_frames: int = 0  # also run describe with every channel on over this many frames
     # and report its resident memory (0: not)
+    baseline: str | None = None  # another bundle (the previous release, say) whose int8 greedy
+    # caption is timed as a row of its own in the same passes; the report gives this bundle's
+    # int8 caption p50 ÷ the baseline's (at most 1.3)
 
     def __post_init__(self):
         check(
@@ -313,7 +316,11 @@ def _decoding(beam: int) -> str:
 class _Worker:
     """One row's child process, driven a pass at a time (see serve_row)."""
 
-    def __init__(self, cfg: BenchConfig, backend: str, precision: str, beam: int):
+    def __init__(
+        self, cfg: BenchConfig, backend: str, precision: str, beam: int, model: str | None = None
+    ):
+        if model:  # the baseline bundle's row
+            cfg = replace(cfg, options=replace(cfg.options, model=model), baseline=None)
         module = "export" if backend == "torch" else "runtime"
         cmd = [
             sys.executable,
@@ -328,6 +335,7 @@ class _Worker:
             json.dumps(cfg.to_json()),
         ]
         self.label = f"{backend} {precision}" + ("" if beam <= 1 else f" beam{beam}")
+        self.label += f" ({model})" if model else ""
         self.stderr = tempfile.TemporaryFile(mode="w+")  # a pipe could fill up and stall it
         self.proc = subprocess.Popen(
             cmd,
@@ -433,9 +441,19 @@ def speech_timing(captions: list[str]) -> dict | None:
 
 def run(cfg: BenchConfig) -> dict:
     paths, refs = load_images(cfg.images)
-    rows = [("onnxruntime", p, 1) for p in cfg.precisions]
+    if cfg.baseline:
+        from runtime.model.bundle import load_bundle
+
+        try:
+            precisions = load_bundle(cfg.baseline).precisions
+        except SceneSpeakError as e:  # no bundle there, or a damaged one
+            raise InputError(f"--baseline: {e}") from None
+        if "int8" not in precisions:
+            raise InputError(f"--baseline {cfg.baseline}: the bundle has no int8 graphs to time")
+    rows: list[tuple] = [("onnxruntime", p, 1) for p in cfg.precisions]
     rows += [("torch", "fp32", 1)] if cfg.torch else []
     rows += [("onnxruntime", p, cfg.beam) for p in cfg.precisions] if cfg.beam > 1 else []
+    rows += [("onnxruntime", "int8", 1, cfg.baseline)] if cfg.baseline else []
     runs: list[list[dict]] = [[] for _ in rows]
     rounds = max(1, cfg.rounds)
     with tqdm(total=rounds * cfg.runs * len(rows), desc="bench", unit="pass") as bar:
@@ -463,6 +481,8 @@ def run(cfg: BenchConfig) -> dict:
                     w.close()
     results = [pool(r) for r in runs]
     captions = [r.pop("captions") for r in results]
+    if cfg.baseline:  # the last row: another bundle, not a precision of this one
+        results[-1]["bundle"] = cfg.baseline
     base = next(
         (
             c
@@ -470,17 +490,20 @@ def run(cfg: BenchConfig) -> dict:
             if r["backend"] == "onnxruntime"
             and r["precision"] == "fp32"
             and r["decoding"] == "greedy"
+            and "bundle" not in r
         ),
         None,
     )
     for r, caps in zip(results, captions, strict=True):
-        same = [a == b for a, b in zip(caps, base, strict=True)] if base is not None else None
+        same = None  # a baseline bundle's captions are not this bundle's fp32's to match
+        if base is not None and "bundle" not in r:
+            same = [a == b for a, b in zip(caps, base, strict=True)]
         r["agreement_vs_fp32"] = round(float(np.mean(same)), 4) if same is not None else None
         scores = bleu(caps, refs) if refs else None
         r["bleu4"] = round(scores[3], 4) if scores else None
     disk = on_disk(cfg.model)
     for r in results:
-        if r["backend"] == "onnxruntime":
+        if r["backend"] == "onnxruntime" and "bundle" not in r:
             r["model_vs_fp32"] = disk["vs_fp32"].get(r["precision"])
     speech = speech_timing(base if base is not None else captions[0])
     frames = load_frames(cfg.images)
@@ -491,6 +514,7 @@ def run(cfg: BenchConfig) -> dict:
         "rounds": rounds,
         "on_disk": disk,
         "torch_vs_int8": torch_vs_int8(results),
+        "vs_baseline": vs_baseline(results),
         "speech": speech,
         "text": text_timing(frames, cfg.runs, describe_setup(cfg)),
         "detector": detector_timing(frames, cfg.runs, cfg),
@@ -524,13 +548,43 @@ def on_disk(model: str) -> dict:
     }
 
 
+BASELINE_CEILING = 1.3  # this bundle's int8 caption p50 ÷ the baseline bundle's: at most this
+
+
+def vs_baseline(results: list[dict]) -> dict | None:
+    """This bundle's int8 greedy caption p50 ÷ the baseline bundle's, timed in the same passes,
+    against its ceiling; None without a baseline row."""
+    old = next((r for r in results if "bundle" in r), None)
+    new = next(
+        (
+            r
+            for r in results
+            if r["backend"] == "onnxruntime"
+            and r["precision"] == "int8"
+            and r["decoding"] == "greedy"
+            and "bundle" not in r
+        ),
+        None,
+    )
+    if old is None or new is None:
+        return None
+    a, b = new["caption_ms"]["p50"], old["caption_ms"]["p50"]
+    return {
+        "baseline": old["bundle"],
+        "int8_caption_p50": a,
+        "baseline_int8_caption_p50": b,
+        "ratio": round(a / b, 3),
+        "ceiling": BASELINE_CEILING,
+    }
+
+
 def torch_vs_int8(results: list[dict]) -> dict | None:
     """PyTorch eager fp32 ÷ ONNX Runtime int8, greedy caption p50, against its floor; None
     without both rows."""
     rows = {
         (r["backend"], r["precision"]): r
         for r in results
-        if r.get("decoding", "greedy") == "greedy"
+        if r.get("decoding", "greedy") == "greedy" and "bundle" not in r
     }
     slow, fast = rows.get(("torch", "fp32")), rows.get(("onnxruntime", "int8"))
     if slow is None or fast is None:
@@ -852,6 +906,8 @@ def markdown(report: dict) -> str:
             "" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
             for v in (_get(r, k) for _, k in columns)
         ]
+        if "bundle" in r:  # the baseline bundle's row
+            cells[0] = f"{r['backend']}, baseline {Path(r['bundle']).name}"
         share, n = r.get("agreement_vs_fp32"), report["images"]
         if share is not None:  # the count too: with few images one caption is several points
             cells[agreement] = f"{share:.3f} ({round(share * n)}/{n})"
@@ -874,6 +930,15 @@ def markdown(report: dict) -> str:
             "PyTorch eager ÷ ONNX Runtime int8, caption p50: "
             f"{tv['torch_caption_p50']:.2f} / {tv['int8_caption_p50']:.2f} = "
             f"{tv['ratio']:.2f} (floor {tv['floor']:g}: {met}).",
+        ]
+    vb = report.get("vs_baseline")
+    if vb:
+        met = "met" if vb["ratio"] <= vb["ceiling"] else "NOT met"
+        lines += [
+            "",
+            f"This bundle ÷ the baseline ({vb['baseline']}), int8 greedy caption p50: "
+            f"{vb['int8_caption_p50']:.2f} / {vb['baseline_int8_caption_p50']:.2f} = "
+            f"{vb['ratio']:.3f} (ceiling {vb['ceiling']:g}: {met}).",
         ]
     sp = report.get("speech") or {}
     if "synth_ms" in sp:
@@ -968,7 +1033,7 @@ def compare(a_path: str, b_path: str) -> str:
     a, b = load(a_path), load(b_path)
 
     def key(r):
-        return r["backend"], r["precision"], r.get("decoding", "greedy")
+        return r["backend"], r["precision"], r.get("decoding", "greedy"), r.get("bundle")
 
     index = {key(r): r for r in a.get("results", [])}
     keys = ("encoder_ms.p50", "decoder_step_ms.p50", "caption_ms.p50", "caption_ms.p95")
