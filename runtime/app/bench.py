@@ -1002,6 +1002,7 @@ def plot(report: dict, path: str) -> None:
     names = [
         f"{r['backend']}\n{r['precision']}"
         + ("" if r.get("decoding", "greedy") == "greedy" else f" {r['decoding']}")
+        + (f"\nbaseline {Path(r['bundle']).name}" if "bundle" in r else "")
         for r in rows
     ]
     x = np.arange(len(rows))
