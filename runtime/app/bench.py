@@ -481,19 +481,11 @@ def run(cfg: BenchConfig) -> dict:
                     w.close()
     results = [pool(r) for r in runs]
     captions = [r.pop("captions") for r in results]
-    if cfg.baseline:  # the last row: another bundle, not a precision of this one
-        results[-1]["bundle"] = cfg.baseline
-    base = next(
-        (
-            c
-            for r, c in zip(results, captions, strict=True)
-            if r["backend"] == "onnxruntime"
-            and r["precision"] == "fp32"
-            and r["decoding"] == "greedy"
-            and "bundle" not in r
-        ),
-        None,
-    )
+    for row, r in zip(rows, results, strict=True):
+        if len(row) > 3:  # another bundle's row, not a precision of this one
+            r["bundle"] = row[3]
+    fp32 = own_greedy_rows(results).get(("onnxruntime", "fp32"))
+    base = captions[results.index(fp32)] if fp32 is not None else None
     for r, caps in zip(results, captions, strict=True):
         same = None  # a baseline bundle's captions are not this bundle's fp32's to match
         if base is not None and "bundle" not in r:
@@ -551,21 +543,20 @@ def on_disk(model: str) -> dict:
 BASELINE_CEILING = 1.3  # this bundle's int8 caption p50 ÷ the baseline bundle's: at most this
 
 
+def own_greedy_rows(results: list[dict]) -> dict[tuple[str, str], dict]:
+    """This bundle's greedy rows by (backend, precision); a baseline bundle's row is not one."""
+    return {
+        (r["backend"], r["precision"]): r
+        for r in results
+        if r.get("decoding", "greedy") == "greedy" and "bundle" not in r
+    }
+
+
 def vs_baseline(results: list[dict]) -> dict | None:
     """This bundle's int8 greedy caption p50 ÷ the baseline bundle's, timed in the same passes,
     against its ceiling; None without a baseline row."""
     old = next((r for r in results if "bundle" in r), None)
-    new = next(
-        (
-            r
-            for r in results
-            if r["backend"] == "onnxruntime"
-            and r["precision"] == "int8"
-            and r["decoding"] == "greedy"
-            and "bundle" not in r
-        ),
-        None,
-    )
+    new = own_greedy_rows(results).get(("onnxruntime", "int8"))
     if old is None or new is None:
         return None
     a, b = new["caption_ms"]["p50"], old["caption_ms"]["p50"]
@@ -581,11 +572,7 @@ def vs_baseline(results: list[dict]) -> dict | None:
 def torch_vs_int8(results: list[dict]) -> dict | None:
     """PyTorch eager fp32 ÷ ONNX Runtime int8, greedy caption p50, against its floor; None
     without both rows."""
-    rows = {
-        (r["backend"], r["precision"]): r
-        for r in results
-        if r.get("decoding", "greedy") == "greedy" and "bundle" not in r
-    }
+    rows = own_greedy_rows(results)
     slow, fast = rows.get(("torch", "fp32")), rows.get(("onnxruntime", "int8"))
     if slow is None or fast is None:
         return None
