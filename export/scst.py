@@ -130,9 +130,8 @@ def beams(decoder, head, k: int, max_len: int, bos: int, eos: int):
                 break
     decoder.train(training)
     inputs = torch.cat([torch.full_like(seqs[:, :1], bos), seqs[:, :-1]], dim=1)
-    mask = torch.ones_like(seqs, dtype=torch.float)
-    ended = (seqs == eos).float().cumsum(1)
-    mask = mask * ((ended - (seqs == eos).float()) == 0).float()  # up to the first eos
+    is_eos = (seqs == eos).long()
+    mask = (is_eos.cumsum(1) - is_eos == 0).float()  # up to the first eos, included
     logits, _ = decoder(regions, regions_att, h, c, inputs)
     logp = logits.float().log_softmax(-1).gather(2, seqs[:, :, None]).squeeze(2)
     return seqs, logp, mask

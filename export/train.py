@@ -32,7 +32,6 @@ from export import distributed, scst
 from export.datasets import in_turn, read_datasets
 from export.features import cache_below, cache_features, load_images
 from export.model import LITE_SCALING, CaptionModel, ModelConfig, region_feature_dim, split_map
-from export.scst import CiderD
 from export.torch_backend import TorchStepModel
 from export.word_vectors import init_from_glove
 from runtime.errors import InputError
@@ -249,7 +248,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         for i, s in enumerate(samples)
         for c in (s.captions[:1] if cfg.captions == "first" or cfg.scst else s.captions)
     ]
-    cider = CiderD([list(s.captions) for s in samples]) if cfg.scst else None
+    cider = scst.CiderD([list(s.captions) for s in samples]) if cfg.scst else None
     resume = None
     if cfg.resume:
         model, vocab, resume = load_checkpoint(cfg.resume)
@@ -437,7 +436,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             scaler.update()
             sched.step()
             losses.append(ce.item())
-            bar.set_postfix({"cider-d" if cider else "ce": f"{abs(ce.item()):.3f}"})
+            shown = {"cider-d": -ce.item()} if cider else {"ce": ce.item()}
+            bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
         train_loss = distributed.mean(d, float(np.mean(losses)))
         stop = False
         if d.main:

@@ -282,21 +282,28 @@ def test_small_bundle_runs_through_the_runtime_cli(small_bundle, tmp_path):
     assert 1 <= row["steps"] <= json.loads((small_bundle / "manifest.json").read_text())["max_len"]
 
 
-def test_training_resumes_from_a_checkpoint_with_its_vocabulary(small_bundle, tmp_path):
-    from export.train import TrainConfig, load_checkpoint, train
+def _train_on(small_bundle, out, **cfg):
+    """One more epoch from the small bundle's checkpoint; its train config and the new path."""
+    from export.train import TrainConfig, train
 
     first = json.loads((small_bundle / "manifest.json").read_text())["provenance"]["train_config"]
-    _, vocab, _ = load_checkpoint(first["out"])
-    out = train(
-        TrainConfig(
-            train=first["train"],
-            out=str(tmp_path / "more.pt"),
-            epochs=1,
-            batch_size=32,
-            cache_dir=first["cache_dir"],
-            init=first["out"],
-        )
+    config = TrainConfig(
+        train=first["train"],
+        out=str(out),
+        epochs=1,
+        batch_size=32,
+        cache_dir=first["cache_dir"],
+        init=first["out"],
+        **cfg,
     )
+    return first, train(config)
+
+
+def test_training_resumes_from_a_checkpoint_with_its_vocabulary(small_bundle, tmp_path):
+    from export.train import load_checkpoint
+
+    first, out = _train_on(small_bundle, tmp_path / "more.pt")
+    _, vocab, _ = load_checkpoint(first["out"])
     _, vocab2, ckpt = load_checkpoint(out)
     assert vocab2 == vocab and ckpt["train"]["init"] == first["out"]
 
@@ -306,22 +313,10 @@ def test_self_critical_training_moves_the_decoder_and_keeps_the_vocabulary(
 ):
     import torch
 
-    from export.train import TrainConfig, load_checkpoint, train
+    from export.train import load_checkpoint
 
-    first = json.loads((small_bundle / "manifest.json").read_text())["provenance"]["train_config"]
+    first, out = _train_on(small_bundle, tmp_path / "scst.pt", lr=1e-4, scst=3)
     before, vocab, _ = load_checkpoint(first["out"])
-    out = train(
-        TrainConfig(
-            train=first["train"],
-            out=str(tmp_path / "scst.pt"),
-            epochs=1,
-            batch_size=32,
-            lr=1e-4,
-            cache_dir=first["cache_dir"],
-            init=first["out"],
-            scst=3,
-        )
-    )
     after, vocab2, ckpt = load_checkpoint(out)
     assert vocab2 == vocab and ckpt["train"]["scst"] == 3
     assert not torch.equal(before.decoder.fc.weight, after.decoder.fc.weight)
