@@ -194,17 +194,50 @@ def _val_score(cfg: TrainConfig, captions: list[str], val) -> float:
     return scores[cfg.metric]
 
 
+# what a checkpoint's model is made of: under --init or --resume these come from the checkpoint
+# loaded, whatever the flags say
+_SHAPE = (
+    "backbone",
+    "context",
+    "region_dim",
+    "attention_dim",
+    "embed_dim",
+    "hidden_dim",
+    "dropout",
+)
+
+
+def _origin(path: str, ckpt: dict) -> dict:
+    """The stage an --init run starts from: its checkpoint, settings and scores, and the stages
+    before it (no weights)."""
+    return {"checkpoint": path, **{k: ckpt[k] for k in ("train", "metrics", "from") if k in ckpt}}
+
+
 def _checkpoint(
-    model: CaptionModel, vocab: Vocab, cfg: TrainConfig, metrics: dict, **extra
+    model: CaptionModel,
+    vocab: Vocab,
+    cfg: TrainConfig,
+    metrics: dict,
+    loaded: dict | None = None,
+    origin: dict | None = None,
+    **extra,
 ) -> dict:
+    """loaded: the checkpoint an --init or --resume run took its model and vocabulary from (the
+    settings saved say what those were, not the flags that could not change them); origin: the
+    stage an --init run started from."""
     state = model.state_dict() if cfg.finetune_lr > 0 else model.trainable_state()
+    record = asdict(cfg)
+    if loaded is not None:
+        record.update({k: model.cfg.to_dict()[k] for k in _SHAPE})
+        record["min_freq"] = loaded.get("train", {}).get("min_freq", cfg.min_freq)
     return {
         "config": model.cfg.to_dict(),
         "vocab": list(vocab.words),
         "state": state,
-        "train": asdict(cfg),
+        "train": record,
         "metrics": metrics,
         "finetuned_backbone": cfg.finetune_lr > 0,
+        **({"from": origin} if origin else {}),
         **extra,
     }
 
@@ -249,16 +282,18 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         for c in (s.captions[:1] if cfg.captions == "first" or cfg.scst else s.captions)
     ]
     cider = scst.CiderD([list(s.captions) for s in samples]) if cfg.scst else None
-    resume = None
+    resume = loaded = origin = None
     if cfg.resume:
         model, vocab, resume = load_checkpoint(cfg.resume)
+        loaded, origin = resume, resume.get("from")
         if "optimizer" not in resume:
             raise InputError(
                 f"{cfg.resume}: no optimizer state to resume from (it is a best "
                 f"checkpoint; resume from {last_path(cfg.resume).name}, or --init it)"
             )
     elif cfg.init:
-        model, vocab, _ = load_checkpoint(cfg.init)
+        model, vocab, loaded = load_checkpoint(cfg.init)
+        origin = _origin(cfg.init, loaded)
     else:
         vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
         model = CaptionModel(
@@ -472,7 +507,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             }
             if score > best:
                 best, bad = score, 0
-                torch.save(_checkpoint(model, vocab, cfg, metrics), out)
+                torch.save(_checkpoint(model, vocab, cfg, metrics, loaded, origin), out)
             else:
                 bad += 1
             stop = bool(cfg.patience) and bad >= cfg.patience
@@ -482,6 +517,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                     vocab,
                     cfg,
                     metrics,
+                    loaded,
+                    origin,
                     optimizer=opt.state_dict(),
                     epoch=epoch + 1,
                     best=best,

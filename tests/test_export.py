@@ -300,12 +300,22 @@ def _train_on(small_bundle, out, **cfg):
 
 
 def test_training_resumes_from_a_checkpoint_with_its_vocabulary(small_bundle, tmp_path):
+    from export.onnx_export import ExportConfig, _provenance
     from export.train import load_checkpoint
 
-    first, out = _train_on(small_bundle, tmp_path / "more.pt")
-    _, vocab, _ = load_checkpoint(first["out"])
-    _, vocab2, ckpt = load_checkpoint(out)
+    # flags that cannot change an --init model: its record says what the model is instead
+    first, out = _train_on(small_bundle, tmp_path / "more.pt", hidden_dim=64, min_freq=9)
+    before, vocab, first_ckpt = load_checkpoint(first["out"])
+    after, vocab2, ckpt = load_checkpoint(out)
     assert vocab2 == vocab and ckpt["train"]["init"] == first["out"]
+    assert after.cfg.hidden_dim == before.cfg.hidden_dim == ckpt["train"]["hidden_dim"] != 64
+    assert ckpt["train"]["min_freq"] == first["min_freq"] != 9
+    # the bundle's provenance keeps the first stage's settings and scores
+    made = _provenance(ExportConfig(checkpoint=str(out), out=str(tmp_path / "b")), ckpt)
+    assert made["trained_from"]["checkpoint"] == first["out"]
+    assert made["trained_from"]["metrics"] == first_ckpt["metrics"]
+    assert made["trained_from"]["train"]["epochs"] == first["epochs"] == 4
+    assert made["train_config"]["epochs"] == 1 and "from" not in first_ckpt
 
 
 def test_self_critical_training_moves_the_decoder_and_keeps_the_vocabulary(
