@@ -19,7 +19,7 @@ forward pass runs in fp16 autocast with a gradient scaler.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -213,28 +213,30 @@ def _origin(path: str, ckpt: dict) -> dict:
     return {"checkpoint": path, **{k: ckpt[k] for k in ("train", "metrics", "from") if k in ckpt}}
 
 
+def _as_loaded(cfg: TrainConfig, model: CaptionModel, ckpt: dict) -> TrainConfig:
+    """The settings of a run whose model and vocabulary come from a checkpoint (--init or
+    --resume): the model's shape and the vocabulary's min_freq are the checkpoint's, whatever
+    the flags said, so the checkpoints saved record what was trained."""
+    shape = {k: model.cfg.to_dict()[k] for k in _SHAPE}
+    min_freq = ckpt.get("train", {}).get("min_freq", cfg.min_freq)
+    return replace(cfg, **shape, min_freq=min_freq)
+
+
 def _checkpoint(
     model: CaptionModel,
     vocab: Vocab,
     cfg: TrainConfig,
     metrics: dict,
-    loaded: dict | None = None,
     origin: dict | None = None,
     **extra,
 ) -> dict:
-    """loaded: the checkpoint an --init or --resume run took its model and vocabulary from (the
-    settings saved say what those were, not the flags that could not change them); origin: the
-    stage an --init run started from."""
+    """origin: the stage an --init run started from (see _origin)."""
     state = model.state_dict() if cfg.finetune_lr > 0 else model.trainable_state()
-    record = asdict(cfg)
-    if loaded is not None:
-        record.update({k: model.cfg.to_dict()[k] for k in _SHAPE})
-        record["min_freq"] = loaded.get("train", {}).get("min_freq", cfg.min_freq)
     return {
         "config": model.cfg.to_dict(),
         "vocab": list(vocab.words),
         "state": state,
-        "train": record,
+        "train": asdict(cfg),
         "metrics": metrics,
         "finetuned_backbone": cfg.finetune_lr > 0,
         **({"from": origin} if origin else {}),
@@ -282,18 +284,18 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         for c in (s.captions[:1] if cfg.captions == "first" or cfg.scst else s.captions)
     ]
     cider = scst.CiderD([list(s.captions) for s in samples]) if cfg.scst else None
-    resume = loaded = origin = None
+    resume = origin = None
     if cfg.resume:
         model, vocab, resume = load_checkpoint(cfg.resume)
-        loaded, origin = resume, resume.get("from")
         if "optimizer" not in resume:
             raise InputError(
                 f"{cfg.resume}: no optimizer state to resume from (it is a best "
                 f"checkpoint; resume from {last_path(cfg.resume).name}, or --init it)"
             )
+        cfg, origin = _as_loaded(cfg, model, resume), resume.get("from")
     elif cfg.init:
         model, vocab, loaded = load_checkpoint(cfg.init)
-        origin = _origin(cfg.init, loaded)
+        cfg, origin = _as_loaded(cfg, model, loaded), _origin(cfg.init, loaded)
     else:
         vocab = Vocab.build((c for _, c in pairs), cfg.min_freq)
         model = CaptionModel(
@@ -507,7 +509,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
             }
             if score > best:
                 best, bad = score, 0
-                torch.save(_checkpoint(model, vocab, cfg, metrics, loaded, origin), out)
+                torch.save(_checkpoint(model, vocab, cfg, metrics, origin), out)
             else:
                 bad += 1
             stop = bool(cfg.patience) and bad >= cfg.patience
@@ -517,7 +519,6 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
                     vocab,
                     cfg,
                     metrics,
-                    loaded,
                     origin,
                     optimizer=opt.state_dict(),
                     epoch=epoch + 1,
