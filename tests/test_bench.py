@@ -154,6 +154,25 @@ def test_objects_head_cost_is_timed_against_the_encoder_without_it(report):
         assert 0 < r["encoder_plain_ms"]["p50"] and f"| {r['where_overhead_pct']:.2f} |" in table
 
 
+def test_int8_encoder_gain_is_timed_in_pairs_against_its_floor(report):
+    """fp32 ÷ int8 encoder from runs paired image by image in one process: every bench image
+    in every paired pass gives a pair, the median lies inside the middle half, and the line
+    states the figure against the floor of 1.8 as met or not by the figure itself."""
+    from runtime.app.bench import PAIRED_PASSES, BenchConfig, int8_encoder_gain
+
+    data, _, table = report
+    eg = data["int8_encoder_gain"]
+    assert eg["pairs"] == data["runs"] * PAIRED_PASSES * data["images"]
+    lo, hi = eg["ratio_iqr"]
+    assert 0 < lo <= eg["ratio"] <= hi and eg["floor"] == 1.8
+    assert 0 < eg["int8_encoder_ms"]["p50"] and 0 < eg["fp32_encoder_ms"]["p50"]
+    met = "met" if eg["ratio"] >= 1.8 else "NOT met"
+    assert f"{eg['ratio']:.2f}, p50 {eg['fp32_encoder_ms']['p50']:.2f} / " in table
+    assert f"(floor 1.8: {met})." in table
+    # without both precisions there is nothing to pair, and nothing is loaded
+    assert int8_encoder_gain(BenchConfig(precisions=("fp32", "fp16")), []) is None
+
+
 def test_text_channel_cost_is_timed_with_and_without_a_sign(report):
     data, _, table = report
     text = data["text"]
@@ -321,7 +340,9 @@ def test_readme_shows_the_committed_run():
         a, b = slow[stage]["p50"], fast[stage]["p50"]
         assert f"{a:.2f} / {b:.2f} = {a / b:.2f}" in performance, stage
     for line in table.splitlines():  # the lines a newer run adds below the table
-        if line.startswith(("On disk:", "PyTorch eager", "This bundle ÷ the baseline")):
+        if line.startswith(
+            ("On disk:", "PyTorch eager", "ONNX Runtime fp32 ÷ int8", "This bundle ÷ the baseline")
+        ):
             assert line in readme, line
 
 

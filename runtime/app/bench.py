@@ -11,7 +11,8 @@ on one, so the ratios between rows hold even where absolute times drift. Each pa
 preprocess, encoder, every decoder step and the whole caption, and the caption's overhead
 beyond those parts. With `rounds` > 1 that is repeated with fresh processes and the samples are
 pooled. The parent adds the agreement with fp32 ONNX captions, BLEU-4 where references exist,
-each precision's size on disk against fp32's, PyTorch eager ÷ int8 against its floor,
+each precision's size on disk against fp32's, PyTorch eager ÷ int8 against its floor, the
+int8 encoder's speed-up over fp32 timed in pairs image by image against its floor,
 text-to-speech synthesis time, the channels' prices (the text channel's as `describe` builds
 it), and the machine block. The torch row is served by `python -m export bench-row` (training
 extras), since the runtime never imports torch.
@@ -507,6 +508,7 @@ def run(cfg: BenchConfig) -> dict:
         "on_disk": disk,
         "torch_vs_int8": torch_vs_int8(results),
         "vs_baseline": vs_baseline(results),
+        "int8_encoder_gain": int8_encoder_gain(cfg, frames),
         "speech": speech,
         "text": text_timing(frames, cfg.runs, describe_setup(cfg)),
         "detector": detector_timing(frames, cfg.runs, cfg),
@@ -582,6 +584,47 @@ def torch_vs_int8(results: list[dict]) -> dict | None:
         "int8_caption_p50": b,
         "ratio": round(a / b, 2),
         "floor": TORCH_FLOOR,
+    }
+
+
+INT8_ENCODER_FLOOR = 1.8  # fp32 ÷ int8 encoder time, paired image by image: at least this
+PAIRED_PASSES = 4  # passes over the images per timed run for the paired encoder timing
+
+
+def int8_encoder_gain(cfg: BenchConfig, frames: list[np.ndarray]) -> dict | None:
+    """The int8 encoder's speed-up over fp32, timed in pairs: each image through the fp32
+    encoder, then through the int8 one (the order swapped from pair to pair), each run right
+    after an untimed run of the same session on the same image, so both are warm and the two
+    timed runs are milliseconds apart. The ratio is the median of the pairs' fp32 ÷ int8. The
+    rows' encoder p50s are timed a pass apart, so the machine's drift between passes lands on
+    their ratio (docs/performance.md); a pair shares its moment. None unless both precisions
+    are benched."""
+    from runtime.model import io_spec
+    from runtime.model.preprocess import preprocess
+
+    if not {"fp32", "int8"} <= set(cfg.precisions):
+        return None
+    caps = {p: captioner(replace(cfg.options, precision=p, beam=1))[0] for p in ("fp32", "int8")}
+    blobs = {p: [preprocess(f, c.bundle.preprocess) for f in frames] for p, c in caps.items()}
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    order = ["fp32", "int8"]
+    for _ in range(cfg.runs * PAIRED_PASSES):
+        for i in range(len(frames)):
+            for p in order:
+                feed = {io_spec.IMAGE: blobs[p][i]}
+                caps[p].encoder.run(None, feed)  # the session's own weights in the caches
+                t = time.perf_counter()
+                caps[p].encoder.run(None, feed)
+                times[p].append((time.perf_counter() - t) * 1e3)
+            order.reverse()
+    ratios = np.asarray(times["fp32"]) / np.asarray(times["int8"])
+    return {
+        "fp32_encoder_ms": _pct(times["fp32"]),
+        "int8_encoder_ms": _pct(times["int8"]),
+        "pairs": len(ratios),
+        "ratio": round(float(np.median(ratios)), 3),
+        "ratio_iqr": [round(float(q), 3) for q in np.percentile(ratios, [25, 75])],
+        "floor": INT8_ENCODER_FLOOR,
     }
 
 
@@ -917,6 +960,17 @@ def markdown(report: dict) -> str:
             "PyTorch eager ÷ ONNX Runtime int8, caption p50: "
             f"{tv['torch_caption_p50']:.2f} / {tv['int8_caption_p50']:.2f} = "
             f"{tv['ratio']:.2f} (floor {tv['floor']:g}: {met}).",
+        ]
+    eg = report.get("int8_encoder_gain")
+    if eg:
+        met = "met" if eg["ratio"] >= eg["floor"] else "NOT met"
+        lo, hi = eg["ratio_iqr"]
+        lines += [
+            "",
+            "ONNX Runtime fp32 ÷ int8 encoder, timed in pairs image by image (median of "
+            f"{eg['pairs']} pairs' ratios, middle half {lo:.2f}–{hi:.2f}): "
+            f"{eg['ratio']:.2f}, p50 {eg['fp32_encoder_ms']['p50']:.2f} / "
+            f"{eg['int8_encoder_ms']['p50']:.2f} ms (floor {eg['floor']:g}: {met}).",
         ]
     vb = report.get("vs_baseline")
     if vb:
