@@ -287,7 +287,10 @@ def test_readme_truth_table_is_the_committed_runs():
         "fp32": "brief, fp32 (detector and captioner)",
         "full": "`--verbosity full`, int8",
         "without_detector": "without the detector (`--channel caption,objects,text`)",
-        "cross_entropy_stage": "the cross-entropy stage alone with the detector (brief, int8)",
+        "cross_entropy_stage": "the first cross-entropy stage alone with the detector "
+        "(brief, int8)",
+        "previous_default": "the previous default captioner (one self-critical epoch) with the "
+        "detector (brief, int8)",
     }
     for name, label in rows.items():
         m = runs[name]["metrics"]
