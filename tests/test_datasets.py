@@ -466,25 +466,79 @@ def test_finetuning_the_top_blocks_reads_cached_maps_and_leaves_the_rest(corpus,
         train(replace(cfg, finetune_blocks=6))
 
 
-@pytest.mark.system  # trains and exports in-process (tens of seconds)
-def test_finetuning_the_encoder_changes_it_and_exports(corpus, tmp_path):
+def test_whole_encoder_order_keeps_each_images_captions_together():
+    """Fine-tuning the whole encoder, the epoch's order visits every pair once, each image's
+    pairs one after another, in a shuffled order of images that differs between epochs."""
+    import numpy as np
+
+    from export.train import _by_image
+
+    image_of = np.repeat(np.arange(40), 5)[np.random.default_rng(3).permutation(200)]
+    rng = np.random.default_rng(0)
+    first, second = _by_image(rng, image_of), _by_image(rng, image_of)
+    for order in first, second:
+        assert sorted(order) == list(range(200))
+        runs = image_of[order]
+        assert (runs[1:] != runs[:-1]).sum() == 39  # 40 runs: one per image
+    assert not np.array_equal(image_of[first][::5], image_of[second][::5])
+
+
+def test_whole_encoder_step_runs_each_image_once_and_matches_running_it_per_caption():
+    """`rows` maps each caption to its image among a batch's distinct ones: the same logits as
+    sending every caption's image through the encoder, with the encoder run once per image."""
     import torch
 
-    from export.model import load_pretrained_backbone
+    from export.model import CaptionModel, ModelConfig
+    from export.train import TrainStep
+
+    torch.manual_seed(0)
+    model = CaptionModel(ModelConfig(vocab_size=30, region_dim=32, attention_dim=32,
+                                     embed_dim=16, hidden_dim=32)).eval()  # fmt: skip
+    net = TrainStep(model, finetune=True)
+    images = torch.randn(2, 3, 224, 224)
+    rows = torch.tensor([0, 0, 1, 0, 1])
+    tokens = torch.randint(3, 30, (5, 7))
+    seen = []
+    model.backbone._conv_stem.register_forward_hook(lambda m, x, y: seen.append(len(y)))
+    with torch.no_grad():
+        once, _ = net(images, tokens, rows=rows)
+        each, _ = net(images[rows], tokens)
+    assert seen == [2, 5]
+    torch.testing.assert_close(once, each, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(once[0], once[2])  # the two images do differ
+
+
+@pytest.mark.system  # trains and exports in-process (tens of seconds)
+def test_finetuning_the_encoder_changes_it_and_exports(corpus, tmp_path, monkeypatch):
+    import torch
+
+    from export.model import EfficientNetLite, load_pretrained_backbone
     from export.onnx_export import ExportConfig, export_bundle
     from export.train import TrainConfig, load_checkpoint, train
 
     root, _ = corpus
+    ran, region_features = [], EfficientNetLite.region_features
+
+    def counted(self, x):
+        ran.append(len(x))
+        return region_features(self, x)
+
+    monkeypatch.setattr(EfficientNetLite, "region_features", counted)
     ckpt = train(
         TrainConfig(
             train=str(root / "captions.jsonl"),
             out=str(tmp_path / "ft.pt"),
             epochs=1,
             batch_size=8,
+            captions="all",
             finetune_lr=1e-4,
             cache_dir=str(root / "cache"),
         )
     )
+    # every caption of the N scenes is trained on, yet each batch runs its distinct images
+    # only: about N images in all (one more where a batch splits an image's captions)
+    pairs = sum(len(json.loads(line)["captions"]) for line in open(root / "captions.jsonl"))
+    assert pairs > 2 * N and N <= sum(ran) <= N + -(-pairs // 8), (pairs, ran)
     model, _, meta = load_checkpoint(ckpt)
     assert meta["finetuned_backbone"]
     before = load_pretrained_backbone().state_dict()["_conv_head.weight"]

@@ -318,6 +318,39 @@ def test_training_resumes_from_a_checkpoint_with_its_vocabulary(small_bundle, tm
     assert made["train_config"]["epochs"] == 1 and "from" not in first_ckpt
 
 
+def test_training_continues_from_a_bundle_folder_without_its_checkpoint(small_bundle, tmp_path):
+    """`--init BUNDLE`: a shipped model trains on when its checkpoint is gone. The weights read
+    back are the checkpoint's as the export rounded them, with its vocabulary and min_freq,
+    and the new run records the bundle and the stages before it."""
+    import torch
+
+    from export.model import round_trained_weights_fp16
+    from export.train import TrainConfig, load_checkpoint, train
+
+    first = json.loads((small_bundle / "manifest.json").read_text())["provenance"]["train_config"]
+    exported, vocab, _ = load_checkpoint(first["out"])
+    round_trained_weights_fp16(exported)
+    read, vocab2, meta = load_checkpoint(small_bundle)
+    assert vocab2 == vocab and meta["train"]["min_freq"] == first["min_freq"]
+    want, got = exported.trainable_state(), read.trainable_state()
+    assert want.keys() == got.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=k)
+    more = TrainConfig(
+        train=first["train"],
+        out=str(tmp_path / "more.pt"),
+        epochs=1,
+        batch_size=32,
+        cache_dir=first["cache_dir"],
+        init=str(small_bundle),
+    )
+    out = train(more)
+    model, vocab3, ckpt = load_checkpoint(out)
+    assert vocab3 == vocab and ckpt["from"]["checkpoint"] == str(small_bundle)
+    assert ckpt["from"]["metrics"] == meta["metrics"]
+    assert not torch.equal(model.decoder.fc.weight, read.decoder.fc.weight)
+
+
 def test_self_critical_training_moves_the_decoder_and_keeps_the_vocabulary(
     small_bundle, tmp_path, capsys
 ):
