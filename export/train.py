@@ -130,9 +130,7 @@ def _bundle_checkpoint(root: Path) -> tuple[CaptionModel, Vocab, dict]:
     bundle = load_bundle(root)
     model = model_from_bundle(bundle)
     prov = bundle.manifest.get("provenance", {})
-    train = dict(prov.get("train_config", {}))
-    metrics = prov.get("training_metrics", {})
-    ckpt = {"train": train, "metrics": metrics, "bundle": str(root)}
+    ckpt = {"train": prov.get("train_config", {}), "metrics": prov.get("training_metrics", {})}
     if "trained_from" in prov:
         ckpt["from"] = prov["trained_from"]
     return model, bundle.vocab, ckpt
@@ -426,9 +424,9 @@ def _train(cfg: TrainConfig, d: distributed.Dist) -> Path:
         backbone.eval()  # its batch-norm statistics stay ImageNet's, fine-tuned or not
         # fine-tuning the whole encoder, an image's captions come together, so that each batch
         # runs an image through the encoder once, not once per caption (5x fewer passes)
-        mixed = _by_image(rng, image_of) if finetune and below is None else None
-        order = (rng.permutation(len(pairs)) if mixed is None else mixed)[:usable]
-        order = order[d.rank :: d.world]
+        whole = finetune and below is None
+        order = _by_image(rng, image_of) if whole else rng.permutation(len(pairs))
+        order = order[:usable][d.rank :: d.world]
         bar = tqdm(
             range(0, len(order), per), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not d.main
         )

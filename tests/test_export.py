@@ -283,7 +283,8 @@ def test_small_bundle_runs_through_the_runtime_cli(small_bundle, tmp_path):
 
 
 def _train_on(small_bundle, out, **cfg):
-    """One more epoch from the small bundle's checkpoint; its train config and the new path."""
+    """One more epoch from the small bundle's checkpoint (or `init=`); its train config and the
+    new path."""
     from export.train import TrainConfig, train
 
     first = json.loads((small_bundle / "manifest.json").read_text())["provenance"]["train_config"]
@@ -293,8 +294,7 @@ def _train_on(small_bundle, out, **cfg):
         epochs=1,
         batch_size=32,
         cache_dir=first["cache_dir"],
-        init=first["out"],
-        **cfg,
+        **{"init": first["out"], **cfg},
     )
     return first, train(config)
 
@@ -325,7 +325,7 @@ def test_training_continues_from_a_bundle_folder_without_its_checkpoint(small_bu
     import torch
 
     from export.model import round_trained_weights_fp16
-    from export.train import TrainConfig, load_checkpoint, train
+    from export.train import load_checkpoint
 
     first = json.loads((small_bundle / "manifest.json").read_text())["provenance"]["train_config"]
     exported, vocab, _ = load_checkpoint(first["out"])
@@ -336,15 +336,7 @@ def test_training_continues_from_a_bundle_folder_without_its_checkpoint(small_bu
     assert want.keys() == got.keys()
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0, msg=k)
-    more = TrainConfig(
-        train=first["train"],
-        out=str(tmp_path / "more.pt"),
-        epochs=1,
-        batch_size=32,
-        cache_dir=first["cache_dir"],
-        init=str(small_bundle),
-    )
-    out = train(more)
+    _, out = _train_on(small_bundle, tmp_path / "more.pt", init=str(small_bundle))
     model, vocab3, ckpt = load_checkpoint(out)
     assert vocab3 == vocab and ckpt["from"]["checkpoint"] == str(small_bundle)
     assert ckpt["from"]["metrics"] == meta["metrics"]
