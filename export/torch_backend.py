@@ -98,7 +98,7 @@ def model_from_bundle(bundle: Bundle) -> CaptionModel:
     state = {}
     for name, (graph, init, transposed) in m["torch_weights"].items():
         a = numpy_helper.to_array(inits[graph][init])
-        state[name] = torch.from_numpy(np.ascontiguousarray(a.T if transposed else a))
+        state[name] = torch.from_numpy(np.array(a.T if transposed else a, order="C"))  # writable
     model.load_state_dict({**model.state_dict(), **state})
     return model.eval()
 
